@@ -1,0 +1,104 @@
+"""The exceptions raised by :mod:`diagnosis`.
+
+Every error the package raises on purpose derives from :class:`DiagnosisError`,
+so callers (and the CLI) can catch one type::
+
+    DiagnosisError
+     ├── TopologyError      (also ValueError)  unknown component, cycle, bad probability
+     ├── EvidenceError      (also ValueError)  unknown symptom or state
+     ├── IncidentLogError   (also ValueError)  a malformed incident record
+     ├── ModelError         (also ValueError)  a table does not normalise, a model too large
+     └── NotFittedError     (also AttributeError)
+"""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Iterable
+
+__all__ = [
+    "DiagnosisError",
+    "EvidenceError",
+    "IncidentLogError",
+    "ModelError",
+    "NotFittedError",
+    "TopologyError",
+    "suggest",
+]
+
+
+class DiagnosisError(Exception):
+    """Base class of every error raised on purpose by :mod:`diagnosis`."""
+
+
+class TopologyError(DiagnosisError, ValueError):
+    """A topology file or object is invalid.
+
+    Parameters
+    ----------
+    message : str
+        What is wrong, with the bad value and what is allowed.
+    source : str, optional
+        The file the topology came from.
+    path : str, optional
+        Where inside the file, as a dotted path (``components[3].calls[0]``).
+    """
+
+    def __init__(self, message: str, *, source: str | None = None, path: str | None = None):
+        self.source = source
+        self.path = path
+        where = ", ".join(p for p in (source, path) if p)
+        super().__init__(f"{where}: {message}" if where else message)
+
+
+class EvidenceError(DiagnosisError, ValueError):
+    """Evidence names an unknown symptom or state, or is malformed."""
+
+
+class IncidentLogError(DiagnosisError, ValueError):
+    """An incident record is malformed.
+
+    Parameters
+    ----------
+    message : str
+        What is wrong.
+    rows : list of dict, optional
+        The failing rows, each with its location and reason.
+    """
+
+    def __init__(self, message: str, *, rows: list[dict] | None = None):
+        self.rows = list(rows or [])
+        super().__init__(message)
+
+
+class ModelError(DiagnosisError, ValueError):
+    """A probability table does not normalise, or a model cannot be built or compiled."""
+
+
+class NotFittedError(DiagnosisError, AttributeError):
+    """An estimator was used before :meth:`fit`."""
+
+
+def suggest(name: str, known: Iterable[str], *, n: int = 3) -> str:
+    """Return a ``"; did you mean ...?"`` clause for the closest known names, or ``""``.
+
+    Parameters
+    ----------
+    name : str
+        The unknown name.
+    known : iterable of str
+        The allowed names.
+    n : int, default 3
+        At most this many suggestions.
+
+    Examples
+    --------
+    >>> suggest("frontnd", ["frontend", "backend"])
+    "; did you mean 'frontend'?"
+    >>> suggest("zzz", ["frontend"])
+    ''
+    """
+    close = difflib.get_close_matches(str(name), [str(k) for k in known], n=n, cutoff=0.6)
+    if not close:
+        return ""
+    return "; did you mean " + " or ".join(repr(c) for c in close) + "?"
