@@ -1,0 +1,217 @@
+"""The ``diagnosis`` command line: argument parsing and formatting only.
+
+Every verb calls the public API. Exit codes: 0 ok, 1 a :class:`DiagnosisError`
+(message on stderr), 2 a usage error.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+from collections.abc import Sequence
+from typing import TextIO
+
+from diagnosis.evidence import Evidence, read_evidence
+from diagnosis.exceptions import DiagnosisError, EvidenceError
+from diagnosis.localization import ENGINES, Diagnosis, diagnose
+from diagnosis.network import build_network, export_network
+from diagnosis.topology import Topology, load_topology
+
+__all__ = ["main"]
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="diagnosis",
+        description="Probabilistic fault diagnosis for service platforms.",
+    )
+    verbs = parser.add_subparsers(dest="verb", metavar="VERB", required=True)
+
+    p = verbs.add_parser("diagnose", help="rank fault locations and recovery actions for one incident")
+    p.add_argument("--topology", "-t", required=True, metavar="T", help="topology YAML file")
+    p.add_argument(
+        "--observe",
+        "-o",
+        action="append",
+        default=[],
+        metavar="SYMPTOM=OBS",
+        help="an observation: SYMPTOM=fired|passed|absent, or SYMPTOM=fired:P,passed:Q for a score's likelihood (repeatable)",
+    )
+    p.add_argument("--incident", metavar="FILE", help="a YAML/JSON incident file with an 'observations' mapping")
+    p.add_argument("--top", type=int, default=10, metavar="K", help="show the K most probable locations (table format; default 10)")
+    p.add_argument("--format", choices=("table", "json"), default="table")
+    p.add_argument("--engine", choices=ENGINES, default=ENGINES[0], help="inference engine (default: %(default)s)")
+
+    p = verbs.add_parser("export", help="write the Bayesian network of a topology as BIF or XMLBIF")
+    p.add_argument("topology", metavar="TOPOLOGY")
+    p.add_argument("--to", required=True, metavar="FILE", help="output file: .bif, .xmlbif or .xml")
+
+    p = verbs.add_parser("topology", help="check or summarise a topology")
+    sub = p.add_subparsers(dest="action", metavar="ACTION", required=True)
+    c = sub.add_parser("check", help="validate a topology; exit 1 with the first error")
+    c.add_argument("topology", metavar="TOPOLOGY")
+    s = sub.add_parser("show", help="summarise a topology: components, fault modes, symptoms, actions")
+    s.add_argument("topology", metavar="TOPOLOGY")
+    s.add_argument("--format", choices=("table", "json"), default="table")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None, *, stdout: TextIO | None = None, stderr: TextIO | None = None) -> int:
+    """Run the CLI; return the exit code.
+
+    Parameters
+    ----------
+    argv : sequence of str, optional
+        Arguments without the program name (default: ``sys.argv[1:]``).
+    stdout, stderr : text streams, optional
+        Where to write (default: the process's streams).
+    """
+    stdout = stdout or sys.stdout
+    stderr = stderr or sys.stderr
+    parser = _parser()
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:  # argparse already printed the usage error
+        return int(exc.code or 0)
+    try:
+        if args.verb == "diagnose":
+            _diagnose(args, stdout)
+        elif args.verb == "export":
+            path = export_network(build_network(load_topology(args.topology)), args.to)
+            print(f"wrote {path}", file=stdout)
+        elif args.verb == "topology":
+            topology = load_topology(args.topology)
+            if args.action == "check":
+                _check(topology, stdout)
+            else:
+                _show(topology, args.format, stdout)
+    except DiagnosisError as exc:
+        print(f"error: {exc}", file=stderr)
+        return 1
+    return 0
+
+
+def _diagnose(args: argparse.Namespace, out: TextIO) -> None:
+    topology = load_topology(args.topology)
+    observations = {}
+    if args.incident:
+        _, ev = read_evidence(args.incident)
+        observations.update(ev.observations)
+    extra = Evidence.from_strings(args.observe).observations
+    for symptom in extra:
+        if symptom in observations:
+            raise EvidenceError(f"symptom {symptom!r} is given both in {args.incident} and by --observe")
+    observations.update(extra)
+    result = diagnose(topology, Evidence(observations), engine=args.engine)
+    if args.format == "json":
+        json.dump(result.to_dict(), out, indent=2, allow_nan=False)
+        out.write("\n")
+    else:
+        _print_diagnosis(result, topology, args.top, out)
+
+
+def _print_diagnosis(result: Diagnosis, topology: Topology, k: int, out: TextIO) -> None:
+    if result.evidence or result.soft_evidence:
+        print("Evidence applied:", file=out)
+        for var, state in result.evidence.items():
+            print(f"  {var} = {state}", file=out)
+        for var, lik in result.soft_evidence.items():
+            print(f"  {var} ~ likelihood(passed={lik[0]:g}, fired={lik[1]:g})", file=out)
+    else:
+        print("No evidence: showing the prior.", file=out)
+    print(f"\nMost probable fault locations (posterior marginals, engine {result.engine}):", file=out)
+    rows = [(str(i + 1), loc.component, loc.fault_mode, f"{loc.probability:.4f}") for i, loc in enumerate(result.top(k))]
+    _table(("#", "component", "fault mode", "P"), rows, out)
+    print("\nP(component has any fault):", file=out)
+    anyfault = sorted(((1.0 - p["ok"], c) for c, p in result.posteriors.items()), reverse=True)[: min(k, 5)]
+    _table(("component", "P(fault)"), [(c, f"{p:.4f}") for p, c in anyfault], out)
+    print("\nRecovery actions (expected success P(R | D) = sum_L P(R | L, a) P(L | D)):", file=out)
+    rows = [
+        (a.action, a.target, f"{a.expected_success:.4f}", f"{a.cost:g}", "inf" if math.isinf(a.success_per_cost) else f"{a.success_per_cost:.4f}")
+        for a in result.actions[:5]
+    ]
+    _table(("action", "target", "P(success)", "cost", "P/cost"), rows, out)
+    best = result.recommended
+    if best is not None:
+        print(f"\nRecommended: {best.action} {best.target} (expected success {best.expected_success:.3f}, cost {best.cost:g})", file=out)
+
+
+def _table(header: Sequence[str], rows: Sequence[Sequence[str]], out: TextIO) -> None:
+    widths = [max(len(str(x)) for x in col) for col in zip(header, *rows)]
+    print("  " + "  ".join(h.ljust(w) for h, w in zip(header, widths)), file=out)
+    for row in rows:
+        print("  " + "  ".join(str(x).ljust(w) for x, w in zip(row, widths)), file=out)
+
+
+def _check(topology: Topology, out: TextIO) -> None:
+    network = build_network(topology)
+    print(
+        f"ok: {topology.source or topology.name}: {len(topology.components)} components, "
+        f"{len(topology.dependencies)} dependencies, {len(topology.symptoms)} symptoms, "
+        f"{len(topology.actions)} actions; network of {len(network.variables)} variables",
+        file=out,
+    )
+    for dep in topology.dropped_dependencies:
+        print(f"note: dependency {dep.source} -> {dep.target} dropped to break a cycle (cycles: break)", file=out)
+
+
+def _show(topology: Topology, fmt: str, out: TextIO) -> None:
+    network = build_network(topology)
+    if fmt == "json":
+        doc = {
+            "name": topology.name,
+            "components": [
+                {
+                    "name": c.name,
+                    "kind": c.kind,
+                    "host": c.host,
+                    "fault_variable": network.fault_variable[c.name],
+                    "fault_modes": {m.name: {"prior": m.prior, "impact": m.impact} for m in c.fault_modes},
+                    "depends_on": [
+                        {"component": d.target, "type": d.type, "strength": d.strength} for d in topology.dependencies_of(c.name)
+                    ],
+                }
+                for c in topology.components
+            ],
+            "symptoms": [
+                {
+                    "symptom": d.symptom,
+                    "component": d.component,
+                    "watches": d.watches,
+                    "raised_by": dict(d.sensitivity),
+                    "false_alarm": d.false_alarm,
+                    "cost": d.cost,
+                    "variable": network.symptom_variable[d.symptom],
+                }
+                for d in topology.detectors
+            ],
+            "actions": [{"action": a.name, "target": a.component, "success": dict(a.success), "cost": a.cost} for a in topology.actions],
+            "dropped_dependencies": [{"source": d.source, "target": d.target, "type": d.type} for d in topology.dropped_dependencies],
+        }
+        json.dump(doc, out, indent=2)
+        out.write("\n")
+        return
+    print(f"{topology.name}: {len(topology.components)} components, {len(network.variables)} network variables", file=out)
+    rows = []
+    for c in topology.components:
+        deps = ", ".join(f"{d.target}({d.type} {d.strength:g})" for d in topology.dependencies_of(c.name)) or "-"
+        modes = ", ".join(f"{m.name} {m.prior:g}" for m in c.fault_modes)
+        rows.append((c.name, c.kind, deps, modes))
+    _table(("component", "kind", "depends on", "fault modes (prior)"), rows, out)
+    print("\nSymptoms (use with --observe SYMPTOM=fired|passed):", file=out)
+    rows = [
+        (d.symptom, d.watches, ", ".join(f"{t} {p:g}" for t, p in d.sensitivity.items()), f"{d.false_alarm:g}")
+        for d in topology.detectors
+    ]
+    _table(("symptom", "watches", "raised by (sensitivity)", "false alarm"), rows, out)
+    print("\nActions:", file=out)
+    rows = [(a.name, a.component, ", ".join(f"{m} {p:g}" for m, p in a.success.items()), f"{a.cost:g}") for a in topology.actions]
+    _table(("action", "target", "success by fault mode", "cost"), rows, out)
+    for dep in topology.dropped_dependencies:
+        print(f"\nnote: dependency {dep.source} -> {dep.target} dropped to break a cycle", file=out)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())
