@@ -10,7 +10,8 @@ symptoms of an incident into ranked fault locations and a recovery action::
     True
 """
 
-from importlib.metadata import PackageNotFoundError, version
+from importlib.metadata import PackageNotFoundError as _PackageNotFoundError
+from importlib.metadata import version as _version
 
 from diagnosis.datasets import bundled_incident, bundled_topology, list_bundled
 from diagnosis.evidence import Evidence, Observation, ResolvedEvidence, read_evidence
@@ -28,8 +29,8 @@ from diagnosis.recovery import ActionScore, choose_action, score_actions
 from diagnosis.topology import Action, Component, Dependency, Detector, FaultMode, Topology, load_topology
 
 try:
-    __version__ = version("diagnosis")
-except PackageNotFoundError:  # pragma: no cover - running from a source tree without install
+    __version__ = _version("diagnosis")
+except _PackageNotFoundError:  # pragma: no cover - running from a source tree without install
     __version__ = "0.0.0"
 
 __all__ = [

@@ -171,10 +171,11 @@ def diagnose(
     --------
     >>> from diagnosis import bundled_topology, load_topology, diagnose
     >>> topo = load_topology(bundled_topology("webshop"))
-    >>> d = diagnose(topo, {"frontend.latency": "fired", "db.latency": "fired", "db.health_check": "passed"})
+    >>> d = diagnose(topo, {"frontend.latency": "fired", "db.latency": "fired",
+    ...                     "db-host.cpu": "passed", "db-host.disk_usage": "passed"})
     >>> top = d.locations[0]
     >>> (top.component, top.fault_mode), round(top.probability, 3)
-    (('db', 'slow_queries'), 0.575)
+    (('db', 'slow_queries'), 0.32)
     >>> d.recommended.action, d.recommended.target
     ('failover', 'db')
     """

@@ -579,6 +579,7 @@ class _Parser:
         raw_dets = self.merge_section(kind_defaults["detectors"], spec.get("detectors"), f"{path}.detectors", replace=replace)
         detectors = []
         triggers_allowed = [IMPAIRED, *mode_names]
+        user_dets = spec.get("detectors") if isinstance(spec.get("detectors"), Mapping) else {}
         for dname, dspec in raw_dets.items():
             dpath = f"{path}.detectors.{dname}"
             dname = self.ident(dname, dpath, "a detector name")
@@ -587,6 +588,12 @@ class _Parser:
             raised = dspec.get("raised_by")
             if isinstance(raised, str):
                 raised = [raised]
+            if not replace and "raised_by" not in (user_dets.get(dname) or {}) and isinstance(raised, Mapping):
+                # A default detector: keep only the triggers this component has (its
+                # fault modes may have been removed or replaced); drop it if none is left.
+                raised = {t: p for t, p in raised.items() if t in triggers_allowed}
+                if not raised:
+                    continue
             if isinstance(raised, list):
                 if "sensitivity" not in dspec:
                     raise self.fail(f"{dpath}.sensitivity", "is required when raised_by is a list")
@@ -627,13 +634,21 @@ class _Parser:
         # actions
         raw_actions = self.merge_section(kind_defaults["actions"], spec.get("actions"), f"{path}.actions", replace=replace)
         actions = []
+        user_actions = spec.get("actions") if isinstance(spec.get("actions"), Mapping) else {}
         for aname, aspec in raw_actions.items():
             apath = f"{path}.actions.{aname}"
             aname = self.ident(aname, apath, "an action name")
             aspec = self.mapping(aspec, apath)
             self.check_keys(aspec, ("success", "cost"), apath)
             success = {}
-            for mode, p in self.mapping(aspec.get("success", {}), f"{apath}.success").items():
+            from_default = not replace and "success" not in (user_actions.get(aname) or {})
+            raw_success = self.mapping(aspec.get("success", {}), f"{apath}.success")
+            if from_default:
+                # A default action: keep the modes this component has; drop it if none is left.
+                raw_success = {m: p for m, p in raw_success.items() if m in mode_names}
+                if not raw_success:
+                    continue
+            for mode, p in raw_success.items():
                 if mode not in mode_names:
                     raise self.fail(
                         f"{apath}.success.{mode}",

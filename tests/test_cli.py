@@ -1,0 +1,141 @@
+"""The CLI, in-process and through `python -m diagnosis`, and the independent check against pyAgrum."""
+
+import io
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from diagnosis import bundled_incident, bundled_topology
+from diagnosis.cli import main
+
+
+def run(*argv):
+    out, err = io.StringIO(), io.StringIO()
+    code = main(list(map(str, argv)), stdout=out, stderr=err)
+    return code, out.getvalue(), err.getvalue()
+
+
+def test_diagnose_table():
+    code, out, err = run("diagnose", "--topology", bundled_topology("webshop"), "--incident", bundled_incident("webshop-slow-db"))
+    assert code == 0, err
+    assert "Most probable fault locations" in out and "Recommended:" in out
+    first = out.split("Most probable fault locations")[1].splitlines()[2].split()
+    assert first[:3] == ["1", "db", "slow_queries"]
+
+
+def test_diagnose_json_contract():
+    code, out, err = run(
+        "diagnose", "-t", bundled_topology("online-boutique"),
+        "--observe", "frontend.latency=fired", "--observe", "paymentservice.health_check=passed",
+        "--observe", "checkoutservice.error_rate=fired:0.9,passed:0.1", "--format", "json",
+    )  # fmt: skip
+    assert code == 0, err
+    doc = json.loads(out)
+    assert doc["evidence"] == {"symptom__frontend__latency": "fired", "symptom__paymentservice__health_check": "passed"}
+    assert doc["soft_evidence"] == {"symptom__checkoutservice__error_rate": [0.1, 0.9]}
+    assert {"component", "fault_mode", "probability", "variable", "state"} == set(doc["locations"][0])
+    assert {"action", "target", "expected_success", "cost"} <= set(doc["actions"][0])
+
+
+def test_observe_and_incident_cannot_give_the_same_symptom():
+    code, _, err = run(
+        "diagnose", "-t", bundled_topology("webshop"), "--incident", bundled_incident("webshop-slow-db"), "-o", "db.latency=passed"
+    )
+    assert code == 1 and "given both" in err
+
+
+@pytest.mark.parametrize(
+    ("argv", "match"),
+    [
+        (["diagnose", "-t", "{webshop}", "-o", "frontend.latncy=fired"], "error: unknown symptom 'frontend.latncy'; did you mean 'frontend.latency'"),
+        (["diagnose", "-t", "{webshop}", "-o", "frontend.latency=fird"], "unknown observation 'fird'.*did you mean 'fired'"),
+        (["diagnose", "-t", "{webshop}", "-o", "frontend.latency"], "expected SYMPTOM=fired"),
+        (["diagnose", "-t", "{webshop}", "-o", "frontend.latency=fired", "-o", "frontend.latency=passed"], "observed twice"),
+        (["diagnose", "-t", "nope.yaml"], "error: nope.yaml: file not found"),
+        (["diagnose", "-t", "{webshop}", "--incident", "nope.yaml"], "error: nope.yaml: file not found"),
+        (["topology", "check", "nope.yaml"], "file not found"),
+        (["export", "{webshop}", "--to", "x.png"], "unknown format '.png'"),
+    ],
+)
+def test_errors_exit_1_with_a_message(argv, match):
+    argv = [a.format(webshop=bundled_topology("webshop")) for a in argv]
+    code, out, err = run(*argv)
+    assert code == 1
+    assert err.startswith("error: ")
+    assert __import__("re").search(match, err), err
+
+
+def test_usage_error_exits_2(capsys):
+    assert run("diagnose")[0] == 2
+    assert run("frobnicate")[0] == 2
+
+
+def test_bad_incident_file(tmp_path):
+    bad = tmp_path / "inc.yaml"
+    bad.write_text("observations: [1, 2]\n")
+    code, _, err = run("diagnose", "-t", bundled_topology("webshop"), "--incident", bad)
+    assert code == 1 and "expected a mapping with an 'observations' mapping" in err
+
+
+def test_topology_check_and_show():
+    code, out, _ = run("topology", "check", bundled_topology("train-ticket"))
+    assert code == 0 and out.startswith("ok: ") and "dropped to break a cycle" in out
+    code, out, _ = run("topology", "show", bundled_topology("webshop"))
+    assert code == 0 and "db.consistency_check" in out and "db-host.fs_integrity" in out
+    code, out, _ = run("topology", "show", bundled_topology("webshop"), "--format", "json")
+    doc = json.loads(out)
+    assert code == 0
+    assert [c["name"] for c in doc["components"]] == ["frontend", "backend", "db", "db-host"]
+    assert "frontend.latency" in [s["symptom"] for s in doc["symptoms"]]
+    assert {"action", "target", "success", "cost"} <= set(doc["actions"][0])
+
+
+def test_export(tmp_path):
+    code, out, _ = run("export", bundled_topology("webshop"), "--to", tmp_path / "w.xmlbif")
+    assert code == 0 and (tmp_path / "w.xmlbif").is_file()
+
+
+def test_python_dash_m_exit_codes(tmp_path):
+    topo = str(bundled_topology("webshop"))
+    ok = subprocess.run([sys.executable, "-m", "diagnosis", "diagnose", "-t", topo, "-o", "db.latency=fired"], capture_output=True, text=True)
+    assert ok.returncode == 0, ok.stderr
+    assert "Recommended:" in ok.stdout
+    bad = subprocess.run([sys.executable, "-m", "diagnosis", "diagnose", "-t", topo, "-o", "db.latncy=fired"], capture_output=True, text=True)
+    assert bad.returncode == 1 and bad.stderr.startswith("error: ") and "Traceback" not in bad.stderr
+    usage = subprocess.run([sys.executable, "-m", "diagnosis", "diagnose"], capture_output=True, text=True)
+    assert usage.returncode == 2 and "usage:" in usage.stderr
+
+
+# The independent check: our JSON posteriors against pyAgrum's LazyPropagation on the
+# exported network. pyAgrum reads XMLBIF at full precision; its BIF reader rounds to
+# float32 (see test_network.py), so BIF agreement is checked at that precision.
+CASES = [
+    ("webshop", "webshop-slow-db"),
+    ("online-boutique", "online-boutique-checkout"),
+]
+
+
+@pytest.mark.parametrize(("topology", "incident"), CASES)
+@pytest.mark.parametrize(("suffix", "atol"), [(".xmlbif", 1e-9), (".bif", 1e-6)])
+def test_json_posteriors_match_pyagrum(tmp_path, topology, incident, suffix, atol):
+    gum = pytest.importorskip("pyagrum")
+    code, out, err = run("diagnose", "-t", bundled_topology(topology), "--incident", bundled_incident(incident), "--format", "json")
+    assert code == 0, err
+    doc = json.loads(out)
+    path = tmp_path / f"net{suffix}"
+    assert run("export", bundled_topology(topology), "--to", path)[0] == 0
+    if suffix == ".xmlbif":
+        path = path.rename(path.with_suffix(".bifxml"))
+    bn = gum.loadBN(str(path))
+    ie = gum.LazyPropagation(bn)
+    ie.setEvidence(doc["evidence"])
+    ie.makeInference()
+    worst = 0.0
+    for loc in doc["locations"]:
+        post = ie.posterior(loc["variable"])
+        labels = list(bn.variable(loc["variable"]).labels())
+        worst = max(worst, abs(post.toarray()[labels.index(loc["state"])] - loc["probability"]))
+    assert worst <= atol
