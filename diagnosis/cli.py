@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
 import sys
 from collections.abc import Sequence
 from typing import TextIO
@@ -89,6 +90,13 @@ def main(argv: Sequence[str] | None = None, *, stdout: TextIO | None = None, std
                 _show(topology, args.format, stdout)
     except DiagnosisError as exc:
         print(f"error: {exc}", file=stderr)
+        return 1
+    except BrokenPipeError:
+        # The reader went away (`diagnosis ... | head`): stop quietly, as the
+        # Python docs recommend, without a traceback at interpreter exit.
+        if stdout is sys.stdout:
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, sys.stdout.fileno())
         return 1
     return 0
 

@@ -143,8 +143,7 @@ class Network:
         This is the boundary to pgmpy: a fresh object each call, with state
         names, whose CPDs hold exactly this network's tables.
         """
-        from pgmpy.factors.discrete import TabularCPD
-        from pgmpy.models import DiscreteBayesianNetwork
+        from diagnosis._pgmpy import DiscreteBayesianNetwork, TabularCPD
 
         model = DiscreteBayesianNetwork()
         model.add_nodes_from(self.variable_names)
@@ -325,7 +324,7 @@ def export_network(network: Network, path: str | os.PathLike) -> Path:
     pathlib.Path
         The written file.
     """
-    from pgmpy.readwrite import BIFWriter, XMLBIFWriter
+    from diagnosis._pgmpy import BIFWriter, XMLBIFWriter
 
     path = Path(path)
     suffix = path.suffix.lower()

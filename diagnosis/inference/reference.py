@@ -35,7 +35,7 @@ class ReferenceEngine:
     name = "pgmpy-ve"
 
     def __init__(self, model):
-        from pgmpy.inference import VariableElimination
+        from diagnosis._pgmpy import VariableElimination
 
         self._model = model
         self._ve = VariableElimination(model)
@@ -76,7 +76,7 @@ class ReferenceEngine:
         -------
         dict str -> numpy.ndarray of shape (B, card)
         """
-        from pgmpy.factors.discrete import TabularCPD
+        from diagnosis._pgmpy import TabularCPD
 
         evidence = {k: np.asarray(v, dtype=np.int64).reshape(-1) for k, v in (evidence or {}).items()}
         soft_evidence = {k: np.asarray(v, dtype=np.float64).reshape(len(v), -1) for k, v in (soft_evidence or {}).items()}
