@@ -1,0 +1,271 @@
+"""Read models and cases from files; write posteriors.
+
+* :func:`read_model` -- a discrete Bayesian network from ``.bif``, ``.bif.gz``,
+  ``.xmlbif`` or ``.xml`` (XMLBIF), as a pgmpy ``DiscreteBayesianNetwork``.
+* :func:`read_cases` -- a CSV of cases (one row per case, one column per observed
+  variable, state names as values, blank = unobserved) as the batched evidence
+  arrays the engines take.
+* :func:`write_posteriors` -- posteriors as CSV or Parquet, one row per case and
+  one ``VAR=STATE`` column per state, written atomically.
+"""
+
+from __future__ import annotations
+
+import csv
+import gzip
+import io
+import os
+import tempfile
+from collections.abc import Mapping
+from pathlib import Path
+
+import numpy as np
+
+from diagnosis.exceptions import EvidenceError, ModelError, suggest
+from diagnosis.inference._tables import ModelTables
+
+__all__ = ["ModelFileError", "read_cases", "read_model", "write_posteriors"]
+
+_MODEL_SUFFIXES = (".bif", ".bif.gz", ".xmlbif", ".xml", ".xmlbif.gz", ".xml.gz")
+
+
+class ModelFileError(ModelError):
+    """A model file is missing, unreadable, or not a valid network.
+
+    Attributes
+    ----------
+    path : str
+        The file.
+    """
+
+    def __init__(self, path, message: str):
+        self.path = str(path)
+        super().__init__(f"{self.path}: {message}")
+
+
+def _suffix(path: Path) -> str:
+    name = path.name.lower()
+    for s in sorted(_MODEL_SUFFIXES, key=len, reverse=True):
+        if name.endswith(s):
+            return s
+    return path.suffix.lower()
+
+
+def read_model(path: str | os.PathLike):
+    """Read a discrete Bayesian network from a BIF or XMLBIF file.
+
+    Parameters
+    ----------
+    path : str or path-like
+        ``.bif``, ``.bif.gz``, ``.xmlbif``/``.xml`` (optionally ``.gz``).
+
+    Returns
+    -------
+    pgmpy.models.DiscreteBayesianNetwork
+
+    Raises
+    ------
+    ModelFileError
+        The file does not exist, cannot be read or decompressed, has an
+        unsupported extension, does not parse, or its tables are invalid (the
+        message names the file).
+    """
+    p = Path(path)
+    kind = _suffix(p)
+    if kind not in _MODEL_SUFFIXES:
+        raise ModelFileError(p, f"unsupported model file type {kind!r}; use one of {', '.join(_MODEL_SUFFIXES)}")
+    if not p.exists():
+        raise ModelFileError(p, "no such file")
+    if p.is_dir():
+        raise ModelFileError(p, "is a directory, not a model file")
+    try:
+        raw = p.read_bytes()
+        if kind.endswith(".gz"):
+            raw = gzip.decompress(raw)
+        text = raw.decode("utf-8")
+    except (OSError, EOFError, UnicodeDecodeError) as exc:
+        raise ModelFileError(p, f"cannot read: {exc}") from None
+    if not text.strip():
+        raise ModelFileError(p, "file is empty")
+    try:
+        from diagnosis._pgmpy import BIFReader, XMLBIFReader  # quiet pgmpy import boundary
+
+        reader = BIFReader if kind.startswith(".bif") else XMLBIFReader
+        model = reader(string=text).get_model()
+    except Exception as exc:  # the parsers raise many unrelated types on bad input
+        fmt = kind.lstrip(".").split(".")[0].upper()
+        raise ModelFileError(p, f"not a valid {fmt} network: {type(exc).__name__}: {exc}") from None
+    fmt = kind.lstrip(".").split(".")[0].upper()
+    if not list(model.nodes()):
+        raise ModelFileError(p, f"not a valid {fmt} network: no variables found")
+    try:
+        ModelTables.from_pgmpy(model)
+    except ModelError as exc:
+        raise ModelFileError(p, str(exc)) from None
+    return model
+
+
+def _states_of(model) -> Mapping[str, tuple[str, ...]]:
+    """State names per variable of a pgmpy model, an engine, or a mapping."""
+    if hasattr(model, "get_cpds"):  # a pgmpy network
+        t = ModelTables.from_pgmpy(model)
+        return {n: t.states[i] for i, n in enumerate(t.names)}
+    if isinstance(model, Mapping):
+        return {str(k): tuple(str(s) for s in v) for k, v in model.items()}
+    states = getattr(model, "states", None)
+    if isinstance(states, Mapping):
+        return states
+    raise TypeError(f"expected a pgmpy network, an engine or a mapping of states, got {type(model).__name__}")
+
+
+def read_cases(path: str | os.PathLike, model) -> tuple[dict[str, np.ndarray], int]:
+    """Read a CSV of cases into batched hard evidence.
+
+    The first line names the observed variables; each further line is a case,
+    with a state name per column or a blank cell when the variable is
+    unobserved in that case.
+
+    Parameters
+    ----------
+    path : str or path-like
+    model : pgmpy.models.DiscreteBayesianNetwork, engine, or mapping
+        Anything giving the state names per variable (an engine's ``states``).
+
+    Returns
+    -------
+    evidence : dict of str to ndarray of int
+        State index per case, ``-1`` where blank; one entry per column.
+    n_cases : int
+
+    Raises
+    ------
+    EvidenceError
+        Missing file, an unknown column (variable) or state -- naming the data
+        row (1 = the first line after the header), the column and the allowed
+        values -- duplicate columns, or rows with the wrong number of cells.
+    """
+    p = Path(path)
+    states = _states_of(model)
+    try:
+        text = p.read_text(encoding="utf-8-sig")
+    except FileNotFoundError:
+        raise EvidenceError(f"{p}: no such cases file") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise EvidenceError(f"{p}: cannot read cases file: {exc}") from None
+    rows = list(csv.reader(io.StringIO(text)))
+    rows = [r for r in rows if any(c.strip() for c in r)]
+    if not rows:
+        raise EvidenceError(f"{p}: no header line (expected one column per observed variable)")
+    header = [h.strip() for h in rows[0]]
+    seen = set()
+    for h in header:
+        if h not in states:
+            raise EvidenceError(f"{p}: header: unknown column (variable) {h!r}{suggest(h, states)}")
+        if h in seen:
+            raise EvidenceError(f"{p}: header: column {h!r} appears twice")
+        seen.add(h)
+    data = rows[1:]
+    n = len(data)
+    if n == 0:
+        raise EvidenceError(f"{p}: no cases after the header")
+    lookups = {h: {s: i for i, s in enumerate(states[h])} for h in header}
+    out = {h: np.full(n, -1, dtype=np.int64) for h in header}
+    for k, row in enumerate(data, start=1):
+        if len(row) != len(header):
+            raise EvidenceError(f"{p}: row {k}: {len(row)} cells, expected {len(header)} (one per column)")
+        for h, cell in zip(header, row):
+            cell = cell.strip()
+            if not cell:
+                continue
+            i = lookups[h].get(cell)
+            if i is None:
+                allowed = ", ".join(states[h])
+                raise EvidenceError(
+                    f"{p}: row {k}, column {h!r}: unknown state {cell!r}; allowed: {allowed}"
+                    f"{suggest(cell, states[h])}"
+                )
+            out[h][k - 1] = i
+    return out, n
+
+
+def write_posteriors(path: str | os.PathLike, posteriors: Mapping[str, np.ndarray], model) -> Path:
+    """Write posteriors, one row per case and one ``VAR=STATE`` column per state.
+
+    The file is written to a temporary file in the same folder and moved into
+    place with :func:`os.replace`, so readers never see a partial file.
+
+    Parameters
+    ----------
+    path : str or path-like
+        ``.csv`` or ``.parquet`` (Parquet needs ``pyarrow``).
+    posteriors : mapping of str to ndarray
+        ``{variable: array (n_cases, card)}`` as returned by ``engine.query``;
+        columns follow its order.
+    model : pgmpy.models.DiscreteBayesianNetwork, engine, or mapping
+        Gives the state names per variable.
+
+    Returns
+    -------
+    pathlib.Path
+        The written file.
+
+    Raises
+    ------
+    EvidenceError
+        A variable unknown to ``model``, or arrays of inconsistent shape.
+    ModelError
+        An unsupported file type, or pyarrow missing for Parquet.
+    """
+    p = Path(path)
+    fmt = p.suffix.lower()
+    if fmt not in (".csv", ".parquet"):
+        raise ModelError(f"{p}: unsupported output type {fmt!r}; use .csv or .parquet")
+    states = _states_of(model)
+    columns: list[str] = []
+    arrays: list[np.ndarray] = []
+    n = None
+    for var, arr in posteriors.items():
+        if var not in states:
+            raise EvidenceError(f"unknown variable {var!r}{suggest(str(var), states)}")
+        a = np.asarray(arr, dtype=np.float64)
+        if a.ndim != 2 or a.shape[1] != len(states[var]):
+            raise EvidenceError(
+                f"posterior of {var!r} must have shape (n_cases, {len(states[var])}), got {a.shape}"
+            )
+        if n is not None and a.shape[0] != n:
+            raise EvidenceError(f"posterior of {var!r} has {a.shape[0]} cases, others have {n}")
+        n = a.shape[0]
+        for j, s in enumerate(states[var]):
+            columns.append(f"{var}={s}")
+            arrays.append(a[:, j])
+    if fmt == ".parquet":
+        try:
+            import pyarrow as pa
+            import pyarrow.parquet as pq
+        except ImportError:
+            raise ModelError(f"{p}: writing Parquet needs the 'pyarrow' package") from None
+    folder = p.parent if str(p.parent) else Path(".")
+    fd, tmp = tempfile.mkstemp(prefix=f".{p.name}.", suffix=".tmp", dir=folder)
+    try:
+        if fmt == ".csv":
+            with os.fdopen(fd, "w", encoding="utf-8", newline="") as fh:
+                w = csv.writer(fh)
+                w.writerow(columns)
+                if arrays:
+                    block = np.column_stack(arrays)
+                    for row in block:
+                        w.writerow([repr(float(x)) for x in row])
+                fh.flush()
+                os.fsync(fh.fileno())
+        else:
+            os.close(fd)
+            table = pa.table({c: pa.array(a) for c, a in zip(columns, arrays)})
+            pq.write_table(table, tmp)
+        os.replace(tmp, p)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise
+    return p
