@@ -28,7 +28,7 @@ from diagnosis.topology import Topology
 __all__ = ["ENGINES", "Diagnosis", "Location", "diagnose", "make_engine"]
 
 #: Engine names :func:`make_engine` accepts.
-ENGINES = ("reference",)
+ENGINES = ("auto", "exact", "approximate", "reference")
 
 
 @dataclass(frozen=True, slots=True)
@@ -119,31 +119,50 @@ class Diagnosis:
         }
 
 
-def make_engine(network: Network, engine: str = "reference"):
+def make_engine(network: Network, engine: str = "auto", *, memory_budget_bytes: int | None = None):
     """Build an inference engine for ``network``.
 
     Parameters
     ----------
     network : Network
-    engine : {"reference"}
-        ``"reference"`` is pgmpy's exact ``VariableElimination``.
+    engine : {"auto", "exact", "approximate", "reference"}
+        ``"exact"``: the compiled junction-tree engine, refused (ModelError) when
+        its tables exceed the memory budget. ``"auto"``: exact when it fits,
+        otherwise loopy belief propagation (the engine's ``kind`` says which).
+        ``"approximate"``: loopy belief propagation. ``"reference"``: pgmpy's
+        exact ``VariableElimination``, slow, kept as the independent check.
+    memory_budget_bytes : int, optional
+        Budget for the exact engine (default 2 GiB).
 
     Returns
     -------
-    An engine with a ``query(targets, evidence, soft_evidence)`` method.
+    An engine with ``query(targets, evidence, soft_evidence, n_cases=...)``,
+    ``name`` and ``kind`` (``"exact"`` or ``"approximate"``).
     """
+    if engine not in ENGINES:
+        raise ModelError(f"unknown engine {engine!r}; allowed: {list(ENGINES)}")
+    model = network.to_pgmpy()
     if engine == "reference":
         from diagnosis.inference.reference import ReferenceEngine
 
-        return ReferenceEngine(network.to_pgmpy())
-    raise ModelError(f"unknown engine {engine!r}; allowed: {list(ENGINES)}")
+        return ReferenceEngine(model)
+    from diagnosis.inference.compiled import DEFAULT_MEMORY_BUDGET
+    from diagnosis.inference.select import make_engine as select_engine
+
+    budget = DEFAULT_MEMORY_BUDGET if memory_budget_bytes is None else memory_budget_bytes
+    if engine == "approximate":
+        from diagnosis.inference._tables import ModelTables
+        from diagnosis.inference.approximate import LoopyBPEngine
+
+        return LoopyBPEngine(ModelTables.from_pgmpy(model), memory_budget_bytes=budget)
+    return select_engine(model, memory_budget_bytes=budget, allow_approximate=(engine == "auto"))
 
 
 def diagnose(
     model: Topology | Network,
     evidence: Evidence | Mapping[str, Any] | None = None,
     *,
-    engine: Any = "reference",
+    engine: Any = "auto",
 ) -> Diagnosis:
     """Posterior fault locations and recovery actions for one incident.
 
@@ -154,9 +173,9 @@ def diagnose(
         Network (and a prepared engine) to diagnose many incidents.
     evidence : Evidence or mapping symptom -> observation, optional
         What was observed. Symptoms left out are not observed.
-    engine : str or engine, default "reference"
-        An engine name for :func:`make_engine`, or an engine already built
-        for this network.
+    engine : str or engine, default "auto"
+        An engine name for :func:`make_engine` (the compiled exact engine when
+        it fits in memory), or an engine already built for this network.
 
     Returns
     -------
@@ -175,7 +194,7 @@ def diagnose(
     ...                     "db-host.cpu": "passed", "db-host.disk_usage": "passed"})
     >>> top = d.locations[0]
     >>> (top.component, top.fault_mode), round(top.probability, 3)
-    (('db', 'slow_queries'), 0.32)
+    (('db', 'slow_queries'), 0.371)
     >>> d.recommended.action, d.recommended.target
     ('failover', 'db')
     """
@@ -211,5 +230,11 @@ def diagnose(
         posteriors=MappingProxyType(posteriors),
         locations=tuple(locations),
         actions=score_actions(network.topology, posteriors),
-        engine=getattr(eng, "name", type(eng).__name__),
+        engine=_engine_label(eng),
     )
+
+
+def _engine_label(engine) -> str:
+    name = getattr(engine, "name", type(engine).__name__)
+    kind = getattr(engine, "kind", None)
+    return f"{name} ({kind})" if kind and kind not in name else name

@@ -115,6 +115,7 @@ def test_python_dash_m_exit_codes(tmp_path):
 CASES = [
     ("webshop", "webshop-slow-db"),
     ("online-boutique", "online-boutique-checkout"),
+    ("train-ticket", "train-ticket-orders"),
 ]
 
 
@@ -139,3 +140,42 @@ def test_json_posteriors_match_pyagrum(tmp_path, topology, incident, suffix, ato
         labels = list(bn.variable(loc["variable"]).labels())
         worst = max(worst, abs(post.toarray()[labels.index(loc["state"])] - loc["probability"]))
     assert worst <= atol
+
+
+def test_simulate_score_convert(tmp_path):
+    topo = bundled_topology("webshop")
+    code, out, err = run("simulate", "-t", topo, "-n", 120, "--seed", 4, "--out", tmp_path / "log.jsonl")
+    assert code == 0, err
+    assert out.startswith("wrote 120 incidents")
+    again = tmp_path / "again.jsonl"
+    run("simulate", "-t", topo, "-n", 120, "--seed", 4, "--out", again)
+    assert again.read_bytes() == (tmp_path / "log.jsonl").read_bytes()  # same seed, same file
+    code, out, err = run("convert", tmp_path / "log.jsonl", "--out", tmp_path / "log.parquet")
+    assert code == 0 and "wrote 120 incidents" in out, err
+    code, out, err = run("score", "-t", topo, tmp_path / "log.parquet", "--out", tmp_path / "scored.jsonl", "--chunk-size", 50)
+    assert code == 0, err
+    assert "scored 120 incidents" in out and "AC@1" in out and "location" in out
+    code, out, _ = run("score", "-t", topo, tmp_path / "log.jsonl", "--out", tmp_path / "s2.csv", "--format", "json")
+    assert code == 0 and json.loads(out)["n_scored"] == 120
+    code, _, err = run("score", "-t", topo, tmp_path / "missing.jsonl", "--out", tmp_path / "s3.csv")
+    assert code == 1 and "file not found" in err
+    code, _, err = run("score", "-t", topo, tmp_path / "log.jsonl", "--out", tmp_path / "s4.csv", "--scheduler", "tcp://127.0.0.1:1")
+    assert code == 1 and "needs a Parquet log" in err
+
+
+def test_import_alertmanager(tmp_path):
+    topo = tmp_path / "shop.yaml"
+    topo.write_text(
+        "name: shop\n"
+        "components: [{name: frontend, calls: [checkout]}, {name: checkout}]\n"
+        "alerts:\n"
+        "  - {match: {alertname: HighLatency}, symptom: '{service}.latency'}\n"
+        "  - {match: {alertname: HighErrorRate}, symptom: '{service}.error_rate'}\n"
+        "  - {match_re: {alertname: 'KubePod(CrashLooping|NotReady)'}, symptom: '{service}.health_check'}\n"
+    )
+    payloads = __import__("pathlib").Path(__file__).parent / "data" / "alertmanager" / "notifications.jsonl"
+    code, out, err = run("import", "alertmanager", payloads, "-t", topo, "--out", tmp_path / "inc.jsonl")
+    assert code == 0, err
+    assert "wrote 2 incidents" in out
+    frame_lines = (tmp_path / "inc.jsonl").read_text().splitlines()
+    assert len(frame_lines) == 2 and json.loads(frame_lines[0])["topology"] == "shop"
