@@ -45,6 +45,39 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--format", choices=("table", "json"), default="table")
     p.add_argument("--engine", choices=ENGINES, default=ENGINES[0], help="inference engine (default: %(default)s)")
 
+    p = verbs.add_parser("simulate", help="sample incidents with ground truth from a topology's model")
+    p.add_argument("--topology", "-t", required=True, metavar="T")
+    p.add_argument("-n", type=int, required=True, metavar="N", help="number of incidents")
+    p.add_argument("--seed", type=int, default=0, metavar="S", help="random seed (default 0); the same seed gives the same file")
+    p.add_argument("--out", required=True, metavar="FILE", help="output log: .jsonl, .parquet, or a folder for CSV (with --format csv)")
+    p.add_argument("--format", choices=("jsonl", "parquet", "csv"), help="output format (default: from the suffix)")
+    p.add_argument("--max-actions", type=int, default=3, metavar="K", help="recovery attempts per incident at most (default 3)")
+
+    p = verbs.add_parser("score", help="diagnose every incident of a log; accuracy and calibration")
+    p.add_argument("--topology", "-t", required=True, metavar="T")
+    p.add_argument("incidents", metavar="INCIDENTS", help="incident log: .jsonl, .parquet (file or folder), or a CSV folder")
+    p.add_argument("--out", required=True, metavar="SCORED", help="per-incident results: .parquet, .jsonl or .csv; SCORED.summary.json and SCORED.rejects.jsonl go beside it")
+    p.add_argument("--chunk-size", type=int, default=10_000, metavar="N", help="incidents per chunk (default 10000)")
+    p.add_argument("--top-k", type=int, default=5, metavar="K", help="locations kept per incident (default 5)")
+    p.add_argument("--engine", choices=ENGINES, default=ENGINES[0], help="inference engine (default: %(default)s)")
+    p.add_argument("--scheduler", metavar="ADDRESS", help="score on a Dask distributed cluster (Parquet logs)")
+    p.add_argument("--format", choices=("table", "json"), default="table", help="how to print the summary")
+
+    p = verbs.add_parser("convert", help="convert an incident log between JSON Lines, Parquet and CSV")
+    p.add_argument("incidents", metavar="INCIDENTS")
+    p.add_argument("--out", required=True, metavar="FILE")
+    p.add_argument("--format", choices=("jsonl", "parquet", "csv"), help="output format (default: from the suffix)")
+    p.add_argument("--rejects", metavar="FILE", help="where to list records set aside (default: OUT.rejects.jsonl)")
+
+    p = verbs.add_parser("import", help="import incidents from other tools")
+    sub = p.add_subparsers(dest="source", metavar="SOURCE", required=True)
+    a = sub.add_parser("alertmanager", help="Prometheus Alertmanager webhook payloads -> incidents, grouped by time window")
+    a.add_argument("payloads", nargs="+", metavar="PAYLOADS", help="files of webhook payloads: one JSON payload, a JSON array, or JSON Lines")
+    a.add_argument("--topology", "-t", required=True, metavar="T", help="topology whose 'alerts' rules map alert labels to symptoms")
+    a.add_argument("--out", required=True, metavar="INCIDENTS", help="incident log to write (.jsonl, .parquet, or a CSV folder with --format csv)")
+    a.add_argument("--format", choices=("jsonl", "parquet", "csv"))
+    a.add_argument("--window", default="15min", metavar="GAP", help="alerts starting within GAP of the previous one join its incident (default 15min)")
+
     p = verbs.add_parser("export", help="write the Bayesian network of a topology as BIF or XMLBIF")
     p.add_argument("topology", metavar="TOPOLOGY")
     p.add_argument("--to", required=True, metavar="FILE", help="output file: .bif, .xmlbif or .xml")
@@ -79,6 +112,14 @@ def main(argv: Sequence[str] | None = None, *, stdout: TextIO | None = None, std
     try:
         if args.verb == "diagnose":
             _diagnose(args, stdout)
+        elif args.verb == "simulate":
+            _simulate(args, stdout)
+        elif args.verb == "score":
+            _score(args, stdout, stderr)
+        elif args.verb == "convert":
+            _convert(args, stdout)
+        elif args.verb == "import":
+            _import(args, stdout)
         elif args.verb == "export":
             path = export_network(build_network(load_topology(args.topology)), args.to)
             print(f"wrote {path}", file=stdout)
@@ -118,6 +159,90 @@ def _diagnose(args: argparse.Namespace, out: TextIO) -> None:
         out.write("\n")
     else:
         _print_diagnosis(result, topology, args.top, out)
+
+
+def _simulate(args: argparse.Namespace, out: TextIO) -> None:
+    from diagnosis.logformats import write_incidents
+    from diagnosis.simulate import iter_simulate
+
+    topology = load_topology(args.topology)
+    if args.n < 0:
+        raise DiagnosisError(f"-n must be >= 0. Got {args.n!r} instead.")
+    counts = {"incidents": 0, "cause": 0, "observations": 0, "actions": 0}
+
+    def counted(frames):
+        for f in frames:
+            counts["incidents"] += len(f)
+            counts["cause"] += int(f.incidents["cause_component"].notna().sum())
+            counts["observations"] += len(f.observations)
+            counts["actions"] += len(f.actions)
+            yield f
+
+    path = write_incidents(counted(iter_simulate(topology, args.n, rng=args.seed, max_actions=args.max_actions)), args.out, format=args.format)
+    print(
+        f"wrote {counts['incidents']} incidents to {path} ({counts['cause']} with a root cause, "
+        f"{counts['incidents'] - counts['cause']} opened by false alarms alone; "
+        f"{counts['observations']} observations, {counts['actions']} recovery attempts)",
+        file=out,
+    )
+
+
+def _score(args: argparse.Namespace, out: TextIO, err: TextIO) -> None:
+    from diagnosis.scoring import score_log
+
+    topology = load_topology(args.topology)
+    summary = score_log(
+        topology,
+        args.incidents,
+        args.out,
+        chunk_size=args.chunk_size,
+        top_k=args.top_k,
+        engine=args.engine,
+        scheduler=args.scheduler,
+        progress=err.isatty() if hasattr(err, "isatty") else False,
+    )
+    if args.format == "json":
+        json.dump(summary.to_dict(), out, indent=2)
+        out.write("\n")
+        return
+    print(
+        f"scored {summary.n_scored} incidents, set aside {summary.n_rejected} (see {args.out}.rejects.jsonl); "
+        f"{summary.n_chunks} chunks, {summary.n_chunks_resumed} resumed; engine {summary.engine}",
+        file=out,
+    )
+    names = ("n_ranked", "AC@1", "AC@3", "AC@5", "Avg@5", "MRR", "brier", "log_loss", "ece", "ece_top1")
+    rows = []
+    for level, m in summary.metrics.items():
+        rows.append((level, *(str(m[k]) if k == "n_ranked" else f"{m[k]:.4f}" for k in names)))
+    _table(("level", *names), rows, out)
+    print(f"\nsummary with reliability tables: {args.out}.summary.json", file=out)
+
+
+def _convert(args: argparse.Namespace, out: TextIO) -> None:
+    from diagnosis.logformats import read_incidents, write_incidents, write_rejects
+
+    frame, rejects = read_incidents(args.incidents)
+    path = write_incidents(frame, args.out, format=args.format)
+    rej = args.rejects or f"{args.out}.rejects.jsonl"
+    write_rejects(rejects, rej)
+    print(f"wrote {len(frame)} incidents to {path}; {len(rejects)} set aside (listed in {rej})", file=out)
+
+
+def _import(args: argparse.Namespace, out: TextIO) -> None:
+    from diagnosis.alerts import import_alertmanager
+    from diagnosis.logformats import write_incidents, write_rejects
+
+    topology = load_topology(args.topology)
+    frame, rejects, summary = import_alertmanager(args.payloads, topology, window=args.window)
+    path = write_incidents(frame, args.out, format=args.format)
+    rej = write_rejects(rejects, f"{args.out}.rejects.jsonl")
+    print(
+        f"read {summary.payloads} payloads with {summary.alerts} alert notifications ({summary.duplicates} repeats merged); "
+        f"wrote {summary.incidents} incidents to {path}; {len(rejects)} set aside (listed in {rej})",
+        file=out,
+    )
+    for name, count in sorted(summary.unmatched.items()):
+        print(f"  no rule maps alertname {name!r} ({count} alerts)", file=out)
 
 
 def _print_diagnosis(result: Diagnosis, topology: Topology, k: int, out: TextIO) -> None:

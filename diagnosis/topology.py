@@ -12,6 +12,7 @@ from __future__ import annotations
 import copy
 import math
 import re
+import string
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from functools import cache
@@ -25,6 +26,7 @@ import yaml
 from diagnosis.exceptions import TopologyError, suggest
 
 __all__ = [
+    "AlertRule",
     "COMPONENT_KINDS",
     "DEPENDENCY_TYPES",
     "IMPAIRED",
@@ -173,6 +175,38 @@ class Dependency:
 
 
 @dataclass(frozen=True, slots=True)
+class AlertRule:
+    """Maps Prometheus Alertmanager alerts to a symptom.
+
+    An alert matches when every ``match`` label equals its value and every
+    ``match_re`` label fully matches its regular expression. The symptom is
+    ``symptom`` with ``{label}`` placeholders filled from the alert's labels
+    (``"{service}.latency"``).
+    """
+
+    symptom: str
+    match: Mapping[str, str]
+    match_re: Mapping[str, str] = field(default_factory=dict)
+
+    def __post_init__(self):
+        object.__setattr__(self, "match", _frozen(self.match))
+        object.__setattr__(self, "match_re", _frozen(self.match_re))
+
+    def symptom_for(self, labels: Mapping[str, str]) -> str | None:
+        """The symptom this alert maps to, or None when the rule does not match."""
+        for k, v in self.match.items():
+            if labels.get(k) != v:
+                return None
+        for k, pattern in self.match_re.items():
+            if k not in labels or re.fullmatch(pattern, str(labels[k])) is None:
+                return None
+        try:
+            return self.symptom.format_map(dict(labels))
+        except (KeyError, ValueError, IndexError):
+            return None
+
+
+@dataclass(frozen=True, slots=True)
 class Component:
     """A component of the platform with its fault modes, detectors and actions."""
 
@@ -219,6 +253,8 @@ class Topology:
         The dependency edges the model uses (cycle-breaking already applied).
     dropped_dependencies : tuple of Dependency
         Edges removed to break call cycles (``cycles: break``); empty otherwise.
+    alert_rules : tuple of AlertRule
+        How Alertmanager alerts map to symptoms (first matching rule wins).
     leak : float
         P(impaired | no modelled cause), the noisy-OR leak.
     source : str or None
@@ -231,6 +267,7 @@ class Topology:
     leak: float = 0.001
     dropped_dependencies: tuple[Dependency, ...] = ()
     source: str | None = None
+    alert_rules: tuple[AlertRule, ...] = ()
     _index: Mapping[str, Component] = field(default=None, repr=False, compare=False)  # type: ignore[assignment]
 
     def __post_init__(self):
@@ -313,6 +350,10 @@ class Topology:
         out = {"name": self.name, "leak": self.leak, "components": comps}
         if self.dropped_dependencies:
             out["cycles"] = "break"
+        if self.alert_rules:
+            out["alerts"] = [
+                {"symptom": r.symptom, "match": dict(r.match), **({"match_re": dict(r.match_re)} if r.match_re else {})} for r in self.alert_rules
+            ]
         return out
 
 
@@ -437,7 +478,7 @@ class _Parser:
         doc = self.mapping(data, "(top level)") if data is not None else None
         if doc is None:
             raise self.fail("(top level)", "the file is empty; expected a mapping with 'name' and 'components'")
-        self.check_keys(doc, ("name", "description", "source", "leak", "cycles", "defaults", "components"), "")
+        self.check_keys(doc, ("name", "description", "source", "leak", "cycles", "defaults", "components", "alerts"), "")
         name = doc.get("name")
         if not isinstance(name, str) or not name:
             raise self.fail("name", f"must be a non-empty string. Got {name!r} instead.")
@@ -480,6 +521,8 @@ class _Parser:
             components.append(comp)
             edges.extend(comp_edges)
         kept, dropped = self.resolve_cycles(components, edges, cycles, {n: i for i, n in enumerate(names)})
+        symptoms = {d.symptom for c in components for d in c.detectors}
+        rules = self.alert_rules(doc.get("alerts"), symptoms)
         return Topology(
             name=name,
             components=tuple(components),
@@ -487,7 +530,45 @@ class _Parser:
             leak=leak,
             dropped_dependencies=tuple(dropped),
             source=self.source,
+            alert_rules=rules,
         )
+
+    def alert_rules(self, raw: Any, symptoms: set[str]) -> tuple[AlertRule, ...]:
+        if raw is None:
+            return ()
+        if not isinstance(raw, list):
+            raise self.fail("alerts", f"must be a list of rules. Got {raw!r} instead.")
+        rules = []
+        for i, spec in enumerate(raw):
+            path = f"alerts[{i}]"
+            spec = self.mapping(spec, path)
+            self.check_keys(spec, ("symptom", "match", "match_re"), path)
+            symptom = spec.get("symptom")
+            if not isinstance(symptom, str) or not symptom:
+                raise self.fail(f"{path}.symptom", f"must be a symptom name or a template like '{{service}}.latency'. Got {symptom!r} instead.")
+            try:
+                fields = [f for _, f, _, _ in string.Formatter().parse(symptom) if f is not None]
+            except ValueError as exc:
+                raise self.fail(f"{path}.symptom", f"bad template {symptom!r}: {exc}") from None
+            if not fields and symptom not in symptoms:
+                raise self.fail(f"{path}.symptom", f"unknown symptom {symptom!r}{suggest(symptom, symptoms)}")
+            match = self.mapping(spec.get("match", {}), f"{path}.match")
+            match_re = self.mapping(spec.get("match_re", {}), f"{path}.match_re")
+            if not match and not match_re:
+                raise self.fail(path, "a rule needs 'match' or 'match_re' labels")
+            for k, v in {**match, **match_re}.items():
+                if not isinstance(v, str):
+                    raise self.fail(f"{path}.match.{k}", f"label values must be strings. Got {v!r} instead.")
+            for k, v in match_re.items():
+                try:
+                    re.compile(v)
+                except re.error as exc:
+                    raise self.fail(f"{path}.match_re.{k}", f"bad regular expression {v!r}: {exc}") from None
+            for f in fields:
+                if not f.isidentifier():
+                    raise self.fail(f"{path}.symptom", f"template fields must be label names. Got {{{f}}} in {symptom!r}")
+            rules.append(AlertRule(symptom, match, match_re))
+        return tuple(rules)
 
     def merge_defaults(self, defaults: dict, override: Any, path: str) -> None:
         if override is None:
