@@ -23,10 +23,15 @@ from diagnosis.exceptions import (
     NotFittedError,
     TopologyError,
 )
+from diagnosis.alerts import ImportSummary, import_alertmanager
+from diagnosis.incidents import Incident, IncidentFrame, Reject, validate_frame
 from diagnosis.localization import Diagnosis, Location, diagnose, make_engine
+from diagnosis.logformats import iter_incident_frames, read_incidents, write_incidents, write_rejects
 from diagnosis.network import Network, Variable, build_network, export_network
 from diagnosis.recovery import ActionScore, choose_action, score_actions
-from diagnosis.topology import Action, Component, Dependency, Detector, FaultMode, Topology, load_topology
+from diagnosis.scoring import ScoreSummary, score_frame, score_log
+from diagnosis.simulate import iter_simulate, simulate
+from diagnosis.topology import Action, AlertRule, Component, Dependency, Detector, FaultMode, Topology, load_topology
 
 try:
     __version__ = _version("diagnosis")
@@ -36,6 +41,7 @@ except _PackageNotFoundError:  # pragma: no cover - running from a source tree w
 __all__ = [
     "Action",
     "ActionScore",
+    "AlertRule",
     "Component",
     "Dependency",
     "Detector",
@@ -44,13 +50,18 @@ __all__ = [
     "Evidence",
     "EvidenceError",
     "FaultMode",
+    "ImportSummary",
+    "Incident",
+    "IncidentFrame",
     "IncidentLogError",
     "Location",
     "ModelError",
     "Network",
     "NotFittedError",
     "Observation",
+    "Reject",
     "ResolvedEvidence",
+    "ScoreSummary",
     "Topology",
     "TopologyError",
     "Variable",
@@ -60,9 +71,19 @@ __all__ = [
     "choose_action",
     "diagnose",
     "export_network",
+    "import_alertmanager",
+    "iter_incident_frames",
+    "iter_simulate",
     "list_bundled",
     "load_topology",
     "make_engine",
     "read_evidence",
+    "read_incidents",
     "score_actions",
+    "score_frame",
+    "score_log",
+    "simulate",
+    "validate_frame",
+    "write_incidents",
+    "write_rejects",
 ]
