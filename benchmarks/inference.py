@@ -299,7 +299,7 @@ def approx_table(args):
             bp = LoopyBPEngine.from_pgmpy(model)
             bp.query(faults, {k: v[:2] for k, v in ev.items()})
             best = np.inf
-            for _ in range(2 if n >= 300 else 3):
+            for _ in range(3):
                 t = time.perf_counter()
                 ra = bp.query(faults, ev)
                 best = min(best, time.perf_counter() - t)

@@ -35,6 +35,7 @@ import math
 from collections import OrderedDict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from types import MappingProxyType
 
 import numpy as np
 import scipy.sparse
@@ -678,10 +679,23 @@ class LoopyBPEngine:
         self.damping = float(damping)
         self.memory_budget_bytes = int(memory_budget_bytes)
         self.variables: tuple[str, ...] = tables.names
-        self.states: Mapping[str, tuple[str, ...]] = {n: tables.states[i] for i, n in enumerate(tables.names)}
+        self.states: Mapping[str, tuple[str, ...]] = MappingProxyType(
+            {n: tables.states[i] for i, n in enumerate(tables.names)})
         self._plans: OrderedDict = OrderedDict()
         self.last_run: BPRunInfo | None = None
         self.fallback_reason: str | None = None
+
+    def __getstate__(self) -> dict:
+        # Pickle the tables and settings only: compiled plans are rebuilt on first use.
+        state = dict(self.__dict__)
+        state.pop("states", None)
+        state["_plans"] = OrderedDict()
+        return state
+
+    def __setstate__(self, state: dict) -> None:
+        self.__dict__.update(state)
+        t = self._tables
+        self.states = MappingProxyType({n: t.states[i] for i, n in enumerate(t.names)})
 
     @classmethod
     def from_pgmpy(cls, model, **kwargs) -> LoopyBPEngine:

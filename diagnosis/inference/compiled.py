@@ -37,6 +37,7 @@ import time
 from collections import OrderedDict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from types import MappingProxyType
 
 import numpy as np
 
@@ -685,7 +686,8 @@ class CompiledEngine:
         self._tables = tables
         self.memory_budget_bytes = int(memory_budget_bytes)
         self.variables: tuple[str, ...] = tables.names
-        self.states: Mapping[str, tuple[str, ...]] = {n: tables.states[i] for i, n in enumerate(tables.names)}
+        self.states: Mapping[str, tuple[str, ...]] = MappingProxyType(
+            {n: tables.states[i] for i, n in enumerate(tables.names)})
         self._plans: OrderedDict = OrderedDict()
         everything = frozenset(range(len(tables.names)))
         st = self._structure(frozenset(), frozenset(), everything)
@@ -693,6 +695,18 @@ class CompiledEngine:
         need = self.stats.static_bytes + self.stats.bytes_per_case
         if need > self.memory_budget_bytes:
             raise _too_large(need, self.memory_budget_bytes, self.stats)
+
+    def __getstate__(self) -> dict:
+        # Pickle the tables and settings only: compiled plans are rebuilt on first use.
+        state = dict(self.__dict__)
+        state.pop("states", None)
+        state["_plans"] = OrderedDict()
+        return state
+
+    def __setstate__(self, state: dict) -> None:
+        self.__dict__.update(state)
+        t = self._tables
+        self.states = MappingProxyType({n: t.states[i] for i, n in enumerate(t.names)})
 
     @classmethod
     def from_pgmpy(cls, model, *, memory_budget_bytes: int = DEFAULT_MEMORY_BUDGET) -> CompiledEngine:

@@ -327,3 +327,20 @@ def test_stats_and_batching_in_chunks(netlib):
     chunked = small.query(names, ev)
     for t in names:
         np.testing.assert_allclose(chunked[t], full[t], atol=1e-12)
+
+
+def test_engines_pickle_without_their_plan_cache(netlib):
+    import pickle
+
+    from diagnosis.inference.approximate import LoopyBPEngine
+
+    model = netlib.noisy_or_network(5, seed=9)
+    ev = {"D0_0": np.array([1, 0]), "D2_1": np.array([1, 1])}
+    for cls in (CompiledEngine, LoopyBPEngine):
+        engine = cls.from_pgmpy(model)
+        before = engine.query(["F0", "F2"], ev)
+        clone = pickle.loads(pickle.dumps(engine))
+        assert dict(clone.states) == dict(engine.states) and clone.kind == engine.kind
+        after = clone.query(["F0", "F2"], ev)
+        for t in before:
+            np.testing.assert_array_equal(after[t], before[t])
