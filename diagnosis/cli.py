@@ -78,6 +78,15 @@ def _parser() -> argparse.ArgumentParser:
     a.add_argument("--format", choices=("jsonl", "parquet", "csv"))
     a.add_argument("--window", default="15min", metavar="GAP", help="alerts starting within GAP of the previous one join its incident (default 15min)")
 
+    p = verbs.add_parser("query", help="posterior marginals of any BIF/XMLBIF network for a file of cases")
+    p.add_argument("--model", required=True, metavar="FILE", help="the network: .bif, .bif.gz, .xmlbif or .xml")
+    p.add_argument("--evidence", metavar="CASES.csv", help="one row per case, one column per observed variable, state names as values; blank = unobserved")
+    p.add_argument("--observe", action="append", default=[], metavar="VAR=STATE", help="one case given on the command line (repeatable)")
+    p.add_argument("--target", action="append", required=True, metavar="VAR", help="a variable whose posterior to compute (repeatable)")
+    p.add_argument("--out", metavar="FILE", help="posteriors (.csv or .parquet): one row per case, one column per VAR=STATE; default: print")
+    p.add_argument("--engine", choices=("auto", "exact", "approximate", "reference"), default="auto")
+    p.add_argument("--memory-budget", type=float, default=2.0, metavar="GiB", help="memory the exact engine may use (default 2)")
+
     p = verbs.add_parser("export", help="write the Bayesian network of a topology as BIF or XMLBIF")
     p.add_argument("topology", metavar="TOPOLOGY")
     p.add_argument("--to", required=True, metavar="FILE", help="output file: .bif, .xmlbif or .xml")
@@ -120,6 +129,8 @@ def main(argv: Sequence[str] | None = None, *, stdout: TextIO | None = None, std
             _convert(args, stdout)
         elif args.verb == "import":
             _import(args, stdout)
+        elif args.verb == "query":
+            _query(args, stdout)
         elif args.verb == "export":
             path = export_network(build_network(load_topology(args.topology)), args.to)
             print(f"wrote {path}", file=stdout)
@@ -243,6 +254,54 @@ def _import(args: argparse.Namespace, out: TextIO) -> None:
     )
     for name, count in sorted(summary.unmatched.items()):
         print(f"  no rule maps alertname {name!r} ({count} alerts)", file=out)
+
+
+def _query(args: argparse.Namespace, out: TextIO) -> None:
+    import numpy as np
+
+    from diagnosis.inference import make_engine, read_cases, read_model, write_posteriors
+    from diagnosis.inference.approximate import LoopyBPEngine
+    from diagnosis.inference.reference import ReferenceEngine
+
+    model = read_model(args.model)
+    budget = int(args.memory_budget * 2**30)
+    if args.engine == "reference":
+        engine = ReferenceEngine(model)
+    elif args.engine == "approximate":
+        engine = LoopyBPEngine.from_pgmpy(model, memory_budget_bytes=budget)
+    else:
+        engine = make_engine(model, memory_budget_bytes=budget, allow_approximate=args.engine == "auto")
+    for t in args.target:
+        if t not in engine.states:
+            from diagnosis.exceptions import suggest
+
+            raise EvidenceError(f"unknown target variable {t!r}{suggest(t, engine.states)}")
+    if args.evidence and args.observe:
+        raise EvidenceError("give cases either with --evidence CASES.csv or with --observe, not both")
+    if args.evidence:
+        evidence, n = read_cases(args.evidence, engine)
+    else:
+        evidence, n = {}, 1
+        for item in args.observe:
+            var, sep, state = item.partition("=")
+            if not sep:
+                raise EvidenceError(f"cannot read {item!r}; expected VAR=STATE")
+            if var not in engine.states:
+                from diagnosis.exceptions import suggest
+
+                raise EvidenceError(f"--observe {item}: unknown variable {var!r}{suggest(var, engine.states)}")
+            if state not in engine.states[var]:
+                raise EvidenceError(f"--observe {item}: unknown state {state!r} of {var!r}; allowed: {list(engine.states[var])}")
+            evidence[var] = np.array([engine.states[var].index(state)])
+    post = engine.query(args.target, evidence, n_cases=n)
+    if args.out:
+        path = write_posteriors(args.out, post, engine)
+        print(f"wrote posteriors of {len(args.target)} variables for {n} cases to {path} (engine {engine.name}, {engine.kind})", file=out)
+        return
+    for t in args.target:
+        for case in range(n):
+            cells = ", ".join(f"{s}={p:.6g}" for s, p in zip(engine.states[t], post[t][case]))
+            print(f"{t}{f' [case {case}]' if n > 1 else ''}: {cells}", file=out)
 
 
 def _print_diagnosis(result: Diagnosis, topology: Topology, k: int, out: TextIO) -> None:

@@ -151,10 +151,9 @@ def make_engine(network: Network, engine: str = "auto", *, memory_budget_bytes: 
 
     budget = DEFAULT_MEMORY_BUDGET if memory_budget_bytes is None else memory_budget_bytes
     if engine == "approximate":
-        from diagnosis.inference._tables import ModelTables
         from diagnosis.inference.approximate import LoopyBPEngine
 
-        return LoopyBPEngine(ModelTables.from_pgmpy(model), memory_budget_bytes=budget)
+        return LoopyBPEngine.from_pgmpy(model, memory_budget_bytes=budget)
     return select_engine(model, memory_budget_bytes=budget, allow_approximate=(engine == "auto"))
 
 

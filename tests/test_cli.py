@@ -179,3 +179,24 @@ def test_import_alertmanager(tmp_path):
     assert "wrote 2 incidents" in out
     frame_lines = (tmp_path / "inc.jsonl").read_text().splitlines()
     assert len(frame_lines) == 2 and json.loads(frame_lines[0])["topology"] == "shop"
+
+
+def test_query_matches_diagnose(tmp_path):
+    net_file = tmp_path / "w.bif"
+    assert run("export", bundled_topology("webshop"), "--to", net_file)[0] == 0
+    (tmp_path / "cases.csv").write_text("symptom__db__latency,symptom__db__health_check\nfired,passed\n,fired\n")
+    code, out, err = run("query", "--model", net_file, "--evidence", tmp_path / "cases.csv", "--target", "fault__db", "--out", tmp_path / "p.csv")
+    assert code == 0, err
+    post = __import__("pandas").read_csv(tmp_path / "p.csv")
+    assert list(post.columns)[:2] == ["fault__db=ok", "fault__db=down"] and len(post) == 2
+    from diagnosis import diagnose, load_topology
+
+    d = diagnose(load_topology(bundled_topology("webshop")), {"db.latency": "fired", "db.health_check": "passed"}, engine="reference")
+    assert post.loc[0, "fault__db=slow_queries"] == pytest.approx(d.posteriors["db"]["slow_queries"], abs=1e-9)
+    code, out, err = run("query", "--model", net_file, "--observe", "symptom__db__latency=fired", "--target", "fault__db")
+    assert code == 0 and out.startswith("fault__db: ok=")
+    (tmp_path / "bad.csv").write_text("symptom__db__latency\nfird\n")
+    code, _, err = run("query", "--model", net_file, "--evidence", tmp_path / "bad.csv", "--target", "fault__db")
+    assert code == 1 and "row 1, column 'symptom__db__latency': unknown state 'fird'" in err
+    code, _, err = run("query", "--model", net_file, "--observe", "symptom__db__latency=fired", "--target", "fault__dbx")
+    assert code == 1 and "unknown target variable 'fault__dbx'" in err

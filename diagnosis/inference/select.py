@@ -52,9 +52,13 @@ def make_engine(
 
     Examples
     --------
-    >>> engine = make_engine(model, allow_approximate=True)  # doctest: +SKIP
-    >>> engine.kind  # doctest: +SKIP
-    'exact'
+    >>> from diagnosis import build_network, bundled_topology, load_topology
+    >>> model = build_network(load_topology(bundled_topology("webshop"))).to_pgmpy()
+    >>> engine = make_engine(model, allow_approximate=True)
+    >>> engine.kind, engine.name
+    ('exact', 'compiled-jtree')
+    >>> make_engine(model, memory_budget_bytes=1_000, allow_approximate=True).kind
+    'approximate'
     """
     tables = ModelTables.from_pgmpy(model)
     try:
