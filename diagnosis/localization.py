@@ -141,20 +141,21 @@ def make_engine(network: Network, engine: str = "auto", *, memory_budget_bytes: 
     """
     if engine not in ENGINES:
         raise ModelError(f"unknown engine {engine!r}; allowed: {list(ENGINES)}")
-    model = network.to_pgmpy()
     if engine == "reference":
         from diagnosis.inference.reference import ReferenceEngine
 
-        return ReferenceEngine(model)
+        return ReferenceEngine(network.to_pgmpy())
+    from diagnosis.inference._tables import ModelTables
+    from diagnosis.inference.approximate import LoopyBPEngine
     from diagnosis.inference.compiled import DEFAULT_MEMORY_BUDGET
     from diagnosis.inference.select import make_engine as select_engine
 
+    # Our own tables go straight to the engines (no pgmpy import on this path).
+    tables = ModelTables.from_variables(network.variables)
     budget = DEFAULT_MEMORY_BUDGET if memory_budget_bytes is None else memory_budget_bytes
     if engine == "approximate":
-        from diagnosis.inference.approximate import LoopyBPEngine
-
-        return LoopyBPEngine.from_pgmpy(model, memory_budget_bytes=budget)
-    return select_engine(model, memory_budget_bytes=budget, allow_approximate=(engine == "auto"))
+        return LoopyBPEngine(tables, memory_budget_bytes=budget)
+    return select_engine(tables, memory_budget_bytes=budget, allow_approximate=(engine == "auto"))
 
 
 def diagnose(

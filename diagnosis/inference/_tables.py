@@ -77,6 +77,34 @@ class ModelTables:
         return out
 
     @classmethod
+    def from_variables(cls, variables) -> ModelTables:
+        """Tables from variables with ``name``, ``states``, ``parents`` and a ``table``
+        of shape ``(*parent_cards, card)`` (:class:`diagnosis.network.Variable`),
+        without going through pgmpy. The tables are trusted to be normalised
+        (``Variable`` checks that to 1e-9)."""
+        variables = list(variables)
+        if not variables:
+            raise ModelError("the model has no variables")
+        names = tuple(v.name for v in variables)
+        idx = {n: i for i, n in enumerate(names)}
+        if len(idx) != len(names):
+            raise ModelError("variable names are not unique")
+        states = tuple(tuple(v.states) for v in variables)
+        cards = np.array([len(s) for s in states], dtype=np.int64)
+        parents, cpts = [], []
+        for v in variables:
+            try:
+                ps = tuple(idx[p] for p in v.parents)
+            except KeyError as exc:
+                raise ModelError(f"variable {v.name!r} names unknown parent {exc.args[0]!r}") from None
+            table = np.asarray(v.table, dtype=np.float64)
+            if table.shape != (*(int(cards[p]) for p in ps), len(v.states)):
+                raise ModelError(f"table of {v.name!r} has shape {table.shape}, which does not match its parents and states")
+            parents.append(ps)
+            cpts.append(np.ascontiguousarray(np.moveaxis(table, -1, 0)))
+        return cls(names, states, cards, tuple(parents), tuple(cpts))
+
+    @classmethod
     def from_pgmpy(cls, model) -> ModelTables:
         """Read the variables, states and CPTs of a pgmpy discrete Bayesian network.
 

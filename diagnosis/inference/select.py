@@ -28,7 +28,7 @@ def make_engine(
 
     Parameters
     ----------
-    model : pgmpy.models.DiscreteBayesianNetwork
+    model : pgmpy.models.DiscreteBayesianNetwork or ModelTables
     memory_budget_bytes : int, default 2 GiB
         Memory the engine may use for its tables and one batch chunk.
     allow_approximate : bool, default False
@@ -60,7 +60,7 @@ def make_engine(
     >>> make_engine(model, memory_budget_bytes=1_000, allow_approximate=True).kind
     'approximate'
     """
-    tables = ModelTables.from_pgmpy(model)
+    tables = model if isinstance(model, ModelTables) else ModelTables.from_pgmpy(model)
     try:
         return CompiledEngine(tables, memory_budget_bytes=memory_budget_bytes)
     except ModelTooLargeError as exc:
