@@ -44,7 +44,6 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from diagnosis.exceptions import IncidentLogError
 from diagnosis.topology import Topology
 
 __all__ = [

@@ -23,7 +23,6 @@ import gzip
 import json
 import math
 import os
-import tempfile
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -31,6 +30,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from diagnosis._files import atomic_write, atomic_write_text, temporary_beside
 from diagnosis.exceptions import IncidentLogError
 from diagnosis.incidents import (
     ACTION_COLUMNS,
@@ -452,23 +452,12 @@ def _split_faults(text: str):
 
 def _atomic(path: Path, write) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    atomic_write(path, write)
 
 
 def _write_text(path: Path, chunks) -> None:
-    def write(tmp):
-        with open(tmp, "w", encoding="utf-8") as fh:
-            for c in chunks:
-                fh.write(c)
-
-    _atomic(path, write)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(path, chunks)
 
 
 def _arrow_table(frame: IncidentFrame):
@@ -562,8 +551,7 @@ def write_incidents(
         tmps = {}
         try:
             for kind, p in paths.items():
-                fd, tmps[kind] = tempfile.mkstemp(prefix=f".{p.name}.", suffix=".tmp", dir=p.parent)
-                os.close(fd)
+                tmps[kind] = temporary_beside(p)
             handles = {k: open(t, "w", encoding="utf-8") for k, t in tmps.items()}
             try:
                 first = True

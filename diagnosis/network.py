@@ -14,7 +14,6 @@ from __future__ import annotations
 import math
 import os
 import re
-import tempfile
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,6 +21,7 @@ from types import MappingProxyType
 
 import numpy as np
 
+from diagnosis._files import atomic_write_text
 from diagnosis.exceptions import ModelError, TopologyError, suggest
 from diagnosis.topology import IMPAIRED, Topology
 
@@ -336,12 +336,5 @@ def export_network(network: Network, path: str | os.PathLike) -> Path:
     model = network.to_pgmpy()
     writer = writers[suffix](model)
     text = str(writer)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    atomic_write_text(path, text)
     return path

@@ -32,8 +32,7 @@ import math
 import os
 import shutil
 import sys
-import tempfile
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -41,7 +40,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from diagnosis.exceptions import DiagnosisError, EvidenceError, IncidentLogError
+from diagnosis._files import atomic_write
+from diagnosis.exceptions import EvidenceError, IncidentLogError
 from diagnosis.incidents import IncidentFrame, Reject, _parse_faults, validate_frame
 from diagnosis.network import FAULT_OK, SYMPTOM_STATES, Network, build_network
 from diagnosis.topology import Topology
@@ -509,14 +509,7 @@ def _fingerprint(topology: Topology, path: Path, chunk_size: int, top_k: int, en
 
 
 def _atomic_write(path: Path, write) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    atomic_write(path, write)
 
 
 def _write_part(parts: Path, index: int, rows: pd.DataFrame, stats_json: dict, rejects: list[dict]) -> None:

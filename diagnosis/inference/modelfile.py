@@ -15,12 +15,12 @@ import csv
 import gzip
 import io
 import os
-import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 
 import numpy as np
 
+from diagnosis._files import atomic_write
 from diagnosis.exceptions import EvidenceError, ModelError, suggest
 from diagnosis.inference._tables import ModelTables
 
@@ -244,28 +244,16 @@ def write_posteriors(path: str | os.PathLike, posteriors: Mapping[str, np.ndarra
             import pyarrow.parquet as pq
         except ImportError:
             raise ModelError(f"{p}: writing Parquet needs the 'pyarrow' package") from None
-    folder = p.parent if str(p.parent) else Path(".")
-    fd, tmp = tempfile.mkstemp(prefix=f".{p.name}.", suffix=".tmp", dir=folder)
-    try:
+    def write(tmp: str) -> None:
         if fmt == ".csv":
-            with os.fdopen(fd, "w", encoding="utf-8", newline="") as fh:
+            with open(tmp, "w", encoding="utf-8", newline="") as fh:
                 w = csv.writer(fh)
                 w.writerow(columns)
                 if arrays:
-                    block = np.column_stack(arrays)
-                    for row in block:
+                    for row in np.column_stack(arrays):
                         w.writerow([repr(float(x)) for x in row])
-                fh.flush()
-                os.fsync(fh.fileno())
         else:
-            os.close(fd)
-            table = pa.table({c: pa.array(a) for c, a in zip(columns, arrays)})
-            pq.write_table(table, tmp)
-        os.replace(tmp, p)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
+            pq.write_table(pa.table({c: pa.array(a) for c, a in zip(columns, arrays)}), tmp)
+
+    atomic_write(p, write)
     return p
