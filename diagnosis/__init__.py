@@ -24,13 +24,17 @@ from diagnosis.exceptions import (
     TopologyError,
 )
 from diagnosis.alerts import ImportSummary, import_alertmanager
+from diagnosis.explain import Explanation, explain
 from diagnosis.incidents import Incident, IncidentFrame, Reject, validate_frame
 from diagnosis.localization import Diagnosis, Location, diagnose, make_engine
 from diagnosis.logformats import iter_incident_frames, read_incidents, write_incidents, write_rejects
 from diagnosis.network import Network, Variable, build_network, export_network
+from diagnosis.planning import CheckValue, Plan, compare_policies, next_step, plan_recovery, rank_checks
 from diagnosis.recovery import ActionScore, choose_action, score_actions
+from diagnosis.report import write_report
 from diagnosis.scoring import ScoreSummary, score_frame, score_log
 from diagnosis.simulate import iter_simulate, simulate
+from diagnosis.timeline import Timeline, belief_timeline
 from diagnosis.topology import Action, AlertRule, Component, Dependency, Detector, FaultMode, Topology, load_topology
 
 try:
@@ -42,6 +46,7 @@ __all__ = [
     "Action",
     "ActionScore",
     "AlertRule",
+    "CheckValue",
     "Component",
     "Dependency",
     "Detector",
@@ -49,6 +54,7 @@ __all__ = [
     "DiagnosisError",
     "Evidence",
     "EvidenceError",
+    "Explanation",
     "FaultMode",
     "ImportSummary",
     "Incident",
@@ -59,17 +65,22 @@ __all__ = [
     "Network",
     "NotFittedError",
     "Observation",
+    "Plan",
     "Reject",
     "ResolvedEvidence",
     "ScoreSummary",
+    "Timeline",
     "Topology",
     "TopologyError",
     "Variable",
+    "belief_timeline",
     "build_network",
     "bundled_incident",
     "bundled_topology",
     "choose_action",
+    "compare_policies",
     "diagnose",
+    "explain",
     "export_network",
     "import_alertmanager",
     "iter_incident_frames",
@@ -77,6 +88,9 @@ __all__ = [
     "list_bundled",
     "load_topology",
     "make_engine",
+    "next_step",
+    "plan_recovery",
+    "rank_checks",
     "read_evidence",
     "read_incidents",
     "score_actions",
@@ -86,4 +100,5 @@ __all__ = [
     "validate_frame",
     "write_incidents",
     "write_rejects",
+    "write_report",
 ]

@@ -87,6 +87,29 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--engine", choices=("auto", "exact", "approximate", "reference"), default="auto")
     p.add_argument("--memory-budget", type=float, default=2.0, metavar="GiB", help="memory the exact engine may use (default 2)")
 
+    p = verbs.add_parser("explain", help="why the model believes what it believes; the next best check; a check-or-act plan")
+    p.add_argument("--topology", "-t", required=True, metavar="T")
+    p.add_argument("--observe", "-o", action="append", default=[], metavar="SYMPTOM=OBS", help="as for diagnose (repeatable)")
+    p.add_argument("--incident", metavar="FILE", help="a YAML/JSON incident file with an 'observations' mapping")
+    p.add_argument("--tried", action="append", default=[], metavar="ACTION@TARGET=OUTCOME",
+                   help="a recovery action already tried, e.g. restart@cartservice=failure (repeatable)")
+    p.add_argument("--escalation-cost", type=float, default=30.0, metavar="C", help="cost of giving up and escalating (default 30)")
+    p.add_argument("--format", choices=("table", "json"), default="table")
+    p.add_argument("--engine", choices=ENGINES, default=ENGINES[0])
+
+    p = verbs.add_parser("timeline", help="replay an incident's observations in time order: when the model knew, turning points, actions")
+    p.add_argument("--topology", "-t", required=True, metavar="T")
+    p.add_argument("incidents", metavar="INCIDENTS", help="incident log")
+    p.add_argument("--incident", metavar="ID", help="the incident id (optional when the log holds one incident)")
+    p.add_argument("--format", choices=("table", "json"), default="table")
+
+    p = verbs.add_parser("report", help="write a self-contained HTML (and Markdown) post-mortem of one incident")
+    p.add_argument("--topology", "-t", required=True, metavar="T")
+    p.add_argument("incidents", metavar="INCIDENTS", help="incident log")
+    p.add_argument("--incident", metavar="ID", help="the incident id (optional when the log holds one incident)")
+    p.add_argument("--out", required=True, metavar="DIR", help="folder to write into (nothing is written outside it)")
+    p.add_argument("--escalation-cost", type=float, default=30.0, metavar="C")
+
     p = verbs.add_parser("export", help="write the Bayesian network of a topology as BIF or XMLBIF")
     p.add_argument("topology", metavar="TOPOLOGY")
     p.add_argument("--to", required=True, metavar="FILE", help="output file: .bif, .xmlbif or .xml")
@@ -131,6 +154,12 @@ def main(argv: Sequence[str] | None = None, *, stdout: TextIO | None = None, std
             _import(args, stdout)
         elif args.verb == "query":
             _query(args, stdout)
+        elif args.verb == "explain":
+            _explain(args, stdout)
+        elif args.verb == "timeline":
+            _timeline(args, stdout)
+        elif args.verb == "report":
+            _report(args, stdout)
         elif args.verb == "export":
             path = export_network(build_network(load_topology(args.topology)), args.to)
             print(f"wrote {path}", file=stdout)
@@ -302,6 +331,107 @@ def _query(args: argparse.Namespace, out: TextIO) -> None:
         for case in range(n):
             cells = ", ".join(f"{s}={p:.6g}" for s, p in zip(engine.states[t], post[t][case]))
             print(f"{t}{f' [case {case}]' if n > 1 else ''}: {cells}", file=out)
+
+
+def _evidence_of(args: argparse.Namespace) -> Evidence:
+    observations = {}
+    if args.incident:
+        _, ev = read_evidence(args.incident)
+        observations.update(ev.observations)
+    extra = Evidence.from_strings(args.observe).observations
+    for symptom in extra:
+        if symptom in observations:
+            raise EvidenceError(f"symptom {symptom!r} is given both in {args.incident} and by --observe")
+    observations.update(extra)
+    return Evidence(observations)
+
+
+def _tried(items: Sequence[str]) -> list[tuple[str, str, str]]:
+    out = []
+    for item in items:
+        head, sep, outcome = item.partition("=")
+        action, at, target = head.partition("@")
+        if not (sep and at and action and target) or outcome not in ("success", "failure"):
+            raise EvidenceError(f"cannot read --tried {item!r}; expected ACTION@TARGET=success|failure, e.g. restart@cartservice=failure")
+        out.append((action, target, outcome))
+    return out
+
+
+def _explain(args: argparse.Namespace, out: TextIO) -> None:
+    from dataclasses import asdict
+
+    from diagnosis.explain import explain
+    from diagnosis.planning import plan_recovery, rank_checks
+
+    topology = load_topology(args.topology)
+    network = build_network(topology)
+    from diagnosis.localization import make_engine
+
+    engine = make_engine(network, args.engine)
+    evidence = _evidence_of(args)
+    tried = _tried(args.tried)
+    ex = explain(network, evidence, actions=tried, engine=engine)
+    checks = rank_checks(network, evidence, actions=tried, engine=engine)
+    plan = plan_recovery(network, evidence, actions=tried, escalation_cost=args.escalation_cost, engine=engine)
+    if args.format == "json":
+        doc = ex.to_dict()
+        doc["next_checks"] = [{**asdict(c), "information_per_cost": c.information_per_cost, "success_per_cost": c.success_per_cost} for c in checks]
+        doc["plan"] = {"policy": plan.policy, "expected_cost": plan.expected_cost, "exact": plan.exact, "steps": [asdict(st) for st in plan.steps]}
+        json.dump(doc, out, indent=2, default=str)
+        out.write("\n")
+        return
+    for h in ex.hypotheses:
+        print(f"{h.component} {h.fault_mode}: P = {h.probability:.4f} (prior {h.prior:.4f}, log Bayes factor {h.log_bayes_factor:+.2f})", file=out)
+        rows = [(c.finding, c.observation, f"{c.log_likelihood_ratio:+.3f}") for c in h.contributions]
+        if rows:
+            _table(("evidence", "observed", "log LR vs alternatives"), rows, out)
+        for path in h.paths:
+            print(f"  path: {path.describe()}", file=out)
+        if h.unexplained:
+            print(f"  not explained by it: {', '.join(h.unexplained)}", file=out)
+        print(file=out)
+    decisive = ex.decisive
+    if decisive:
+        print("What-if (one observation the other way would change the top answer):", file=out)
+        for w in decisive:
+            print(f"  {w.finding} {w.observation} -> {w.flipped}: top becomes {w.top_component} {w.top_fault_mode} ({w.top_probability:.3f})", file=out)
+        print(file=out)
+    print("Next best checks (expected information gain on the fault location, per unit of cost):", file=out)
+    rows = [(c.symptom, f"{c.cost:g}", f"{c.p_fired:.3f}", f"{c.information_gain:.4f}", f"{c.success_gain:+.4f}", f"{c.information_per_cost:.4f}") for c in checks[:8]]
+    _table(("check", "cost", "P(fires)", "info gain (nats)", "Δ best P(success)", "gain/cost"), rows, out)
+    print(f"\nCheck-or-act plan (expected cost to recovery {plan.expected_cost:.2f}{'' if plan.exact else ', search budget reached'}):", file=out)
+    for i, st in enumerate(plan.steps, 1):
+        print(f"  {i}. {st.describe()}", file=out)
+
+
+def _timeline(args: argparse.Namespace, out: TextIO) -> None:
+    from diagnosis.report import find_incident
+    from diagnosis.timeline import belief_timeline
+
+    topology = load_topology(args.topology)
+    incident = find_incident(args.incidents, args.incident, topology)
+    tl = belief_timeline(build_network(topology), incident)
+    if args.format == "json":
+        frame = tl.to_frame()
+        json.dump(json.loads(frame.to_json(orient="records", date_format="iso")), out, indent=2)
+        out.write("\n")
+        return
+    print(tl.to_frame().to_string(index=False), file=out)
+    if tl.turning_points:
+        print("\nTurning points:", file=out)
+        for tp in tl.turning_points:
+            print(f"  {tp.time}: {tp.finding} {tp.observation}: top {tp.before[0]} {tp.before[1]} -> {tp.after[0]} {tp.after[1]}", file=out)
+    if tl.actions:
+        print("\nActions taken against recommended:", file=out)
+        for a in tl.actions:
+            print(f"  {a.time}: {a.action} {a.target} ({a.outcome}); recommended {a.recommended_action} {a.recommended_target}", file=out)
+
+
+def _report(args: argparse.Namespace, out: TextIO) -> None:
+    from diagnosis.report import write_report
+
+    files = write_report(load_topology(args.topology), args.incidents, args.incident, args.out, escalation_cost=args.escalation_cost)
+    print(f"wrote {files.html} and {files.markdown} ({len(files.figures)} figures) in {files.folder}", file=out)
 
 
 def _print_diagnosis(result: Diagnosis, topology: Topology, k: int, out: TextIO) -> None:

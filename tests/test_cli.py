@@ -1,6 +1,7 @@
 """The CLI, in-process and through `python -m diagnosis`, and the independent check against pyAgrum."""
 
 import io
+from pathlib import Path
 import json
 import subprocess
 import sys
@@ -199,3 +200,30 @@ def test_query_matches_diagnose(tmp_path):
     assert code == 1 and "row 1, column 'symptom__db__latency': unknown state 'fird'" in err
     code, _, err = run("query", "--model", net_file, "--observe", "symptom__db__latency=fired", "--target", "fault__dbx")
     assert code == 1 and "unknown target variable 'fault__dbx'" in err
+
+
+def test_post_mortem_verbs(tmp_path):
+    topo = bundled_topology("webshop")
+    code, out, err = run("explain", "-t", topo, "--incident", bundled_incident("webshop-slow-db"), "--tried", "failover@db=failure")
+    assert code == 0, err
+    assert "log LR vs alternatives" in out and "Next best checks" in out and "Check-or-act plan" in out
+    code, out, err = run("explain", "-t", topo, "-o", "db.latency=fired", "--format", "json")
+    assert code == 0, err
+    doc = json.loads(out)
+    assert doc["next_checks"] and doc["plan"]["steps"]
+    code, _, err = run("explain", "-t", topo, "-o", "db.latency=fired", "--tried", "failover-db")
+    assert code == 1 and "expected ACTION@TARGET=success|failure" in err
+    from importlib import resources
+
+    pm = Path(str(resources.files("diagnosis").joinpath("data", "incidents", "online-boutique-postmortem.jsonl")))
+    ob = bundled_topology("online-boutique")
+    code, out, err = run("timeline", "-t", ob, pm, "--incident", "ob-2026-03-14-cart")
+    assert code == 0, err
+    assert "Turning points" in out and "redis-cart" in out
+    code, _, err = run("timeline", "-t", ob, pm)
+    assert code == 1 and "name one with --incident" in err
+    code, out, err = run("report", "-t", ob, pm, "--incident", "ob-2026-03-14-cart", "--out", tmp_path / "pm")
+    assert code == 0, err
+    html = (tmp_path / "pm" / "post_mortem.html").read_text()
+    assert "redis-cart" in html and "<script" not in html
+    assert (tmp_path / "pm" / "post_mortem.md").exists()
