@@ -26,6 +26,7 @@ from diagnosis.exceptions import (
 from diagnosis.alerts import ImportSummary, import_alertmanager
 from diagnosis.explain import Explanation, explain
 from diagnosis.incidents import Incident, IncidentFrame, Reject, validate_frame
+from diagnosis.learning import FitReport, PriorFitter, fit_topology
 from diagnosis.localization import Diagnosis, Location, diagnose, make_engine
 from diagnosis.logformats import iter_incident_frames, read_incidents, write_incidents, write_rejects
 from diagnosis.network import Network, Variable, build_network, export_network
@@ -56,6 +57,7 @@ __all__ = [
     "EvidenceError",
     "Explanation",
     "FaultMode",
+    "FitReport",
     "ImportSummary",
     "Incident",
     "IncidentFrame",
@@ -66,6 +68,7 @@ __all__ = [
     "NotFittedError",
     "Observation",
     "Plan",
+    "PriorFitter",
     "Reject",
     "ResolvedEvidence",
     "ScoreSummary",
@@ -82,6 +85,7 @@ __all__ = [
     "diagnose",
     "explain",
     "export_network",
+    "fit_topology",
     "import_alertmanager",
     "iter_incident_frames",
     "iter_simulate",

@@ -82,7 +82,7 @@ def simulate(
     start: str = "2026-01-01T00:00:00Z",
     mean_gap_hours: float | None = None,
     id_prefix: str = "sim",
-    block_size: int = 100_000,
+    block_size: int = 25_000,
 ) -> IncidentFrame:
     """Simulate ``n`` incidents with ground truth (see the module docstring).
 
@@ -105,7 +105,7 @@ def simulate(
         ``n`` so that the log spans at most three years.
     id_prefix : str
         Incident ids are ``{id_prefix}-{i:08d}``.
-    block_size : int, default 100000
+    block_size : int, default 25000
         Incidents simulated per block (see :func:`iter_simulate`).
 
     Returns
@@ -139,7 +139,7 @@ def iter_simulate(
     start: str = "2026-01-01T00:00:00Z",
     mean_gap_hours: float | None = None,
     id_prefix: str = "sim",
-    block_size: int = 100_000,
+    block_size: int = 25_000,
 ) -> Iterator[IncidentFrame]:
     """Simulate ``n`` incidents as a stream of blocks of ``block_size`` (memory stays flat).
 
@@ -254,7 +254,9 @@ def _simulate_block(network, n, gen, *, probs, max_actions, t0, mean_gap_hours, 
     np.add.at(weight.T, det_comp, fired_obs.T)
     actions_of = [[a for a in c.actions] for c in comps]
     success_table = [
-        np.array([[a.success.get(s, 0.0) for s in network.variable(fault_vars[j]).states] for a in actions_of[j]]).reshape(len(actions_of[j]), -1)
+        np.array(
+            [[a.success.get(s, 0.0) for s in network.variable(fault_vars[j]).states] for a in actions_of[j]], dtype=float
+        ).reshape(len(actions_of[j]), network.variable(fault_vars[j]).card)
         for j in range(len(comps))
     ]
     done = np.zeros(n, dtype=bool)

@@ -227,3 +227,15 @@ def test_post_mortem_verbs(tmp_path):
     html = (tmp_path / "pm" / "post_mortem.html").read_text()
     assert "redis-cart" in html and "<script" not in html
     assert (tmp_path / "pm" / "post_mortem.md").exists()
+
+
+def test_fit(tmp_path):
+    topo = bundled_topology("webshop")
+    assert run("simulate", "-t", topo, "-n", 600, "--seed", 2, "--out", tmp_path / "log.jsonl")[0] == 0
+    code, out, err = run("fit", "-t", topo, tmp_path / "log.jsonl", "--out", tmp_path / "fitted.yaml", "--max-iter", 30)
+    assert code == 0, err
+    assert "moved most from their priors" in out and "90% interval" in out
+    assert run("topology", "check", tmp_path / "fitted.yaml")[0] == 0
+    assert json.loads((tmp_path / "fitted.yaml.provenance.json").read_text())
+    code, _, err = run("fit", "-t", topo, tmp_path / "missing.jsonl", "--out", tmp_path / "f2.yaml")
+    assert code == 1 and "missing.jsonl" in err

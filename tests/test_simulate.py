@@ -65,3 +65,12 @@ def test_bad_arguments(boutique):
         simulate(boutique, -1)
     with pytest.raises(DiagnosisError, match=r"p_observed\['latency'\] must be in \[0, 1\]"):
         simulate(boutique, 5, p_observed={"latency": 2})
+
+
+def test_components_without_actions():
+    topo = Topology.from_dict(
+        {"name": "t", "components": [{"name": "a", "calls": ["b"], "actions": {"restart": None, "rollback": None, "scale_out": None}}, {"name": "b"}]}
+    )
+    assert topo.component("a").actions == ()
+    f = simulate(topo, 200, rng=1)
+    assert len(f) == 200 and set(f.actions["target"]) <= {"b"}
