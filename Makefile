@@ -30,10 +30,21 @@ browser:
 	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; \
 	  else echo "note: chromium not installed; the browser check of the report will be skipped"; fi; }
 
+OUT := out
+
 run: install
 	$(PY) -m diagnosis topology check data/topologies/online-boutique.yaml
 	$(PY) -m diagnosis diagnose --topology data/topologies/online-boutique.yaml \
 		--incident data/incidents/online-boutique-checkout.yaml
+	@echo
+	@echo "== Real telemetry: 12 Nezha fault injections into Online Boutique (data/telemetry) =="
+	@mkdir -p $(OUT)
+	$(PY) -m diagnosis import nezha data/telemetry/online-boutique/fault_list.json --out $(OUT)/nezha-windows.csv
+	$(PY) -m diagnosis detect --topology data/topologies/online-boutique.yaml \
+		--metrics data/telemetry/online-boutique/metric --windows $(OUT)/nezha-windows.csv \
+		--lead 60s --out $(OUT)/nezha-incidents.jsonl
+	$(PY) -m diagnosis score --topology data/topologies/online-boutique.yaml \
+		$(OUT)/nezha-incidents.jsonl --out $(OUT)/nezha-scored.csv
 
 test: install-test
 	$(PY) -m pytest -q

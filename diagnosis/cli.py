@@ -88,6 +88,11 @@ def _parser() -> argparse.ArgumentParser:
     a.add_argument("--out", required=True, metavar="INCIDENTS", help="incident log to write (.jsonl, .parquet, or a CSV folder with --format csv)")
     a.add_argument("--format", choices=("jsonl", "parquet", "csv"))
     a.add_argument("--window", default="15min", metavar="GAP", help="alerts starting within GAP of the previous one join its incident (default 15min)")
+    nz = sub.add_parser("nezha", help="Nezha fault lists (fault_list.json) -> a windows file for `diagnosis detect`")
+    nz.add_argument("fault_list", metavar="FAULT_LIST.json")
+    nz.add_argument("--out", required=True, metavar="WINDOWS", help="windows file: .csv or .jsonl")
+    nz.add_argument("--duration", default="5min", metavar="D", help="incident window after each injection (default 5min)")
+    nz.add_argument("--baseline", default="10min", metavar="B", help="baseline window before it (default 10min)")
 
     p = verbs.add_parser("query", help="posterior marginals of any BIF/XMLBIF network for a file of cases")
     p.add_argument("--model", required=True, metavar="FILE", help="the network: .bif, .bif.gz, .xmlbif or .xml")
@@ -121,6 +126,18 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, metavar="DIR", help="folder to write into (nothing is written outside it)")
     p.add_argument("--escalation-cost", type=float, default=30.0, metavar="C")
 
+    p = verbs.add_parser("detect", help="metrics (and traces) -> symptom evidence per incident window, as an incident log")
+    p.add_argument("--topology", "-t", required=True, metavar="T")
+    p.add_argument("--metrics", required=True, nargs="+", metavar="PATH", help="metric files or folders: long tables (timestamp, entity, metric, value) or Nezha per-pod CSVs")
+    p.add_argument("--traces", nargs="+", metavar="PATH", help="span files or folders (OpenTelemetry-shaped CSV or OTLP JSON)")
+    p.add_argument("--windows", required=True, metavar="WINDOWS", help="incident windows: CSV or JSON Lines (id, start, optional end and baseline, ground truth)")
+    p.add_argument("--out", required=True, metavar="INCIDENTS", help="incident log to write (.jsonl, .parquet)")
+    p.add_argument("--entities", metavar="MAP.yaml", help="entity -> component patterns (default: strip the pod's two trailing -<hash> parts)")
+    p.add_argument("--evidence", choices=("soft", "hard"), default="soft", help="likelihoods from the scores (default) or fired/passed")
+    p.add_argument("--lead", default="0s", metavar="D", help="start each incident window D earlier (clock offsets; default 0s)")
+    p.add_argument("--metrics-offset", metavar="D", help="add D to every metric timestamp (clock offset between sources)")
+    p.add_argument("--traces-offset", metavar="D", help="add D to every span timestamp")
+
     p = verbs.add_parser("export", help="write the Bayesian network of a topology as BIF or XMLBIF")
     p.add_argument("topology", metavar="TOPOLOGY")
     p.add_argument("--to", required=True, metavar="FILE", help="output file: .bif, .xmlbif or .xml")
@@ -129,6 +146,13 @@ def _parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="action", metavar="ACTION", required=True)
     c = sub.add_parser("check", help="validate a topology; exit 1 with the first error")
     c.add_argument("topology", metavar="TOPOLOGY")
+    ft = sub.add_parser("from-traces", help="derive the observed call graph from spans; report how it differs from a declared topology")
+    ft.add_argument("spans", nargs="+", metavar="SPANS", help="span files or folders")
+    ft.add_argument("--out", required=True, metavar="T.yaml")
+    ft.add_argument("--declared", metavar="T", help="a declared topology to compare with")
+    ft.add_argument("--name", metavar="NAME", help="name of the derived topology")
+    ft.add_argument("--entities", metavar="MAP.yaml", help="entity -> component patterns")
+    ft.add_argument("--min-calls", type=int, default=1, metavar="N", help="keep edges seen at least N times (default 1)")
     s = sub.add_parser("show", help="summarise a topology: components, fault modes, symptoms, actions")
     s.add_argument("topology", metavar="TOPOLOGY")
     s.add_argument("--format", choices=("table", "json"), default="table")
@@ -176,12 +200,16 @@ def main(argv: Sequence[str] | None = None, *, stdout: TextIO | None = None, std
         elif args.verb == "export":
             path = export_network(build_network(load_topology(args.topology)), args.to)
             print(f"wrote {path}", file=stdout)
+        elif args.verb == "topology" and args.action == "from-traces":
+            _from_traces(args, stdout)
         elif args.verb == "topology":
             topology = load_topology(args.topology)
             if args.action == "check":
                 _check(topology, stdout)
             else:
                 _show(topology, args.format, stdout)
+        elif args.verb == "detect":
+            _detect(args, stdout)
     except DiagnosisError as exc:
         print(f"error: {exc}", file=stderr)
         return 1
@@ -309,6 +337,15 @@ def _convert(args: argparse.Namespace, out: TextIO) -> None:
 
 
 def _import(args: argparse.Namespace, out: TextIO) -> None:
+    if args.source == "nezha":
+        from diagnosis.telemetry import import_nezha, write_windows
+
+        windows, info = import_nezha(args.fault_list, duration=args.duration, baseline=args.baseline)
+        path = write_windows(windows, args.out)
+        print(f"wrote {len(windows)} windows to {path}", file=out)
+        for line in info.lines():
+            print(f"  {line}", file=out)
+        return
     from diagnosis.alerts import import_alertmanager
     from diagnosis.logformats import write_incidents, write_rejects
 
@@ -472,6 +509,52 @@ def _report(args: argparse.Namespace, out: TextIO) -> None:
 
     files = write_report(load_topology(args.topology), args.incidents, args.incident, args.out, escalation_cost=args.escalation_cost)
     print(f"wrote {files.html} and {files.markdown} ({len(files.figures)} figures) in {files.folder}", file=out)
+
+
+def _offset(text: str | None):
+    if text is None:
+        return None
+    import pandas as pd
+
+    try:
+        return pd.Timedelta(text)
+    except ValueError:
+        raise DiagnosisError(f"cannot read the time offset {text!r}; use e.g. '8h', '-90s', '2min'") from None
+
+
+def _detect(args: argparse.Namespace, out: TextIO) -> None:
+    from diagnosis.logformats import write_incidents, write_rejects
+    from diagnosis.telemetry import detect, load_entity_map, read_metrics, read_spans, read_windows
+
+    topology = load_topology(args.topology)
+    entities = load_entity_map(args.entities)
+    windows, wrejects = read_windows(args.windows)
+    metrics = read_metrics(args.metrics, entity_map=entities, time_offset=_offset(args.metrics_offset))
+    spans = read_spans(args.traces, entity_map=entities, time_offset=_offset(args.traces_offset)) if args.traces else None
+    frame, rejects, report = detect(topology, metrics, windows, traces=spans, evidence=args.evidence, lead=args.lead)
+    path = write_incidents(frame, args.out)
+    rejects = list(wrejects) + list(rejects)
+    rej = write_rejects(rejects, f"{args.out}.rejects.jsonl")
+    print(f"wrote {len(frame)} incidents to {path}; {len(rejects)} windows set aside (listed in {rej})", file=out)
+    for line in metrics.report.lines():
+        print(f"  metrics: {line}", file=out)
+    if spans is not None:
+        for line in spans.report.lines():
+            print(f"  traces: {line}", file=out)
+    for line in report.lines():
+        print(f"  {line}", file=out)
+
+
+def _from_traces(args: argparse.Namespace, out: TextIO) -> None:
+    from diagnosis.telemetry import derive_topology, load_entity_map, read_spans, write_topology
+
+    spans = read_spans(args.spans, entity_map=load_entity_map(args.entities))
+    declared = load_topology(args.declared) if args.declared else None
+    topology, diff = derive_topology(spans, declared=declared, name=args.name, min_calls=args.min_calls)
+    path = write_topology(topology, args.out)
+    print(f"wrote {path}: {len(topology.components)} components, {len(topology.dependencies)} calls seen in traces", file=out)
+    for line in diff.lines():
+        print(f"  {line}", file=out)
 
 
 def _print_diagnosis(result: Diagnosis, topology: Topology, k: int, out: TextIO) -> None:

@@ -239,3 +239,24 @@ def test_fit(tmp_path):
     assert json.loads((tmp_path / "fitted.yaml.provenance.json").read_text())
     code, _, err = run("fit", "-t", topo, tmp_path / "missing.jsonl", "--out", tmp_path / "f2.yaml")
     assert code == 1 and "missing.jsonl" in err
+
+
+def test_telemetry_verbs(tmp_path):
+    root = Path(__file__).resolve().parent.parent / "data" / "telemetry"
+    ob = bundled_topology("online-boutique")
+    code, out, err = run("import", "nezha", root / "online-boutique" / "fault_list.json", "--out", tmp_path / "w.csv")
+    assert code == 0 and "windows" in out, err
+    code, out, err = run("detect", "-t", ob, "--metrics", root / "online-boutique" / "metric", "--windows", tmp_path / "w.csv",
+                         "--lead", "60s", "--out", tmp_path / "inc.jsonl")  # fmt: skip
+    assert code == 0, err
+    assert "malformed rows set aside" in out
+    code, out, err = run("score", "-t", ob, tmp_path / "inc.jsonl", "--out", tmp_path / "s.csv", "--format", "json")
+    assert code == 0, err
+    assert json.loads(out)["metrics"]["component"]["n_ranked"] == 12
+    code, out, err = run("topology", "from-traces", root / "train-ticket" / "trace", "--out", tmp_path / "tt.yaml",
+                         "--declared", bundled_topology("train-ticket-nezha"))  # fmt: skip
+    assert code == 0, err
+    assert "0 observed calls not declared" in out
+    assert run("topology", "check", tmp_path / "tt.yaml")[0] == 0
+    code, _, err = run("detect", "-t", ob, "--metrics", tmp_path, "--windows", tmp_path / "w.csv", "--out", tmp_path / "x.jsonl", "--metrics-offset", "soon")
+    assert code == 1 and "cannot read the time offset 'soon'" in err

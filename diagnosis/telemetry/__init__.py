@@ -1,0 +1,74 @@
+"""Telemetry -> symptoms: metric and trace adapters, detectors, and the call graph seen in traces.
+
+The pipeline (``docs/telemetry.md``)::
+
+    windows = read_windows("windows.csv")                  # or import_nezha("fault_list.json")
+    metrics = read_metrics("metric/")                       # long tables or Nezha wide CSVs
+    spans = read_spans("trace/")                            # optional: OpenTelemetry-shaped spans
+    frame, rejects, report = detect(topology, metrics, windows, traces=spans)
+    write_incidents(frame, "incidents.jsonl")               # ready for diagnose and score
+
+Modules: :mod:`~diagnosis.telemetry.entities` (entity -> component),
+:mod:`~diagnosis.telemetry.metrics`, :mod:`~diagnosis.telemetry.traces`,
+:mod:`~diagnosis.telemetry.windows`, :mod:`~diagnosis.telemetry.nezha`
+(adapters), :mod:`~diagnosis.telemetry.signals` (signal -> symptom mapping),
+:mod:`~diagnosis.telemetry.detectors` (the statistic, its null, the evidence),
+:mod:`~diagnosis.telemetry.detect` (the pipeline),
+:mod:`~diagnosis.telemetry.callgraph` (topology from traces),
+:mod:`~diagnosis.telemetry.quality` (what the readers set aside).
+"""
+
+from diagnosis.telemetry.callgraph import CallGraphDiff, derive_topology, write_topology
+from diagnosis.telemetry.detect import DetectReport, detect
+from diagnosis.telemetry.detectors import (
+    EvidenceModel,
+    NullModel,
+    rank_nsigma,
+    robust_z,
+    score_windows,
+)
+from diagnosis.telemetry.entities import EntityMap, EntityRule, load_entity_map
+from diagnosis.telemetry.metrics import MetricSamples, long_samples, read_metrics
+from diagnosis.telemetry.nezha import NEZHA_FAULT_MODES, NezhaImport, import_nezha
+from diagnosis.telemetry.quality import ReadReport
+from diagnosis.telemetry.signals import DEFAULT_RULES, SignalRule
+from diagnosis.telemetry.traces import SpanSet, edge_stats, read_spans, spans_from_frame
+from diagnosis.telemetry.windows import (
+    make_windows,
+    quiet_windows,
+    read_windows,
+    write_windows,
+)
+
+__all__ = [
+    "CallGraphDiff",
+    "DEFAULT_RULES",
+    "DetectReport",
+    "EntityMap",
+    "EntityRule",
+    "EvidenceModel",
+    "MetricSamples",
+    "NEZHA_FAULT_MODES",
+    "NezhaImport",
+    "NullModel",
+    "ReadReport",
+    "SignalRule",
+    "SpanSet",
+    "derive_topology",
+    "detect",
+    "edge_stats",
+    "import_nezha",
+    "load_entity_map",
+    "long_samples",
+    "make_windows",
+    "quiet_windows",
+    "rank_nsigma",
+    "read_metrics",
+    "read_spans",
+    "read_windows",
+    "robust_z",
+    "score_windows",
+    "spans_from_frame",
+    "write_topology",
+    "write_windows",
+]

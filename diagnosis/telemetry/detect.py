@@ -1,0 +1,492 @@
+"""From telemetry to incident records: :func:`detect`.
+
+For every incident window, every series (an entity's metric, a call edge's
+latency) mapped by a :class:`~diagnosis.telemetry.signals.SignalRule` is
+scored against its baseline with the robust z-score
+(:mod:`diagnosis.telemetry.detectors`); per window, symptom and rule the
+largest score is kept and turned into a p-value by the rule's null
+distribution (quiet windows of the same data); the rules feeding one
+symptom are combined (the smallest p-value, Šidák-corrected for the number
+of rules); the p-value becomes a soft observation (or ``fired`` /
+``passed``). Every symptom the telemetry covers is observed in every
+window, so a quiet signal is evidence too: it says the component looks
+healthy.
+
+Pods with no data: a component whose entities reported in the baseline but
+not at all in the window gets its ``health_check`` symptom ``fired`` (the
+pod stopped reporting); one that reported in both gets it ``passed``; one
+with no data at all gets no observation. Components the topology does not
+have, metrics no rule maps, and symptoms the topology lacks are counted in
+the :class:`DetectReport`.
+
+The output is an :class:`~diagnosis.incidents.IncidentFrame` with one
+incident per window (``opened`` = start, ``resolved`` = end, the truth of the
+window as root cause), ready for :func:`~diagnosis.logformats.write_incidents`,
+``diagnosis diagnose --incident`` and ``diagnosis score``.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import Counter
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from types import MappingProxyType
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from diagnosis.exceptions import DiagnosisError, suggest
+from diagnosis.incidents import (
+    RAW_ACTION_COLUMNS,
+    RAW_INCIDENT_COLUMNS,
+    RAW_OBSERVATION_COLUMNS,
+    IncidentFrame,
+    Reject,
+    frame_from_raw,
+    validate_frame,
+)
+from diagnosis.telemetry._io import objects, to_timedelta
+from diagnosis.telemetry.detectors import EvidenceModel, NullModel, score_windows
+from diagnosis.telemetry.entities import EDGE_SEPARATOR
+from diagnosis.telemetry.metrics import MetricSamples
+from diagnosis.telemetry.signals import (
+    DEFAULT_RULES,
+    SignalRule,
+    match_rules,
+    symptom_index,
+)
+from diagnosis.telemetry.traces import SpanSet, edge_samples, edge_stats
+from diagnosis.telemetry.windows import WINDOW_COLUMNS, quiet_windows
+from diagnosis.topology import Topology
+
+__all__ = ["EVIDENCE_COLUMNS", "NULL_KINDS", "DetectReport", "detect", "prepare_signals"]
+
+#: ``null`` argument of :func:`detect`.
+NULL_KINDS = ("empirical", "cauchy")
+#: Columns of :attr:`DetectReport.evidence`: one row per window and observed symptom.
+EVIDENCE_COLUMNS = ("window_id", "component", "symptom", "rules", "score", "p_value", "value", "p_fired", "p_passed", "time", "top_signal")
+
+
+@dataclass(frozen=True)
+class DetectReport:
+    """What :func:`detect` used, found and set aside.
+
+    Attributes
+    ----------
+    windows : int
+        Windows read.
+    incidents : int
+        Incidents written (windows minus rejects).
+    observations : int
+        Observations written.
+    signals : Mapping[str, int]
+        Rule -> series scored over all windows.
+    unused_metrics : Mapping[str, int]
+        Metrics no rule maps -> samples (see :mod:`diagnosis.telemetry.signals` for why some are left out).
+    unknown_components : tuple of str
+        Components in the telemetry that the topology does not have.
+    missing_symptoms : tuple of str
+        ``component:watches`` a rule maps to but the component has no such detector.
+    silent_components : tuple of str
+        Topology components with no telemetry at all (nothing observed about them).
+    empty_windows : tuple of str
+        Windows with no sample inside them (check the clocks: ``time_offset``).
+    no_data : Mapping[str, tuple]
+        Window -> components whose pods reported in the baseline but not in the window.
+    pooled : int
+        Series scores whose baseline was pooled (too few values before the window).
+    null : Mapping[str, str]
+        Rule -> ``empirical`` (quiet windows) or ``cauchy`` (fallback).
+    quiet_windows : int
+        Quiet windows used for the null distributions.
+    evidence : DataFrame
+        :data:`EVIDENCE_COLUMNS`: per window and symptom, the rules, the score,
+        its p-value and the observation made.
+    scores : DataFrame
+        Per window, symptom, rule and series: the robust z-score (for analysis).
+    """
+
+    windows: int
+    incidents: int
+    observations: int
+    signals: Mapping[str, int]
+    unused_metrics: Mapping[str, int]
+    unknown_components: tuple[str, ...]
+    missing_symptoms: tuple[str, ...]
+    silent_components: tuple[str, ...]
+    empty_windows: tuple[str, ...]
+    no_data: Mapping[str, tuple[str, ...]]
+    pooled: int
+    null: Mapping[str, str]
+    quiet_windows: int
+    evidence: pd.DataFrame = field(repr=False)
+    scores: pd.DataFrame = field(repr=False)
+
+    def __post_init__(self):
+        for name in ("signals", "unused_metrics"):
+            object.__setattr__(self, name, MappingProxyType({str(k): int(v) for k, v in getattr(self, name).items()}))
+        for name in ("no_data", "null"):
+            object.__setattr__(self, name, MappingProxyType(dict(getattr(self, name))))
+
+    def to_dict(self) -> dict[str, Any]:
+        """The counts as a plain, JSON-ready mapping (without the tables)."""
+        return {
+            "windows": self.windows,
+            "incidents": self.incidents,
+            "observations": self.observations,
+            "signals": dict(self.signals),
+            "unused_metrics": dict(self.unused_metrics),
+            "unknown_components": list(self.unknown_components),
+            "missing_symptoms": list(self.missing_symptoms),
+            "silent_components": list(self.silent_components),
+            "empty_windows": list(self.empty_windows),
+            "no_data": {k: list(v) for k, v in self.no_data.items()},
+            "pooled": self.pooled,
+            "null": dict(self.null),
+            "quiet_windows": self.quiet_windows,
+        }
+
+    def lines(self) -> list[str]:
+        """A short human-readable summary."""
+        out = [
+            f"{self.windows} windows -> {self.incidents} incidents with {self.observations} observations",
+            "  series scored per rule: " + ", ".join(f"{k} {v}" for k, v in sorted(self.signals.items())),
+            "  null distributions: " + ", ".join(f"{k} {v}" for k, v in sorted(self.null.items())) + f" ({self.quiet_windows} quiet windows)",
+        ]
+        if self.pooled:
+            out.append(f"  {self.pooled} series scores used a pooled baseline (too few values before the window)")
+        if self.unused_metrics:
+            out.append("  metrics no rule maps (unused): " + ", ".join(sorted(self.unused_metrics)))
+        if self.unknown_components:
+            out.append("  telemetry components not in the topology: " + ", ".join(self.unknown_components))
+        if self.missing_symptoms:
+            out.append("  mapped signals with no detector in the topology: " + ", ".join(self.missing_symptoms))
+        if self.silent_components:
+            out.append("  topology components with no telemetry: " + ", ".join(self.silent_components))
+        if self.empty_windows:
+            out.append(f"  {len(self.empty_windows)} windows hold no sample at all (clock offset?): " + ", ".join(self.empty_windows[:5]))
+        for w, comps in self.no_data.items():
+            out.append(f"  {w}: no data in the window from {', '.join(comps)} (health_check fired)")
+        return out
+
+
+def _as_samples(metrics) -> pd.DataFrame:
+    if metrics is None:
+        return pd.DataFrame(
+            {
+                "time": pd.Series(dtype="datetime64[ns, UTC]"),
+                "entity": pd.Series(dtype=object),
+                "component": pd.Series(dtype=object),
+                "metric": pd.Series(dtype=object),
+                "value": pd.Series(dtype=np.float64),
+            }
+        )
+    if isinstance(metrics, MetricSamples):
+        return metrics.samples
+    if isinstance(metrics, pd.DataFrame):
+        missing = [c for c in ("time", "entity", "component", "metric", "value") if c not in metrics]
+        if missing:
+            raise DiagnosisError(f"metrics must be MetricSamples or a long DataFrame with time, entity, component, metric, value; missing {missing}")
+        return metrics
+    raise DiagnosisError(f"metrics must be MetricSamples or a DataFrame. Got {type(metrics).__name__} instead.")
+
+
+def prepare_signals(
+    topology: Topology,
+    metrics: MetricSamples | pd.DataFrame | None,
+    *,
+    traces: SpanSet | pd.DataFrame | None = None,
+    rules: Sequence[SignalRule] = DEFAULT_RULES,
+    trace_freq: str | pd.Timedelta = "1min",
+) -> tuple[pd.DataFrame, dict[str, Any]]:
+    """The samples the rules map to symptoms of ``topology``, with their rule, target and symptom.
+
+    Returns
+    -------
+    (DataFrame, dict)
+        The mapped samples (long columns plus ``rule``, ``target``, ``symptom``,
+        ``direction``, ``rel_floor``) and bookkeeping for the report
+        (unused metrics, unknown components, missing symptoms).
+    """
+    rules = tuple(rules)
+    if not rules:
+        raise DiagnosisError("at least one signal rule is needed")
+    names = [r.name for r in rules]
+    if len(set(names)) != len(names):
+        raise DiagnosisError(f"signal rule names must be unique. Got {names} instead.")
+    parts = [_as_samples(metrics)]
+    if traces is not None:
+        spans = traces.spans if isinstance(traces, SpanSet) else traces
+        parts.append(edge_samples(edge_stats(spans, freq=trace_freq)))
+    samples = pd.concat([p for p in parts if len(p)], ignore_index=True) if any(len(p) for p in parts) else parts[0]
+    pairs = samples[["metric", "entity"]].drop_duplicates()
+    pairs = pairs.assign(rule=match_rules(pairs["metric"].tolist(), pairs["entity"].tolist(), rules).to_numpy())
+    rule_of = samples.merge(pairs, on=["metric", "entity"], how="left")["rule"].to_numpy()
+    unused = samples.loc[rule_of < 0, "metric"].value_counts().to_dict()
+    s = samples[rule_of >= 0].reset_index(drop=True)
+    idx = rule_of[rule_of >= 0]
+    s["rule"] = objects([rules[i].name for i in idx])
+    s["direction"] = np.array([rules[i].direction for i in idx], dtype=np.int64)
+    s["rel_floor"] = np.array([rules[i].rel_floor for i in idx], dtype=np.float64)
+    side = np.array([rules[i].side for i in idx], dtype=object)
+    watches = np.array([rules[i].watches for i in idx], dtype=object)
+    comp = s["component"].to_numpy(dtype=object)
+    target = np.empty(len(s), dtype=object)
+    for i, (c, sd) in enumerate(zip(comp, side)):
+        if c is None or (isinstance(c, float) and math.isnan(c)):
+            target[i] = None
+        elif sd == "self":
+            target[i] = c
+        else:
+            a, _, b = c.partition(EDGE_SEPARATOR)
+            target[i] = a if sd == "caller" else b
+    known = set(topology.component_names)
+    sym_of = symptom_index(topology)
+    in_topo = np.array([t in known for t in target], dtype=bool)
+    unknown = sorted({t for t in target[~in_topo] if t is not None})
+    symptom = np.array([sym_of.get((t, w)) for t, w in zip(target, watches)], dtype=object)
+    missing = sorted({f"{t}:{w}" for t, w, sy, ok in zip(target, watches, symptom, in_topo) if ok and sy is None})
+    keep = in_topo & (symptom != None)
+    s["target"] = objects(target)
+    s["symptom"] = objects(symptom)
+    s = s[keep].reset_index(drop=True)
+    info = {"unused": unused, "unknown": unknown, "missing": missing, "all_samples": samples}
+    return s, info
+
+
+def _aggregate(scores: pd.DataFrame, signals: pd.DataFrame) -> pd.DataFrame:
+    """Per window, symptom and rule: the largest score in the harmful direction."""
+    if scores.empty:
+        return pd.DataFrame({c: [] for c in ("window_id", "symptom", "rule", "target", "score", "n_tests", "time", "top_signal")})
+    meta = signals[["entity", "metric", "rule", "target", "symptom", "direction"]].drop_duplicates(["entity", "metric"])
+    sc = scores.merge(meta, on=["entity", "metric"], how="inner")
+    up = sc["direction"].to_numpy() == 1
+    sc["z"] = np.where(up, sc["z_up"], sc["z_down"])
+    sc["t"] = np.where(up, sc["time_up"], sc["time_down"])
+    sc["signal"] = sc["entity"] + " " + sc["metric"]
+    g = sc.groupby(["window_id", "symptom", "rule"], sort=False)
+    best = sc.loc[g["z"].idxmax()]
+    agg = best[["window_id", "symptom", "rule", "target", "z", "t", "signal"]].rename(columns={"z": "score", "t": "time", "signal": "top_signal"})
+    agg = agg.merge(g["n_window"].sum().rename("n_tests").reset_index(), on=["window_id", "symptom", "rule"])
+    return agg.reset_index(drop=True)
+
+
+def detect(
+    topology: Topology,
+    metrics: MetricSamples | pd.DataFrame | None,
+    windows: pd.DataFrame,
+    *,
+    traces: SpanSet | pd.DataFrame | None = None,
+    rules: Sequence[SignalRule] = DEFAULT_RULES,
+    evidence: EvidenceModel | str = "soft",
+    null: str | NullModel = "empirical",
+    lead: str | pd.Timedelta = "0s",
+    min_baseline: int = 4,
+    pool: str | pd.Timedelta = "60min",
+    presence: bool = True,
+    exclude_incidents: bool = False,
+    trace_freq: str | pd.Timedelta = "1min",
+    source: str = "(detect)",
+) -> tuple[IncidentFrame, list[Reject], DetectReport]:
+    """One incident record per window, with the symptoms the telemetry shows.
+
+    Parameters
+    ----------
+    topology : Topology
+        Symptoms are its detectors; its name goes into every record.
+    metrics : MetricSamples or DataFrame or None
+        Long samples (:func:`~diagnosis.telemetry.metrics.read_metrics`).
+    windows : DataFrame
+        Incident windows (:func:`~diagnosis.telemetry.windows.read_windows`,
+        :func:`~diagnosis.telemetry.nezha.import_nezha`); their truth, when
+        known, becomes the root cause.
+    traces : SpanSet or DataFrame, optional
+        Spans (:func:`~diagnosis.telemetry.traces.read_spans`): per-edge latency
+        and, with a status, error rate, bucketed by ``trace_freq``.
+    rules : sequence of SignalRule
+        Signal -> symptom mapping; default :data:`~diagnosis.telemetry.signals.DEFAULT_RULES`.
+    evidence : EvidenceModel or {"soft", "hard"}
+        How p-values become observations.
+    null : {"empirical", "cauchy"} or NullModel
+        ``empirical``: fit each rule's null on quiet windows of these data
+        (no labels used); ``cauchy``: the fallback for every rule; or a
+        NullModel fitted elsewhere.
+    lead : duration, default ``"0s"``
+        Slack before ``start`` counted in the window (labels that trail the
+        first anomalous sample; one sampling interval is a sensible value).
+    min_baseline : int, default 4
+        Baseline values a series needs before its baseline is pooled.
+    pool : duration, default ``"60min"``
+        Reach of a pooled baseline.
+    presence : bool, default True
+        Observe ``health_check`` from whether a component's pods reported.
+    exclude_incidents : bool, default False
+        Keep every window's incident period out of every baseline (and out of
+        the quiet windows' baselines); series left with too few baseline
+        values are pooled.
+    trace_freq : duration, default ``"1min"``
+        Bucket width of the per-edge trace statistics.
+    source : str
+        Names the windows' origin in rejects.
+
+    Returns
+    -------
+    (IncidentFrame, list of Reject, DetectReport)
+        Windows whose truth the topology does not know (unknown component or
+        fault mode) are rejected whole, as :func:`~diagnosis.incidents.validate_frame` does.
+    """
+    if isinstance(evidence, str):
+        evidence = EvidenceModel(mode=evidence)
+    if isinstance(null, str) and null not in NULL_KINDS:
+        raise DiagnosisError(f"null must be one of {list(NULL_KINDS)} or a NullModel. Got {null!r} instead{suggest(null, NULL_KINDS)}")
+    missing = [c for c in WINDOW_COLUMNS if c not in windows.columns]
+    if missing:
+        raise DiagnosisError(f"windows need the columns {list(WINDOW_COLUMNS)}; missing {missing} (use read_windows or make_windows)")
+    lead_td = to_timedelta(lead, "lead")
+    signals, info = prepare_signals(topology, metrics, traces=traces, rules=rules, trace_freq=trace_freq)
+    kw = {"lead": lead_td, "min_baseline": min_baseline, "pool": pool, "rel_floor": signals["rel_floor"].to_numpy(), "exclude": windows if exclude_incidents else None}
+    scores = score_windows(signals, windows, **kw)
+    agg = _aggregate(scores, signals)
+
+    quiet = pd.DataFrame()
+    if isinstance(null, NullModel):
+        null_model = null
+    elif null == "cauchy" or signals.empty:
+        null_model = NullModel({})
+    else:
+        span = (signals["time"].min(), signals["time"].max())
+        quiet = quiet_windows(windows, span=span, guard=lead_td)
+        q_agg = _aggregate(score_windows(signals, quiet, **kw), signals)
+        null_model = NullModel({r: g["score"].to_numpy() for r, g in q_agg.groupby("rule")})
+    if len(agg):
+        agg["p_rule"] = np.nan
+        for r, g in agg.groupby("rule"):
+            agg.loc[g.index, "p_rule"] = null_model.p_value(r, g["score"].to_numpy(), n_tests=g["n_tests"].to_numpy())
+    ev = _combine(agg, evidence)
+
+    # Presence: a component that reported before the window but not in it.
+    all_samples = info["all_samples"]
+    health = _presence(topology, all_samples, windows, lead_td) if presence else pd.DataFrame(columns=["window_id", "component", "symptom", "value"])
+
+    frame, rejects = _frame(topology, windows, ev, health, source)
+    present = set(all_samples["component"].dropna().map(lambda c: c.split(EDGE_SEPARATOR)[-1] if isinstance(c, str) else c))
+    present |= set(all_samples["component"].dropna().map(lambda c: c.split(EDGE_SEPARATOR)[0] if isinstance(c, str) else c))
+    times = all_samples["time"]
+    empty = []
+    for w in windows.itertuples(index=False):
+        lo, hi = w.start - lead_td, w.end
+        if not ((times >= lo) & (times <= hi)).any():
+            empty.append(w.id)
+    no_data = {}
+    if len(health):
+        for wid, g in health[health["value"] == "fired"].groupby("window_id", sort=False):
+            no_data[wid] = tuple(g["component"])
+    report = DetectReport(
+        windows=len(windows),
+        incidents=len(frame),
+        observations=len(frame.observations),
+        signals=Counter(dict(scores.merge(signals[["entity", "metric", "rule"]].drop_duplicates(["entity", "metric"]), on=["entity", "metric"])["rule"].value_counts())) if len(scores) else {},
+        unused_metrics=info["unused"],
+        unknown_components=tuple(info["unknown"]),
+        missing_symptoms=tuple(info["missing"]),
+        silent_components=tuple(c for c in topology.component_names if c not in present),
+        empty_windows=tuple(empty),
+        no_data=no_data,
+        pooled=int(scores["pooled"].sum()) if len(scores) else 0,
+        null={r.name: null_model.kind(r.name) for r in rules if (signals["rule"] == r.name).any()},
+        quiet_windows=len(quiet),
+        evidence=ev,
+        scores=scores,
+    )
+    return frame, rejects, report
+
+
+def _combine(agg: pd.DataFrame, evidence: EvidenceModel) -> pd.DataFrame:
+    """Per window and symptom: Šidák-combined p-value of its rules, and the observation."""
+    if agg.empty:
+        return pd.DataFrame({c: [] for c in EVIDENCE_COLUMNS})
+    g = agg.groupby(["window_id", "symptom"], sort=False)
+    best = agg.loc[g["p_rule"].idxmin()].set_index(["window_id", "symptom"])
+    k = g.size()
+    p_min = g["p_rule"].min()
+    p = -np.expm1(k.to_numpy() * np.log1p(-np.clip(p_min.to_numpy(), 0.0, 1.0 - 1e-16)))
+    rules = g["rule"].agg(lambda x: "+".join(sorted(x)))
+    out = pd.DataFrame(
+        {
+            "window_id": objects([i[0] for i in k.index]),
+            "component": objects(best.loc[k.index, "target"].to_numpy()),
+            "symptom": objects([i[1] for i in k.index]),
+            "rules": objects(rules.loc[k.index].to_numpy()),
+            "score": best.loc[k.index, "score"].to_numpy(dtype=np.float64),
+            "p_value": p,
+            "time": pd.to_datetime(best.loc[k.index, "time"].to_numpy(), utc=True),
+            "top_signal": objects(best.loc[k.index, "top_signal"].to_numpy()),
+        }
+    )
+    if evidence.mode == "soft":
+        pf, pp = evidence.likelihoods(p)
+        out["value"] = objects(["soft"] * len(out))
+        out["p_fired"], out["p_passed"] = pf, pp
+    else:
+        out["value"] = objects(evidence.hard(p))
+        out["p_fired"], out["p_passed"] = np.nan, np.nan
+    return out[list(EVIDENCE_COLUMNS)]
+
+
+def _presence(topology: Topology, samples: pd.DataFrame, windows: pd.DataFrame, lead: pd.Timedelta) -> pd.DataFrame:
+    """health_check fired (no data in the window after data in the baseline) or passed (data in both)."""
+    health = {d.component: d.symptom for d in topology.detectors if d.watches == "health_check"}
+    if samples.empty:
+        return pd.DataFrame(columns=["window_id", "component", "symptom", "value"])
+    own = samples[~samples["entity"].str.contains(EDGE_SEPARATOR, regex=False) & samples["component"].isin(list(health)) & samples["value"].notna()]
+    if own.empty:
+        return pd.DataFrame(columns=["window_id", "component", "symptom", "value"])
+    t = own["time"]
+    rows = []
+    for w in windows.itertuples(index=False):
+        lo = w.start - lead
+        in_win = set(own.loc[(t >= lo) & (t <= w.end), "component"])
+        in_base = set(own.loc[(t >= w.baseline_start) & (t < min(w.baseline_end, lo)), "component"])
+        for c in sorted(in_base | in_win):
+            rows.append((w.id, c, health[c], "passed" if c in in_win else "fired"))
+    return pd.DataFrame(rows, columns=["window_id", "component", "symptom", "value"])
+
+
+def _frame(topology: Topology, windows: pd.DataFrame, ev: pd.DataFrame, health: pd.DataFrame, source: str) -> tuple[IncidentFrame, list[Reject]]:
+    inc: dict[str, list] = {c: [] for c in RAW_INCIDENT_COLUMNS}
+    obs: dict[str, list] = {c: [] for c in RAW_OBSERVATION_COLUMNS}
+    by_w = {k: g for k, g in ev.groupby("window_id", sort=False)} if len(ev) else {}
+    h_by_w = {k: g for k, g in health.groupby("window_id", sort=False)} if len(health) else {}
+    for i, w in enumerate(windows.itertuples(index=False)):
+        comp, mode = w.component, w.fault_mode
+        row = {
+            "id": w.id,
+            "opened": w.start,
+            "resolved": w.end,
+            "topology": topology.name,
+            "cause_component": comp,
+            "cause_fault_mode": mode,
+            "faults": f"{comp}:{mode}" if comp is not None and mode is not None else None,
+            "_loc": f"window {w.id}",
+        }
+        for c in RAW_INCIDENT_COLUMNS:
+            inc[c].append(row[c])
+        g = by_w.get(w.id)
+        if g is not None:
+            for r in g.itertuples(index=False):
+                for c, v in (("_i", i), ("symptom", r.symptom), ("value", r.value), ("p_fired", r.p_fired), ("p_passed", r.p_passed), ("time", r.time)):
+                    obs[c].append(v)
+        h = h_by_w.get(w.id)
+        if h is not None:
+            for r in h.itertuples(index=False):
+                for c, v in (("_i", i), ("symptom", r.symptom), ("value", r.value), ("p_fired", math.nan), ("p_passed", math.nan), ("time", None)):
+                    obs[c].append(v)
+    raw_inc = pd.DataFrame({c: objects(v) if c not in ("opened", "resolved") else pd.Series(v, dtype="datetime64[ns, UTC]") for c, v in inc.items()})
+    raw_obs = pd.DataFrame({c: (objects(v) if c in ("symptom", "value") else v) for c, v in obs.items()})
+    if len(raw_obs) == 0:
+        raw_obs = pd.DataFrame({c: pd.Series(dtype=object) for c in RAW_OBSERVATION_COLUMNS}).astype({"_i": "int64"})
+    frame, rejects = frame_from_raw(raw_inc, raw_obs, pd.DataFrame({c: pd.Series(dtype=object) for c in RAW_ACTION_COLUMNS}).astype({"_i": "int64"}), source=source)
+    frame, more = validate_frame(frame, topology, source=source)
+    return frame, rejects + more

@@ -1,0 +1,437 @@
+"""The detector statistic, its null distribution, and the evidence it gives.
+
+**Statistic: a one-sided robust z-score.** For one series (an entity's
+metric), with baseline values ``b`` and incident-window values ``x_t``::
+
+    med   = median(b)
+    scale = max(1.4826 * median(|b - med|), rel_floor * |med|, abs_floor)
+    z_t   = direction * (x_t - med) / scale
+    score = max_t z_t
+
+The median and the MAD ignore a spike or two in the baseline (another
+incident's tail, a scrape glitch) where a mean and standard deviation
+would not; the floor keeps a flat or quantised baseline (MAD 0, common for
+latency histograms) from turning a tiny change into an infinite score; the
+maximum over the window catches a fault that lasts only part of it. Why
+this and not a rank test or a change point: ``docs/telemetry.md`` (the
+figures come from ``benchmarks/nezha.py --justify``).
+
+With ``exclude``, the baseline does not use the incident periods of the
+given windows (another incident's effects are not "normal"; in the Nezha
+data injections come every eight minutes or so, so a ten-minute baseline
+often holds the previous fault; the median copes with part of it). When a
+series has fewer than ``min_baseline`` baseline values (the data starts just
+before the incident; spans exported only around incidents), its baseline is
+*pooled*: every value of the series within ``pool`` of the window, outside
+the window (and the excluded periods).
+
+**Null distribution.** A score means nothing until we know how large it
+gets when nothing is wrong. :class:`NullModel` holds, per rule, the scores
+of *quiet windows* (windows of the same length placed where no incident
+was, :func:`~diagnosis.telemetry.windows.quiet_windows`): no labels are
+used, only the incident times. A score's p-value is its empirical tail
+probability among them, with a Pareto tail of index 1 beyond the tenth
+largest (so that scores past every quiet one still rank by size). A rule
+without enough quiet scores (spans recorded only during incidents) falls
+back to a Cauchy tail per tested value, corrected for the number of values
+tested (Šidák).
+
+**Evidence.** :class:`EvidenceModel` turns a p-value into likelihoods of
+the symptom's two states with the beta-uniform model of p-values (Pounds &
+Morris 2003): under ``passed`` p is uniform, under ``fired`` it has density
+``a * p**(a - 1)``, so the likelihood ratio is ``LR(p) = a * p**(a - 1)``
+(``a`` = ``shape``): p = 1 gives ``a`` (evidence that the symptom passed),
+a small p gives a large ratio. Written as a soft observation,
+``p_fired = LR / (1 + LR)`` and ``p_passed = 1 / (1 + LR)``. Hard evidence
+is ``fired`` when ``p <= alpha``, else ``passed``; its reliability is then
+``false_alarm = alpha`` and ``sensitivity = alpha ** a`` under the same
+model. ``shape`` and ``alpha`` are the detector's reliability: fit them
+from history (the learning issue) or leave the defaults.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from types import MappingProxyType
+
+import numpy as np
+import pandas as pd
+
+from diagnosis.exceptions import DiagnosisError, suggest
+
+__all__ = [
+    "EVIDENCE_MODES",
+    "SCORE_COLUMNS",
+    "EvidenceModel",
+    "NullModel",
+    "rank_nsigma",
+    "robust_z",
+    "score_windows",
+]
+
+#: How detector scores become observations: likelihoods or fired/passed.
+EVIDENCE_MODES = ("soft", "hard")
+#: Columns of :func:`score_windows`.
+SCORE_COLUMNS = (
+    "window_id", "entity", "component", "metric", "n_baseline", "n_window", "pooled",
+    "median", "scale", "z_up", "z_down", "time_up", "time_down",
+)  # fmt: skip
+_MAD = 1.4826
+
+
+def robust_z(baseline, window, *, rel_floor: float = 0.1, abs_floor: float = 1e-9) -> np.ndarray:
+    """Robust z-scores of ``window`` values against a ``baseline`` (see the module docstring).
+
+    Parameters
+    ----------
+    baseline, window : array-like of float
+        NaN values are ignored in the baseline and give NaN scores.
+    rel_floor, abs_floor : float
+        Lower bounds of the scale: a fraction of ``|median|``, and an absolute value.
+
+    Returns
+    -------
+    ndarray
+        ``(window - median) / scale``, signed (use ``-z`` when a drop is harmful).
+
+    Examples
+    --------
+    >>> robust_z([10, 11, 9, 10, 10, 30], [10, 14, 25]).round(2).tolist()
+    [0.0, 4.0, 15.0]
+    >>> robust_z([2, 2, 2, 2], [2.1, 3.0]).round(2).tolist()   # flat baseline: the scale is 10% of 2
+    [0.5, 5.0]
+    """
+    b = np.asarray(baseline, dtype=np.float64)
+    b = b[~np.isnan(b)]
+    x = np.asarray(window, dtype=np.float64)
+    if len(b) == 0:
+        return np.full(x.shape, np.nan)
+    med = float(np.median(b))
+    scale = max(_MAD * float(np.median(np.abs(b - med))), rel_floor * abs(med), abs_floor)
+    return (x - med) / scale
+
+
+def _group_median(keys: np.ndarray, values: np.ndarray, n_keys: int) -> tuple[np.ndarray, np.ndarray]:
+    """Per-key median and count of values (NaN values ignored); keys in [0, n_keys)."""
+    ok = ~np.isnan(values)
+    keys, values = keys[ok], values[ok]
+    med = np.full(n_keys, np.nan)
+    cnt = np.bincount(keys, minlength=n_keys)
+    if len(keys) == 0:
+        return med, cnt
+    order = np.lexsort((values, keys))
+    k, v = keys[order], values[order]
+    starts = np.searchsorted(k, np.arange(n_keys), side="left")
+    ends = np.searchsorted(k, np.arange(n_keys), side="right")
+    has = ends > starts
+    lo = (starts + (ends - starts - 1) // 2)[has]
+    hi = (starts + (ends - starts) // 2)[has]
+    med[has] = 0.5 * (v[lo] + v[hi])
+    return med, cnt
+
+
+def _stats(keys: np.ndarray, values: np.ndarray, n_keys: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    med, cnt = _group_median(keys, values, n_keys)
+    dev = np.abs(values - med[keys])
+    mad, _ = _group_median(keys, dev, n_keys)
+    return med, _MAD * mad, cnt
+
+
+def score_windows(
+    samples: pd.DataFrame,
+    windows: pd.DataFrame,
+    *,
+    lead: str | pd.Timedelta = "0s",
+    min_baseline: int = 4,
+    pool: str | pd.Timedelta = "60min",
+    rel_floor: float | np.ndarray = 0.1,
+    abs_floor: float = 1e-9,
+    exclude: pd.DataFrame | None = None,
+) -> pd.DataFrame:
+    """Robust z-scores of every series in every window.
+
+    Parameters
+    ----------
+    samples : DataFrame
+        Long samples: ``time``, ``entity``, ``component``, ``metric``, ``value``.
+    windows : DataFrame
+        ``id``, ``start``, ``end``, ``baseline_start``, ``baseline_end``.
+    lead : duration, default ``"0s"``
+        The window is ``[start - lead, end]`` and the baseline stops at
+        ``start - lead``: slack for labels that trail the fault's first samples.
+    min_baseline : int, default 4
+        Baseline values a series needs; with fewer, its baseline is pooled.
+    pool : duration, default ``"60min"``
+        Reach of a pooled baseline on either side of the window.
+    rel_floor : float or array, default 0.1
+        Relative scale floor; an array gives one per sample row.
+    abs_floor : float, default 1e-9
+    exclude : DataFrame, optional
+        Windows (``start``, ``end``) whose incident periods ``[start - lead,
+        end]`` no baseline may use: another incident's effects are not
+        "normal". Pass the incident windows themselves.
+
+    Returns
+    -------
+    DataFrame
+        :data:`SCORE_COLUMNS`, one row per window and series with at least one
+        value in the window and a baseline: ``z_up`` the largest rise and
+        ``z_down`` the largest drop (both as positive scores of that
+        direction), ``time_up`` / ``time_down`` when they happened, ``pooled``
+        whether the baseline was pooled.
+    """
+    from diagnosis.telemetry._io import to_timedelta
+
+    lead_td = to_timedelta(lead, "lead")
+    pool_td = to_timedelta(pool, "pool")
+    if min_baseline < 1:
+        raise DiagnosisError(f"min_baseline must be >= 1. Got {min_baseline!r} instead.")
+    floors = np.broadcast_to(np.asarray(rel_floor, dtype=np.float64), (len(samples),))
+    s = samples.assign(_floor=floors).sort_values("time", kind="stable")
+    t = pd.DatetimeIndex(s["time"].astype("datetime64[ns, UTC]")).asi8
+    series = pd.MultiIndex.from_arrays([s["entity"].to_numpy(dtype=object), s["metric"].to_numpy(dtype=object)])
+    codes, uniq = pd.factorize(series)
+    n_keys = len(uniq)
+    values = s["value"].to_numpy(dtype=np.float64)
+    key_floor = np.zeros(n_keys)
+    key_floor[codes] = s["_floor"].to_numpy(dtype=np.float64)
+    comp_of_key = np.empty(n_keys, dtype=object)
+    comp_of_key[codes] = s["component"].to_numpy(dtype=object)
+    out = []
+
+    def ns(x) -> int:
+        return pd.Timestamp(x).value
+
+    usable = np.ones(len(t), dtype=bool)
+    if exclude is not None and len(exclude):
+        for e in exclude.itertuples(index=False):
+            a = np.searchsorted(t, ns(e.start) - lead_td.value, side="left")
+            b = np.searchsorted(t, ns(e.end), side="right")
+            usable[a:b] = False
+
+    for w in windows.itertuples(index=False):
+        w_lo = ns(w.start) - lead_td.value
+        w_hi = ns(w.end)
+        b_lo = ns(w.baseline_start)
+        b_hi = min(ns(w.baseline_end), w_lo)
+        i0 = np.searchsorted(t, w_lo, side="left")
+        i1 = np.searchsorted(t, w_hi, side="right")
+        if i1 <= i0:
+            continue
+        j0, j1 = np.searchsorted(t, [b_lo, b_hi], side="left")
+        bsel = np.arange(j0, j1)[usable[j0:j1]]
+        med, scale, cnt = _stats(codes[bsel], values[bsel], n_keys)
+        pooled = np.zeros(n_keys, dtype=bool)
+        wk = np.unique(codes[i0:i1])
+        short = wk[cnt[wk] < min_baseline]
+        if len(short):
+            p0, p1 = np.searchsorted(t, [w_lo - pool_td.value, w_hi + pool_td.value], side="left")
+            idx = np.r_[p0:i0, i1:p1]
+            idx = idx[usable[idx]]
+            sel = np.isin(codes[idx], short)
+            pm, ps, pc = _stats(codes[idx][sel], values[idx][sel], n_keys)
+            use = short[pc[short] >= min_baseline]
+            med[use], scale[use], cnt[use] = pm[use], ps[use], pc[use]
+            pooled[use] = True
+        k = codes[i0:i1]
+        x = values[i0:i1]
+        tt = t[i0:i1]
+        ok = ~np.isnan(x) & (cnt[k] >= min_baseline) & ~np.isnan(med[k])
+        k, x, tt = k[ok], x[ok], tt[ok]
+        if len(k) == 0:
+            continue
+        sc = np.maximum.reduce([scale[k], key_floor[k] * np.abs(med[k]), np.full(len(k), abs_floor)])
+        z = (x - med[k]) / sc
+        df = pd.DataFrame({"k": k, "z": z, "t": tt})
+        g = df.groupby("k", sort=True)
+        up = df.loc[g["z"].idxmax()]
+        down = df.loc[g["z"].idxmin()]
+        n_win = g.size().to_numpy()
+        keys = up["k"].to_numpy()
+        out.append(
+            pd.DataFrame(
+                {
+                    "window_id": w.id,
+                    "entity": uniq[keys].get_level_values(0).to_numpy(dtype=object),
+                    "component": comp_of_key[keys],
+                    "metric": uniq[keys].get_level_values(1).to_numpy(dtype=object),
+                    "n_baseline": cnt[keys],
+                    "n_window": n_win,
+                    "pooled": pooled[keys],
+                    "median": med[keys],
+                    "scale": np.maximum(scale[keys], np.maximum(key_floor[keys] * np.abs(med[keys]), abs_floor)),
+                    "z_up": up["z"].to_numpy(),
+                    "z_down": -down["z"].to_numpy(),
+                    "time_up": pd.to_datetime(up["t"].to_numpy(), utc=True),
+                    "time_down": pd.to_datetime(down["t"].to_numpy(), utc=True),
+                }
+            )
+        )
+    if not out:
+        return pd.DataFrame({c: pd.Series(dtype="datetime64[ns, UTC]" if c.startswith("time") else object) for c in SCORE_COLUMNS})
+    res = pd.concat(out, ignore_index=True)
+    for c in ("window_id", "entity", "component", "metric"):
+        res[c] = pd.Series(res[c].to_numpy(dtype=object), dtype=object)
+    for c in ("time_up", "time_down"):
+        res[c] = res[c].astype("datetime64[ns, UTC]")
+    return res[list(SCORE_COLUMNS)]
+
+
+@dataclass(frozen=True)
+class NullModel:
+    """Per rule, detector scores of quiet windows; gives p-values.
+
+    Parameters
+    ----------
+    quiet : Mapping[str, ndarray]
+        Rule name -> scores seen in quiet windows.
+    min_quiet : int, default 30
+        Fewer quiet scores than this and the rule uses the Cauchy fallback.
+    tail_k : int, default 10
+        The Pareto tail starts at the ``tail_k``-th largest quiet score.
+
+    Examples
+    --------
+    >>> null = NullModel({"cpu": np.arange(100.0) / 10})
+    >>> null.p_value("cpu", np.array([0.0, 5.0, 100.0])).round(4).tolist()
+    [1.0, 0.505, 0.0089]
+    >>> null.p_value("latency", np.array([0.0, 10.0]), n_tests=np.array([5, 5])).round(4).tolist()   # no quiet data
+    [0.9688, 0.1489]
+    """
+
+    quiet: Mapping[str, np.ndarray] = field(default_factory=dict)
+    min_quiet: int = 30
+    tail_k: int = 10
+
+    def __post_init__(self):
+        clean = {}
+        for k, v in self.quiet.items():
+            a = np.sort(np.asarray(v, dtype=np.float64))
+            clean[k] = a[~np.isnan(a)]
+        object.__setattr__(self, "quiet", MappingProxyType(clean))
+
+    def kind(self, rule: str) -> str:
+        """``empirical`` or ``cauchy`` (the fallback)."""
+        q = self.quiet.get(rule)
+        return "empirical" if q is not None and len(q) >= self.min_quiet else "cauchy"
+
+    def p_value(self, rule: str, z: np.ndarray, *, n_tests: np.ndarray | int = 1) -> np.ndarray:
+        """P(a quiet score >= z) for each score of one rule."""
+        z = np.asarray(z, dtype=np.float64)
+        q = self.quiet.get(rule)
+        if q is not None and len(q) >= self.min_quiet:
+            n = len(q)
+            ge = n - np.searchsorted(q, z, side="left")
+            p = (1.0 + ge) / (n + 1.0)
+            k = min(self.tail_k, n)
+            zk = q[n - k]
+            if zk > 0:
+                tail = (k / (n + 1.0)) * zk / np.maximum(z, zk)
+                p = np.where(z > zk, np.minimum(p, tail), p)
+            return np.clip(p, 0.0, 1.0)
+        # Cauchy tail per tested value, Šidák-corrected for the number tested.
+        q1 = 0.5 - np.arctan(z) / np.pi
+        m = np.maximum(np.asarray(n_tests, dtype=np.float64), 1.0)
+        return np.clip(-np.expm1(m * np.log1p(-np.clip(q1, 0.0, 1.0 - 1e-16))), 0.0, 1.0)
+
+
+@dataclass(frozen=True, slots=True)
+class EvidenceModel:
+    """How a p-value becomes an observation (see the module docstring).
+
+    Parameters
+    ----------
+    mode : {"soft", "hard"}, default "soft"
+    shape : float, default 0.25
+        ``a`` of the beta-uniform model, in (0, 1): smaller is more trusting.
+    alpha : float, default 0.01
+        Hard evidence fires when ``p <= alpha``.
+
+    Examples
+    --------
+    >>> m = EvidenceModel()
+    >>> pf, pp = m.likelihoods(np.array([1.0, 0.01, 1e-4]))
+    >>> (pf / pp).round(2).tolist()     # the likelihood ratio a * p**(a - 1)
+    [0.25, 7.91, 250.0]
+    >>> m.hard(np.array([0.5, 0.001])).tolist()
+    ['passed', 'fired']
+    """
+
+    mode: str = "soft"
+    shape: float = 0.25
+    alpha: float = 0.01
+
+    def __post_init__(self):
+        if self.mode not in EVIDENCE_MODES:
+            raise DiagnosisError(f"evidence mode must be one of {list(EVIDENCE_MODES)}. Got {self.mode!r} instead{suggest(self.mode, EVIDENCE_MODES)}")
+        if not (0 < self.shape < 1):
+            raise DiagnosisError(f"evidence shape must be in (0, 1). Got {self.shape!r} instead.")
+        if not (0 < self.alpha < 1):
+            raise DiagnosisError(f"evidence alpha must be in (0, 1). Got {self.alpha!r} instead.")
+
+    def ratio(self, p: np.ndarray) -> np.ndarray:
+        """LR(p) = P(p | fired) / P(p | passed)."""
+        p = np.clip(np.asarray(p, dtype=np.float64), 1e-12, 1.0)
+        return self.shape * p ** (self.shape - 1.0)
+
+    def likelihoods(self, p: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """``(p_fired, p_passed)``, each in (0, 1), summing to 1, with ratio LR(p)."""
+        lr = self.ratio(p)
+        return lr / (1.0 + lr), 1.0 / (1.0 + lr)
+
+    def hard(self, p: np.ndarray) -> np.ndarray:
+        """``fired`` where ``p <= alpha``, else ``passed``."""
+        return np.where(np.asarray(p) <= self.alpha, "fired", "passed").astype(object)
+
+    @property
+    def sensitivity(self) -> float:
+        """P(hard fired | fired) = alpha ** shape under the beta-uniform model."""
+        return float(self.alpha**self.shape)
+
+    @property
+    def false_alarm(self) -> float:
+        """P(hard fired | passed) = alpha."""
+        return float(self.alpha)
+
+
+def rank_nsigma(
+    samples: pd.DataFrame,
+    windows: pd.DataFrame,
+    *,
+    components: Sequence[str] | None = None,
+    lead: str | pd.Timedelta = "0s",
+    min_baseline: int = 4,
+    pool: str | pd.Timedelta = "60min",
+    rel_floor: float = 0.1,
+    exclude_incidents: bool = False,
+) -> pd.DataFrame:
+    """The n-sigma baseline: rank components by their largest robust z-score, in either direction, over every metric.
+
+    Every metric of a component's own entities counts (no mapping, no null
+    distribution, no model), scored with :func:`score_windows` and the same
+    windows and baselines (incident periods kept out of baselines with
+    ``exclude_incidents``); edges are left out (they belong to two
+    components).
+
+    Returns
+    -------
+    DataFrame
+        ``window_id``, ``component``, ``score`` (the largest ``|z|``), ``signal``
+        (the entity and metric that gave it), ``rank`` (1 + number of
+        components with a strictly higher score), per window in rank order.
+    """
+    from diagnosis.telemetry.entities import EDGE_SEPARATOR
+
+    own = samples[samples["component"].notna() & ~samples["entity"].astype(str).str.contains(EDGE_SEPARATOR, regex=False)]
+    if components is not None:
+        own = own[own["component"].isin(list(components))]
+    sc = score_windows(own, windows, lead=lead, min_baseline=min_baseline, pool=pool, rel_floor=rel_floor, exclude=windows if exclude_incidents else None)
+    if sc.empty:
+        return pd.DataFrame({"window_id": [], "component": [], "score": [], "signal": [], "rank": []})
+    sc["score"] = np.fmax(sc["z_up"].to_numpy(dtype=np.float64), sc["z_down"].to_numpy(dtype=np.float64))
+    sc["signal"] = sc["entity"] + " " + sc["metric"]
+    best = sc.loc[sc.groupby(["window_id", "component"], sort=False)["score"].idxmax()]
+    out = best[["window_id", "component", "score", "signal"]].reset_index(drop=True)
+    out["rank"] = out.groupby("window_id")["score"].rank(method="min", ascending=False).astype(np.int64)
+    return out.sort_values(["window_id", "rank"], kind="stable").reset_index(drop=True)

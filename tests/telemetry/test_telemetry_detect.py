@@ -1,0 +1,153 @@
+"""detect(): synthetic telemetry -> incident records; pods with no data, clock offsets, diagnosis, rejects."""
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+import telemetry_synth as synth
+
+from diagnosis import DiagnosisError, build_network, diagnose, make_engine
+from diagnosis.logformats import read_incidents, write_incidents
+from diagnosis.scoring import score_frame
+from diagnosis.telemetry import (
+    DEFAULT_RULES,
+    SignalRule,
+    detect,
+    long_samples,
+    make_windows,
+    spans_from_frame,
+)
+from diagnosis.telemetry.detect import EVIDENCE_COLUMNS
+
+TOPO = synth.topology()
+
+
+def run(metrics_df, window_rows, **kw):
+    w, _ = make_windows(window_rows, baseline="20min")
+    return detect(TOPO, long_samples(metrics_df), w, **kw)
+
+
+def obs_of(frame, iid):
+    o = frame.observations[frame.observations["incident_id"] == iid]
+    return {r.symptom: r for r in o.itertuples(index=False)}
+
+
+def test_a_cpu_shift_becomes_strong_evidence_and_the_right_diagnosis():
+    df = synth.metrics(minutes=300, shifts=[("back", "CpuUsageRate(%)", 200, 204, 40.0), ("back", "PodServerLatencyP90(s)", 200, 204, 0.2),
+                                            ("front", "PodServerLatencyP90(s)", 200, 204, 0.2)])  # fmt: skip
+    frame, rejects, rep = run(df, synth.windows([200], truth={200: ("back", "cpu_saturation")}))
+    assert rejects == [] and len(frame) == 1
+    obs = obs_of(frame, "w200")
+    assert obs["back.cpu"].value == "soft" and obs["back.cpu"].p_fired > 0.9
+    assert obs["store.cpu"].p_fired < 0.5 and obs["front.cpu"].p_fired < 0.5
+    assert obs["back.health_check"].value == "passed"
+    soft = frame.observations[frame.observations["value"] == "soft"]
+    assert ((soft["p_fired"] > 0) & (soft["p_fired"] < 1) & np.isclose(soft["p_fired"] + soft["p_passed"], 1)).all()
+    assert dict(rep.null) == {"cpu": "empirical", "memory": "empirical", "server_latency": "empirical"}
+    assert rep.quiet_windows > 30
+    assert list(rep.evidence.columns) == list(EVIDENCE_COLUMNS)
+    json.dumps(rep.to_dict())
+    d = diagnose(TOPO, next(frame.records()).observation_mapping())
+    assert (d.locations[0].component, d.locations[0].fault_mode) == ("back", "cpu_saturation")
+    net = build_network(TOPO)
+    rows, _, _ = score_frame(net, make_engine(net), frame)
+    assert rows["rank_component"].tolist() == [1.0]
+
+
+def test_pods_with_no_data():
+    df = synth.metrics(minutes=120, drop=[("store", 60, 119)])
+    frame, _, rep = run(df, synth.windows([60, 30]))
+    o = obs_of(frame, "w60")
+    assert o["store.health_check"].value == "fired"
+    assert "store.cpu" not in o  # nothing to score
+    assert o["back.health_check"].value == "passed"
+    assert dict(rep.no_data) == {"w60": ("store",)}
+    assert obs_of(frame, "w30")["store.health_check"].value == "passed"
+    _, _, rep2 = run(df, synth.windows([60]), presence=False)
+    assert not any(s.endswith("health_check") for s in rep2.evidence["symptom"])
+
+
+def test_clock_offset_between_sources():
+    shifts = [("back", "CpuUsageRate(%)", 200, 204, 40.0)]
+    late = synth.metrics(minutes=300, shifts=shifts, offset="-8h")  # this source's clock runs 8 h behind
+    w, _ = make_windows(synth.windows([200]), baseline="20min")
+    frame, _, rep = detect(TOPO, long_samples(late), w)
+    assert rep.empty_windows == ("w200",) and len(frame.observations) == 0
+    fixed, _, rep2 = detect(TOPO, long_samples(late, time_offset="8h"), w)
+    assert rep2.empty_windows == () and obs_of(fixed, "w200")["back.cpu"].p_fired > 0.9
+
+
+def test_hard_evidence_and_cauchy_null():
+    # The Cauchy fallback is conservative (real quiet latency scores are that heavy-tailed): it takes a huge shift.
+    df = synth.metrics(minutes=300, shifts=[("back", "CpuUsageRate(%)", 200, 204, 1000.0)])
+    frame, _, rep = run(df, synth.windows([200]), evidence="hard", null="cauchy")
+    o = obs_of(frame, "w200")
+    assert o["back.cpu"].value == "fired" and o["front.cpu"].value == "passed"
+    assert set(rep.null.values()) == {"cauchy"} and rep.quiet_windows == 0
+    assert frame.observations["p_fired"].isna().all()
+
+
+def test_trace_edges_feed_the_callee_latency():
+    quiet = synth.spans(n_traces=200, start=synth.T0)  # 20 minutes of normal calls
+    slow = synth.spans(n_traces=50, start=synth.T0 + pd.Timedelta("25min"), slow_back=True, errors=True)
+    slow["TraceID"] = "s" + slow["TraceID"]
+    slow["SpanID"] = "s" + slow["SpanID"]
+    slow["ParentID"] = slow["ParentID"].where(slow["ParentID"] == "root", "s" + slow["ParentID"])
+    spans = spans_from_frame(pd.concat([quiet.assign(status="OK"), slow], ignore_index=True))
+    w, _ = make_windows(synth.windows([25], duration="5min"), baseline="20min")
+    frame, _, rep = detect(TOPO, None, w, traces=spans, presence=False)
+    o = obs_of(frame, "w25")
+    assert o["back.latency"].p_fired > o["store.latency"].p_fired
+    assert o["back.error_rate"].p_fired > 0.5
+    assert rep.signals["trace_latency"] > 0 and rep.null["trace_latency"] == "cauchy"
+
+
+def test_unknown_truth_is_rejected_and_unknown_telemetry_reported():
+    df = synth.metrics(minutes=90)
+    df.loc[len(df)] = [synth.T0, "ghost-5f6585d649-x2k4z", "CpuUsageRate(%)", 1.0]
+    frame, rejects, rep = run(df, synth.windows([60, 70], truth={60: ("nope", "crash"), 70: ("back", "cpu_saturation")}))
+    assert frame.incidents["id"].tolist() == ["w70"]
+    assert len(rejects) == 1 and rejects[0].field == "root_cause.component"
+    assert rep.unknown_components == ("ghost",)
+    assert "MemoryUsage(Mi)" not in rep.unused_metrics
+
+
+def test_custom_rules_and_errors():
+    df = synth.metrics(minutes=90)
+    rules = (SignalRule("mem_only", r"MemoryUsage\(Mi\)", "memory"),)
+    frame, _, rep = run(df, synth.windows([60]), rules=rules, presence=False)
+    assert set(frame.observations["symptom"]) == {"front.memory", "back.memory", "store.memory"}
+    assert set(rep.unused_metrics) == {"CpuUsageRate(%)", "PodServerLatencyP90(s)"}
+    with pytest.raises(DiagnosisError, match="signal rule names must be unique"):
+        run(df, synth.windows([60]), rules=(rules[0], rules[0]))
+    with pytest.raises(DiagnosisError, match="null must be one of"):
+        run(df, synth.windows([60]), null="gaussian")
+    with pytest.raises(DiagnosisError, match="did you mean 'empirical'"):
+        run(df, synth.windows([60]), null="empirica")
+    with pytest.raises(DiagnosisError, match="did you mean 'callee'"):
+        SignalRule("x", "y", "latency", side="calee")
+    with pytest.raises(DiagnosisError, match="direction must be 1 or -1"):
+        SignalRule("x", "y", "cpu", direction=0)
+    with pytest.raises(DiagnosisError, match="windows need the columns"):
+        detect(TOPO, long_samples(df), pd.DataFrame({"id": ["a"]}))
+    assert DEFAULT_RULES[0].name == "cpu"
+
+
+def test_written_incidents_read_back(tmp_path):
+    df = synth.metrics(minutes=300, shifts=[("back", "CpuUsageRate(%)", 200, 204, 40.0)])
+    frame, _, _ = run(df, synth.windows([200, 250], truth={200: ("back", "cpu_saturation")}))
+    back, rejects = read_incidents(write_incidents(frame, tmp_path / "incidents.jsonl"))
+    assert rejects == [] and back.incidents["id"].tolist() == ["w200", "w250"]
+    assert back.incidents["cause_component"].tolist() == ["back", None]
+    pd.testing.assert_frame_equal(back.observations.reset_index(drop=True), frame.observations.reset_index(drop=True), check_exact=False, atol=1e-9)
+
+
+def test_no_telemetry_at_all_gives_empty_incidents():
+    w, _ = make_windows(synth.windows([20]))
+    frame, rejects, rep = detect(TOPO, None, w)
+    assert len(frame) == 1 and len(frame.observations) == 0 and rejects == []
+    assert rep.silent_components == ("front", "back", "store") and rep.empty_windows == ("w20",)
+    empty, _ = make_windows([])
+    frame, _, _ = detect(TOPO, long_samples(synth.metrics(minutes=30)), empty)
+    assert len(frame) == 0
