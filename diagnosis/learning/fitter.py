@@ -7,7 +7,6 @@ import hashlib
 import json
 import math
 import os
-import tempfile
 from collections.abc import Mapping, Sequence
 from dataclasses import replace
 from pathlib import Path
@@ -19,6 +18,7 @@ import yaml
 from scipy.stats import beta as _beta
 from scipy.stats import gamma as _gamma
 
+from diagnosis._files import atomic_write_text
 from diagnosis.exceptions import DiagnosisError, IncidentLogError, NotFittedError
 from diagnosis.incidents import IncidentFrame, validate_frame
 from diagnosis.learning._em import e_step, m_step
@@ -637,11 +637,4 @@ def _header(report: FitReport, sidecar: str) -> str:
 
 
 def _atomic_write(path: Path, text: str) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    atomic_write_text(path, text)

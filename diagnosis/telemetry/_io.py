@@ -7,13 +7,13 @@ import gzip
 import io
 import os
 import re
-import tempfile
 from collections.abc import Callable, Iterable
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
+from diagnosis import _files
 from diagnosis.exceptions import DiagnosisError
 
 _GO_MONOTONIC = re.compile(r"\s+m=[+-][0-9.]+$")
@@ -192,15 +192,7 @@ def atomic_write(path: Path, write: Callable[[str], None]) -> Path:
     """Call ``write(tmp)`` on a temporary file beside ``path``, then rename it into place."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+    return _files.atomic_write(path, write)
 
 
 def atomic_write_text(path: Path, text: str) -> Path:
