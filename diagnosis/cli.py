@@ -28,6 +28,9 @@ def _parser() -> argparse.ArgumentParser:
         prog="diagnosis",
         description="Probabilistic fault diagnosis for service platforms.",
     )
+    from diagnosis import __version__
+
+    parser.add_argument("--version", action="version", version=f"diagnosis {__version__}")
     verbs = parser.add_subparsers(dest="verb", metavar="VERB", required=True)
 
     p = verbs.add_parser("diagnose", help="rank fault locations and recovery actions for one incident")

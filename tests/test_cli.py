@@ -260,3 +260,8 @@ def test_telemetry_verbs(tmp_path):
     assert run("topology", "check", tmp_path / "tt.yaml")[0] == 0
     code, _, err = run("detect", "-t", ob, "--metrics", tmp_path, "--windows", tmp_path / "w.csv", "--out", tmp_path / "x.jsonl", "--metrics-offset", "soon")
     assert code == 1 and "cannot read the time offset 'soon'" in err
+
+
+def test_version(capsys):
+    assert run("--version")[0] == 0
+    assert capsys.readouterr().out.startswith("diagnosis ")
