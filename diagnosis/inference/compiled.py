@@ -382,8 +382,13 @@ class _Plan:
                 t = np.transpose(table, perm).reshape(_bshape(red, cl[i], cards) + (1,))
                 static[i] = t.copy() if static[i] is None else static[i] * t
                 continue
+            if v in obs and not tables.children[v]:
+                # A leaf observed in some cases only is folded like an always-observed
+                # one: its extra row of ones (index ``card``) stands for "not observed
+                # in this case", so the leaf never enters the junction tree.
+                table = np.concatenate([table, np.ones((1,) + table.shape[1:])], axis=0)
             perm = [scope.index(x) for x in obs] + [scope.index(x) for x in red]
-            ocards = [int(cards[x]) for x in obs]
+            ocards = [int(cards[x]) + (x == v and not tables.children[v]) for x in obs]
             strides = [math.prod(ocards[k + 1:]) for k in range(len(obs))]
             R = math.prod(int(cards[x]) for x in red)
             t = np.ascontiguousarray(np.transpose(table, perm)).reshape(math.prod(ocards), R)
@@ -747,8 +752,17 @@ class CompiledEngine:
                 treewidth=exc.treewidth,
             ) from None
 
+    def _fold(self, ev: PreparedEvidence, targets: frozenset) -> frozenset:
+        """Leaves with hard evidence in some cases only (not targets, no soft evidence):
+        folded into per-case factors instead of joining the junction tree."""
+        _, partial, soft = ev.signature()
+        children = self._tables.children
+        return frozenset(v for v in partial if not children[v] and v not in targets and v not in soft)
+
     def _plan(self, ev: PreparedEvidence, targets: frozenset) -> _Plan:
         hard, partial, soft = ev.signature()
+        fold = self._fold(ev, targets)
+        hard, partial = hard | fold, partial - fold
         key = (hard, partial, soft, targets)
         plan = self._plans.get(key)
         if plan is not None:
@@ -783,6 +797,13 @@ class CompiledEngine:
     # ---- queries ----------------------------------------------------------------------
     def _run(self, targets: list[int], ev: PreparedEvidence, want: bool):
         plan = self._plan(ev, frozenset(targets))
+        fold = self._fold(ev, frozenset(targets))
+        if fold:  # "not observed in this case" is the folded leaf's extra row
+            matrix = ev.matrix.copy()
+            for v in fold:
+                row = matrix[ev.vars.index(v)]
+                row[row < 0] = int(self._tables.cards[v])
+            ev = PreparedEvidence(ev.vars, matrix, ev.soft, ev.soft_log_scale, ev.n_cases)
         B = ev.n_cases
         chunk = plan.chunk_size(B, self.memory_budget_bytes)
         logz = np.empty(B)
