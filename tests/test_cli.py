@@ -265,3 +265,15 @@ def test_telemetry_verbs(tmp_path):
 def test_version(capsys):
     assert run("--version")[0] == 0
     assert capsys.readouterr().out.startswith("diagnosis ")
+
+
+def test_score_on_a_dask_scheduler_address(tmp_path):
+    distributed = pytest.importorskip("distributed")
+    topo = bundled_topology("webshop")
+    assert run("simulate", "-t", topo, "-n", 300, "--seed", 5, "--out", tmp_path / "log.parquet")[0] == 0
+    local = run("score", "-t", topo, tmp_path / "log.parquet", "--out", tmp_path / "local.parquet", "--format", "json")
+    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None) as cluster:
+        code, out, err = run("score", "-t", topo, tmp_path / "log.parquet", "--out", tmp_path / "dask.parquet",
+                             "--scheduler", cluster.scheduler_address, "--format", "json")  # fmt: skip
+    assert code == 0, err
+    assert json.loads(out)["metrics"] == json.loads(local[1])["metrics"]
