@@ -219,3 +219,36 @@ def test_removing_a_fault_mode_prunes_default_detectors_and_actions():
     doc["components"][0]["detectors"] = {"mine": {"raised_by": {"memory_leak": 0.9}, "false_alarm": 0.1}}
     with pytest.raises(TopologyError, match="unknown trigger 'memory_leak'"):
         Topology.from_dict(doc)
+
+
+@pytest.mark.parametrize(
+    ("rules", "match"),
+    [
+        ([{"symptom": "{service}.latency"}], r"alerts\[0\]: a rule needs 'match' or 'match_re'"),
+        ([{"match": {"alertname": "X"}, "symptom": "web.latncy"}], r"alerts\[0\]\.symptom: unknown symptom 'web\.latncy'; did you mean 'web\.latency'"),
+        ([{"match_re": {"alertname": "("}, "symptom": "{service}.latency"}], r"alerts\[0\]\.match_re\.alertname: bad regular expression"),
+        ([{"match": {"alertname": 3}, "symptom": "{service}.latency"}], r"label values must be strings"),
+        ([{"match": {"a": "b"}, "symptom": "{0}.latency"}], r"template fields must be label names"),
+        ([{"match": {"a": "b"}, "symptom": "{service.latency"}], r"bad template"),
+        ({"match": {"a": "b"}}, r"alerts: must be a list of rules"),
+        ([{"match": {"a": "b"}, "symptom": "web.latency", "colour": 1}], r"alerts\[0\]\.colour: unknown field"),
+    ],
+)
+def test_alert_rule_errors(rules, match):
+    doc = base(alerts=rules)
+    with pytest.raises(TopologyError, match=match):
+        Topology.from_dict(doc)
+
+
+def test_alert_rules_map_labels():
+    topo = Topology.from_dict(base(alerts=[
+        {"match": {"alertname": "HighLatency"}, "symptom": "{service}.latency"},
+        {"match_re": {"alertname": "KubePod(CrashLooping|NotReady)"}, "symptom": "{service}.health_check"},
+    ]))  # fmt: skip
+    latency, health = topo.alert_rules
+    assert latency.symptom_for({"alertname": "HighLatency", "service": "web"}) == "web.latency"
+    assert latency.symptom_for({"alertname": "HighErrorRate", "service": "web"}) is None
+    assert latency.symptom_for({"alertname": "HighLatency"}) is None  # the template's label is missing
+    assert health.symptom_for({"alertname": "KubePodNotReady", "service": "api"}) == "api.health_check"
+    assert health.symptom_for({"alertname": "KubePodNotReadyish", "service": "api"}) is None  # full match only
+    assert Topology.from_dict(topo.to_dict()).alert_rules == topo.alert_rules
