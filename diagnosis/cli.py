@@ -113,6 +113,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--tried", action="append", default=[], metavar="ACTION@TARGET=OUTCOME",
                    help="a recovery action already tried, e.g. restart@cartservice=failure (repeatable)")
     p.add_argument("--escalation-cost", type=float, default=30.0, metavar="C", help="cost of giving up and escalating (default 30)")
+    p.add_argument("--no-checks", action="store_true", help="skip ranking the next checks (slow on large platforms)")
+    p.add_argument("--no-plan", action="store_true", help="skip the check-or-act plan (slow on large platforms)")
     p.add_argument("--format", choices=("table", "json"), default="table")
     p.add_argument("--engine", choices=ENGINES, default=ENGINES[0])
 
@@ -451,12 +453,14 @@ def _explain(args: argparse.Namespace, out: TextIO) -> None:
     evidence = _evidence_of(args)
     tried = _tried(args.tried)
     ex = explain(network, evidence, actions=tried, engine=engine)
-    checks = rank_checks(network, evidence, actions=tried, engine=engine)
-    plan = plan_recovery(network, evidence, actions=tried, escalation_cost=args.escalation_cost, engine=engine)
+    checks = () if args.no_checks else rank_checks(network, evidence, actions=tried, engine=engine)
+    plan = None if args.no_plan else plan_recovery(network, evidence, actions=tried, escalation_cost=args.escalation_cost, engine=engine)
     if args.format == "json":
         doc = ex.to_dict()
-        doc["next_checks"] = [{**asdict(c), "information_per_cost": c.information_per_cost, "success_per_cost": c.success_per_cost} for c in checks]
-        doc["plan"] = {"policy": plan.policy, "expected_cost": plan.expected_cost, "exact": plan.exact, "steps": [asdict(st) for st in plan.steps]}
+        if not args.no_checks:
+            doc["next_checks"] = [{**asdict(c), "information_per_cost": c.information_per_cost, "success_per_cost": c.success_per_cost} for c in checks]
+        if plan is not None:
+            doc["plan"] = {"policy": plan.policy, "expected_cost": plan.expected_cost, "exact": plan.exact, "steps": [asdict(st) for st in plan.steps]}
         json.dump(doc, out, indent=2, default=str)
         out.write("\n")
         return
@@ -476,12 +480,14 @@ def _explain(args: argparse.Namespace, out: TextIO) -> None:
         for w in decisive:
             print(f"  {w.finding} {w.observation} -> {w.flipped}: top becomes {w.top_component} {w.top_fault_mode} ({w.top_probability:.3f})", file=out)
         print(file=out)
-    print("Next best checks (expected information gain on the fault location, per unit of cost):", file=out)
-    rows = [(c.symptom, f"{c.cost:g}", f"{c.p_fired:.3f}", f"{c.information_gain:.4f}", f"{c.success_gain:+.4f}", f"{c.information_per_cost:.4f}") for c in checks[:8]]
-    _table(("check", "cost", "P(fires)", "info gain (nats)", "Δ best P(success)", "gain/cost"), rows, out)
-    print(f"\nCheck-or-act plan (expected cost to recovery {plan.expected_cost:.2f}{'' if plan.exact else ', search budget reached'}):", file=out)
-    for i, st in enumerate(plan.steps, 1):
-        print(f"  {i}. {st.describe()}", file=out)
+    if not args.no_checks:
+        print("Next best checks (expected information gain on the fault location, per unit of cost):", file=out)
+        rows = [(c.symptom, f"{c.cost:g}", f"{c.p_fired:.3f}", f"{c.information_gain:.4f}", f"{c.success_gain:+.4f}", f"{c.information_per_cost:.4f}") for c in checks[:8]]
+        _table(("check", "cost", "P(fires)", "info gain (nats)", "Δ best P(success)", "gain/cost"), rows, out)
+    if plan is not None:
+        print(f"\nCheck-or-act plan (expected cost to recovery {plan.expected_cost:.2f}{'' if plan.exact else ', search budget reached'}):", file=out)
+        for i, st in enumerate(plan.steps, 1):
+            print(f"  {i}. {st.describe()}", file=out)
 
 
 def _timeline(args: argparse.Namespace, out: TextIO) -> None:

@@ -211,6 +211,8 @@ def test_post_mortem_verbs(tmp_path):
     assert code == 0, err
     doc = json.loads(out)
     assert doc["next_checks"] and doc["plan"]["steps"]
+    code, out, err = run("explain", "-t", topo, "-o", "db.latency=fired", "--no-checks", "--no-plan")
+    assert code == 0 and "log LR" in out and "Next best checks" not in out and "Check-or-act plan" not in out
     code, _, err = run("explain", "-t", topo, "-o", "db.latency=fired", "--tried", "failover-db")
     assert code == 1 and "expected ACTION@TARGET=success|failure" in err
     from importlib import resources
