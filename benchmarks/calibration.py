@@ -16,12 +16,6 @@ from diagnosis.scoring import ScoreSummary, score_frame
 from diagnosis.simulate import simulate
 
 
-def scaled(topo: Topology, factor: float) -> Topology:
-    d = topo.to_dict()
-    for c in d["components"]:
-        for spec in c["fault_modes"].values():
-            spec["prior"] = spec["prior"] * factor
-    return Topology.from_dict(d)
 
 
 def swapped(topo: Topology) -> Topology:
@@ -45,7 +39,7 @@ def main() -> None:
     log = simulate(truth, args.n, rng=args.seed)
     print(f"simulated {len(log)} incidents from the true model in {time.perf_counter() - t:.1f} s "
           f"({log.incidents['cause_component'].notna().sum()} with a root cause)")
-    models = {"true model": truth, "priors x10": scaled(truth, 10), "priors /10": scaled(truth, 0.1), "detector rates swapped": swapped(truth)}
+    models = {"true model": truth, "priors x10": truth.with_scaled_priors(10), "priors /10": truth.with_scaled_priors(0.1), "detector rates swapped": swapped(truth)}
     print(f"{'model':<24} {'level':<10} {'AC@1':>6} {'AC@3':>6} {'MRR':>6} {'Brier':>8} {'log loss':>9} {'ECE':>8} {'ECE top-1':>10}")
     for name, topo in models.items():
         net = build_network(topo)

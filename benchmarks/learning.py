@@ -49,12 +49,6 @@ KINDS = ("prior", "false_alarm", "sensitivity", "strength", "success")
 
 
 # --------------------------------------------------------------------------- models
-def scaled_priors(topo: Topology, factor: float) -> Topology:
-    d = topo.to_dict()
-    for c in d["components"]:
-        for spec in c["fault_modes"].values():
-            spec["prior"] = spec["prior"] * factor
-    return Topology.from_dict(d)
 
 
 def perturbed(topo: Topology) -> Topology:
@@ -120,7 +114,7 @@ def heldout(args) -> None:
     print(f"{'model':<26} {'level':<10} {'AC@1':>6} {'AC@3':>6} {'log loss':>9} {'ECE':>8} {'ECE top-1':>10}")
     rows = [("true model", truth)]
     for label, factor in (("priors x10", 10.0), ("priors /10", 0.1)):
-        start = scaled_priors(truth, factor)
+        start = truth.with_scaled_priors(factor)
         t = time.perf_counter()
         fitter = PriorFitter(rng=args.seed).fit(history, start)
         took = time.perf_counter() - t

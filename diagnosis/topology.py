@@ -14,7 +14,7 @@ import math
 import re
 import string
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import cache
 from importlib import resources
 from pathlib import Path
@@ -323,6 +323,31 @@ class Topology:
             On any invalid field, naming ``source`` and the path inside it.
         """
         return _Parser(source).parse(data)
+
+    def with_scaled_priors(self, factor: float) -> Topology:
+        """A copy with every fault-mode prior multiplied by ``factor``.
+
+        For sensitivity analysis ("what if our priors are off by 10x?") and for
+        building mis-specified models in calibration tests.
+
+        Raises
+        ------
+        TopologyError
+            If a prior leaves [0, 1] or a component's priors sum past 1.
+
+        Examples
+        --------
+        >>> from diagnosis import bundled_topology, load_topology
+        >>> topo = load_topology(bundled_topology("webshop"))
+        >>> topo.with_scaled_priors(10).component("db").fault_mode("down").prior
+        0.03
+        """
+        if isinstance(factor, bool) or not isinstance(factor, (int, float)) or not math.isfinite(factor) or factor < 0:
+            raise TopologyError(f"the prior scale factor must be a number >= 0. Got {factor!r} instead.")
+        components = tuple(
+            replace(c, fault_modes=tuple(replace(m, prior=m.prior * factor) for m in c.fault_modes)) for c in self.components
+        )
+        return replace(self, components=components)
 
     def to_dict(self) -> dict:
         """A plain mapping that :meth:`from_dict` reads back to an equal topology."""

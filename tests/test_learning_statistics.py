@@ -37,12 +37,6 @@ def perturbed(topo: Topology) -> Topology:
     return Topology.from_dict(d)
 
 
-def scaled_priors(topo: Topology, factor: float) -> Topology:
-    d = topo.to_dict()
-    for c in d["components"]:
-        for spec in c["fault_modes"].values():
-            spec["prior"] *= factor
-    return Topology.from_dict(d)
 
 
 def log_ratio(fitter: PriorFitter, truth: dict, kind: str) -> float:
@@ -119,7 +113,7 @@ def _metrics(topo: Topology, log: IncidentFrame) -> dict:
 
 def test_fitting_improves_held_out_scoring(boutique):
     """Priors 10x too high: fit on simulated history, score another simulated log with both models."""
-    start = scaled_priors(boutique, 10.0)
+    start = boutique.with_scaled_priors(10.0)
     fitted = PriorFitter().fit(simulate(boutique, 1500, rng=SEEDS[0]), start).fitted_topology_
     held_out = simulate(boutique, 1500, rng=SEEDS[1])
     before, after, best = _metrics(start, held_out), _metrics(fitted, held_out), _metrics(boutique, held_out)
@@ -150,7 +144,7 @@ def test_pooling_borrows_strength_across_components_of_a_kind():
         ]})  # fmt: skip
     values = topology_parameters(truth)
     log = simulate(truth, 300, rng=SEEDS[2])
-    start = scaled_priors(truth, 3.0)
+    start = truth.with_scaled_priors(3.0)
     err = {}
     for pooling in (True, False):
         f = PriorFitter(pooling=pooling, sections=["fault_modes"]).fit(log, start)

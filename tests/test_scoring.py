@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from diagnosis import IncidentLogError, Topology, build_network, diagnose, make_engine
+from diagnosis import IncidentLogError, build_network, diagnose, make_engine
 from diagnosis.logformats import read_incidents, write_incidents
 from diagnosis.scoring import score_frame, score_log
 from diagnosis.simulate import simulate
@@ -53,12 +53,6 @@ def test_metrics_by_hand(webshop):
     assert m["location"]["ece"] >= 0 and len(m["location"]["reliability"]) == 15
 
 
-def _scale_priors(topo: Topology, factor: float) -> Topology:
-    d = topo.to_dict()
-    for c in d["components"]:
-        for spec in c["fault_modes"].values():
-            spec["prior"] = min(spec["prior"] * factor, 0.19)
-    return Topology.from_dict(d)
 
 
 def test_calibration_sanity(boutique):
@@ -66,7 +60,7 @@ def test_calibration_sanity(boutique):
     frame = simulate(boutique, 3000, rng=21)
     net = build_network(boutique)
     _, good, _ = score_frame(net, make_engine(net), frame)
-    wrong = build_network(_scale_priors(boutique, 10.0))
+    wrong = build_network(boutique.with_scaled_priors(10.0))
     _, bad, _ = score_frame(wrong, make_engine(wrong), frame)
     g, b = good.levels["location"].metrics(), bad.levels["location"].metrics()
     assert g["ece_top1"] < 0.03

@@ -218,22 +218,12 @@ def junction_tree(
     # One tree: join component roots to the largest clique's component.
     comp_root = []
     seen = [False] * n
-    for r in roots:
+    # Component roots first, then (safety) any alive clique no root reached.
+    for r in [*roots, *range(n)]:
         if alive[r] and not seen[r]:
             comp_root.append(r)
             stack = [r]
             seen[r] = True
-            while stack:
-                x = stack.pop()
-                for y in nbrs[x]:
-                    if not seen[y]:
-                        seen[y] = True
-                        stack.append(y)
-    for i in range(n):  # safety: any alive clique not reached
-        if alive[i] and not seen[i]:
-            comp_root.append(i)
-            stack = [i]
-            seen[i] = True
             while stack:
                 x = stack.pop()
                 for y in nbrs[x]:
