@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV   := .venv
 PY     := $(VENV)/bin/python
 
-.PHONY: run test install install-test browser clean
+.PHONY: run test lint install install-test browser clean
 
 $(VENV)/bin/python:
 	$(PYTHON) -m venv $(VENV)
@@ -46,8 +46,13 @@ run: install
 	$(PY) -m diagnosis score --topology data/topologies/online-boutique.yaml \
 		$(OUT)/nezha-incidents.jsonl --out $(OUT)/nezha-scored.csv
 
-test: install-test
+test: install-test lint
 	$(PY) -m pytest -q
+
+# ruff (lint and format), configured in pyproject.toml.
+lint: install-test
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
 
 clean:
 	rm -rf $(VENV) .pytest_cache

@@ -21,8 +21,15 @@ import pathlib
 
 import numpy as np
 
-__all__ = ["classic_network", "classic_path", "fault_names", "detector_names",
-           "sample_evidence", "topology_network", "to_pyagrum"]
+__all__ = [
+    "classic_network",
+    "classic_path",
+    "detector_names",
+    "fault_names",
+    "sample_evidence",
+    "to_pyagrum",
+    "topology_network",
+]
 
 
 def _noisy_or_table(q_parents, leak):
@@ -79,18 +86,31 @@ def topology_network(n, *, seed=0, calls="random", width=8, detectors=3):
         edges += [(p_, imp) for p_ in parents]
         names = {imp: ["ok", "impaired"], f: ["ok", "fault"]}
         names.update({f"I{j}": ["ok", "impaired"] for j in callees[i]})
-        cpds.append(TabularCPD(imp, 2, table.reshape(2, -1), evidence=parents,
-                               evidence_card=[2] * len(parents), state_names=names))
+        cpds.append(
+            TabularCPD(
+                imp, 2, table.reshape(2, -1), evidence=parents, evidence_card=[2] * len(parents), state_names=names
+            )
+        )
         for k in range(detectors):
             d = f"D{i}_{k}"
             hit, false_alarm = rng.uniform(0.7, 0.95), rng.uniform(0.01, 0.1)
             edges.append((imp, d))
-            cpds.append(TabularCPD(d, 2, [[1 - false_alarm, 1 - hit], [false_alarm, hit]],
-                                   evidence=[imp], evidence_card=[2],
-                                   state_names={d: ["ok", "alarm"], imp: ["ok", "impaired"]}))
+            cpds.append(
+                TabularCPD(
+                    d,
+                    2,
+                    [[1 - false_alarm, 1 - hit], [false_alarm, hit]],
+                    evidence=[imp],
+                    evidence_card=[2],
+                    state_names={d: ["ok", "alarm"], imp: ["ok", "impaired"]},
+                )
+            )
     model = DiscreteBayesianNetwork()
-    model.add_nodes_from([f"F{i}" for i in range(n)] + [f"I{i}" for i in range(n)]
-                         + [f"D{i}_{k}" for i in range(n) for k in range(detectors)])
+    model.add_nodes_from(
+        [f"F{i}" for i in range(n)]
+        + [f"I{i}" for i in range(n)]
+        + [f"D{i}_{k}" for i in range(n) for k in range(detectors)]
+    )
     model.add_edges_from(edges)
     model.add_cpds(*cpds)
     return model

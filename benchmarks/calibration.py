@@ -12,10 +12,8 @@ import argparse
 import time
 
 from diagnosis import Topology, build_network, bundled_topology, load_topology, make_engine
-from diagnosis.scoring import ScoreSummary, score_frame
-from diagnosis.simulate import simulate
-
-
+from diagnosis.logs.scoring import ScoreSummary, score_frame
+from diagnosis.logs.simulate import simulate
 
 
 def swapped(topo: Topology) -> Topology:
@@ -37,17 +35,28 @@ def main() -> None:
     truth = load_topology(bundled_topology("online-boutique"))
     t = time.perf_counter()
     log = simulate(truth, args.n, rng=args.seed)
-    print(f"simulated {len(log)} incidents from the true model in {time.perf_counter() - t:.1f} s "
-          f"({log.incidents['cause_component'].notna().sum()} with a root cause)")
-    models = {"true model": truth, "priors x10": truth.with_scaled_priors(10), "priors /10": truth.with_scaled_priors(0.1), "detector rates swapped": swapped(truth)}
-    print(f"{'model':<24} {'level':<10} {'AC@1':>6} {'AC@3':>6} {'MRR':>6} {'Brier':>8} {'log loss':>9} {'ECE':>8} {'ECE top-1':>10}")
+    print(
+        f"simulated {len(log)} incidents from the true model in {time.perf_counter() - t:.1f} s "
+        f"({log.incidents['cause_component'].notna().sum()} with a root cause)"
+    )
+    models = {
+        "true model": truth,
+        "priors x10": truth.with_scaled_priors(10),
+        "priors /10": truth.with_scaled_priors(0.1),
+        "detector rates swapped": swapped(truth),
+    }
+    print(
+        f"{'model':<24} {'level':<10} {'AC@1':>6} {'AC@3':>6} {'MRR':>6} {'Brier':>8} {'log loss':>9} {'ECE':>8} {'ECE top-1':>10}"
+    )
     for name, topo in models.items():
         net = build_network(topo)
         _, stats, _ = score_frame(net, make_engine(net), log)
         s = ScoreSummary.from_stats(stats)
         for level in ("location", "component"):
             m = s.metrics[level]
-            print(f"{name:<24} {level:<10} {m['AC@1']:>6.3f} {m['AC@3']:>6.3f} {m['MRR']:>6.3f} {m['brier']:>8.4f} {m['log_loss']:>9.4f} {m['ece']:>8.5f} {m['ece_top1']:>10.4f}")
+            print(
+                f"{name:<24} {level:<10} {m['AC@1']:>6.3f} {m['AC@3']:>6.3f} {m['MRR']:>6.3f} {m['brier']:>8.4f} {m['log_loss']:>9.4f} {m['ece']:>8.5f} {m['ece_top1']:>10.4f}"
+            )
 
 
 if __name__ == "__main__":

@@ -19,7 +19,11 @@ import pyagrum as gum
 from diagnosis import bundled_incident, bundled_topology
 from diagnosis.cli import main
 
-CASES = [("webshop", "webshop-slow-db"), ("online-boutique", "online-boutique-checkout"), ("train-ticket", "train-ticket-orders")]
+CASES = [
+    ("webshop", "webshop-slow-db"),
+    ("online-boutique", "online-boutique-checkout"),
+    ("train-ticket", "train-ticket-orders"),
+]
 
 
 def cli(*argv) -> str:
@@ -45,11 +49,15 @@ def main_() -> None:
     tmp = Path(tempfile.mkdtemp())
     print(f"{'topology':<16} {'locations':>9} {'engine':<24} {'max |diff| XMLBIF':>18} {'max |diff| BIF':>15}")
     for topo, inc in CASES:
-        doc = json.loads(cli("diagnose", "-t", bundled_topology(topo), "--incident", bundled_incident(inc), "--format", "json"))
+        doc = json.loads(
+            cli("diagnose", "-t", bundled_topology(topo), "--incident", bundled_incident(inc), "--format", "json")
+        )
         cli("export", bundled_topology(topo), "--to", tmp / f"{topo}.xmlbif")
         (tmp / f"{topo}.xmlbif").rename(tmp / f"{topo}.bifxml")
         cli("export", bundled_topology(topo), "--to", tmp / f"{topo}.bif")
-        print(f"{topo:<16} {len(doc['locations']):>9} {doc['engine']:<24} {worst(doc, tmp / f'{topo}.bifxml'):>18.2e} {worst(doc, tmp / f'{topo}.bif'):>15.2e}")
+        print(
+            f"{topo:<16} {len(doc['locations']):>9} {doc['engine']:<24} {worst(doc, tmp / f'{topo}.bifxml'):>18.2e} {worst(doc, tmp / f'{topo}.bif'):>15.2e}"
+        )
     print("(pyAgrum reads BIF numbers in single precision; XMLBIF at full precision)")
 
 

@@ -39,8 +39,8 @@ warnings.filterwarnings("ignore", category=DeprecationWarning)
 import _networks as nets  # noqa: E402
 
 from diagnosis.exceptions import ModelError  # noqa: E402
+from diagnosis.inference import make_engine  # noqa: E402
 from diagnosis.inference.approximate import LoopyBPEngine  # noqa: E402
-from diagnosis.inference.select import make_engine  # noqa: E402
 
 try:
     import pyagrum as gum
@@ -99,7 +99,7 @@ def time_ours(engine, targets, ev, n_batch, n_single):
     batch_ms = best / n_batch * 1e3
     singles = []
     for b in range(n_single):
-        one = {k: v[b:b + 1] for k, v in ev.items()}
+        one = {k: v[b : b + 1] for k, v in ev.items()}
         t = time.perf_counter()
         engine.query(targets, one)
         singles.append(time.perf_counter() - t)
@@ -229,19 +229,43 @@ def exact_table(args, rate):
             d_pa = max(float(np.abs(res[t][:pa_n] - pa_post[t]).max()) for t in targets)
         n_ve = 3 if not big else 1
         ev_names = [{v: engine.states[v][ev[v][b]] for v in obs} for b in range(n_ve)]
-        ve_ms, ve_rows, ve_status = (None, [], "skipped") if args.no_pgmpy else time_pgmpy(
-            model, targets, ev_names, args.pgmpy_timeout, args.pgmpy_mem * GiB)
+        ve_ms, ve_rows, ve_status = (
+            (None, [], "skipped")
+            if args.no_pgmpy
+            else time_pgmpy(model, targets, ev_names, args.pgmpy_timeout, args.pgmpy_mem * GiB)
+        )
         d_ve = None
         if ve_rows:
             d_ve = max(float(np.abs(res[t][b] - r[t]).max()) for b, r in enumerate(ve_rows) for t in targets)
         achieved = st.ops_per_case / (batch_ms * 1e-3) / 1e9
-        rows.append(dict(label=label, vars=len(engine.variables), tw=st.treewidth, kind=engine.kind,
-                         entries=st.total_entries, ops=st.ops_per_case, build_s=build_s, compile_s=compile_s,
-                         batch=batch_ms, single=single_ms, pa=pa_ms, ve=ve_ms, ve_status=ve_status,
-                         d_pa=d_pa, d_ve=d_ve, achieved=achieved, peak=peak, n_batch=n_batch,
-                         floor=st.ops_per_case / (rate["cache"] * 1e9) * 1e3))
-        print(f"  done {label}: batch {batch_ms:.4f} ms, single {single_ms:.3f} ms, pyAgrum "
-              f"{'-' if pa_ms is None else f'{pa_ms:.3f}'} ms, pgmpy {ve_status}", flush=True)
+        rows.append(
+            dict(
+                label=label,
+                vars=len(engine.variables),
+                tw=st.treewidth,
+                kind=engine.kind,
+                entries=st.total_entries,
+                ops=st.ops_per_case,
+                build_s=build_s,
+                compile_s=compile_s,
+                batch=batch_ms,
+                single=single_ms,
+                pa=pa_ms,
+                ve=ve_ms,
+                ve_status=ve_status,
+                d_pa=d_pa,
+                d_ve=d_ve,
+                achieved=achieved,
+                peak=peak,
+                n_batch=n_batch,
+                floor=st.ops_per_case / (rate["cache"] * 1e9) * 1e3,
+            )
+        )
+        print(
+            f"  done {label}: batch {batch_ms:.4f} ms, single {single_ms:.3f} ms, pyAgrum "
+            f"{'-' if pa_ms is None else f'{pa_ms:.3f}'} ms, pgmpy {ve_status}",
+            flush=True,
+        )
     return rows
 
 
@@ -252,9 +276,11 @@ def fmt(x, spec, dash="-"):
 def print_exact(rows, rate):
     print()
     print("Exact inference, ms per incident (batch = mean over the batch; single = one-case query, median)")
-    head = (f"{'network':<18}{'vars':>5}{'tw':>4}{'batch ms':>10}{'single ms':>10}{'pyAgrum ms':>11}"
-            f"{'x pyA batch':>12}{'x pyA single':>13}{'pgmpy VE ms':>12}{'x VE batch':>11}"
-            f"{'|d| pyAgrum':>12}{'|d| VE':>9}")
+    head = (
+        f"{'network':<18}{'vars':>5}{'tw':>4}{'batch ms':>10}{'single ms':>10}{'pyAgrum ms':>11}"
+        f"{'x pyA batch':>12}{'x pyA single':>13}{'pgmpy VE ms':>12}{'x VE batch':>11}"
+        f"{'|d| pyAgrum':>12}{'|d| VE':>9}"
+    )
     print(head)
     print("-" * len(head))
     for r in rows:
@@ -262,29 +288,41 @@ def print_exact(rows, rate):
         rs = r["pa"] / r["single"] if r["pa"] else None
         rv = r["ve"] / r["batch"] if r["ve"] else None
         ve = fmt(r["ve"], ".1f") if r["ve"] else r["ve_status"]
-        print(f"{r['label']:<18}{r['vars']:>5}{r['tw']:>4}{r['batch']:>10.4f}{r['single']:>10.3f}"
-              f"{fmt(r['pa'], '.3f'):>11}{fmt(rb, '.0f'):>12}{fmt(rs, '.1f'):>13}{ve:>12}"
-              f"{fmt(rv, '.0f'):>11}{fmt(r['d_pa'], '.1e'):>12}{fmt(r['d_ve'], '.1e'):>9}")
+        print(
+            f"{r['label']:<18}{r['vars']:>5}{r['tw']:>4}{r['batch']:>10.4f}{r['single']:>10.3f}"
+            f"{fmt(r['pa'], '.3f'):>11}{fmt(rb, '.0f'):>12}{fmt(rs, '.1f'):>13}{ve:>12}"
+            f"{fmt(rv, '.0f'):>11}{fmt(r['d_pa'], '.1e'):>12}{fmt(r['d_ve'], '.1e'):>9}"
+        )
     print()
-    print(f"Compiled size against the arithmetic rate of this machine (numpy multiply/add: "
-          f"{rate['cache']:.2f} Gop/s in cache, {rate['memory']:.2f} Gop/s from memory)")
-    head = (f"{'network':<18}{'clique entries':>15}{'ops/incident':>14}{'floor ms':>10}{'batch ms':>10}"
-            f"{'achieved Gop/s':>15}{'% of peak':>10}{'batch':>7}{'peak MiB':>10}{'compile s':>10}")
+    print(
+        f"Compiled size against the arithmetic rate of this machine (numpy multiply/add: "
+        f"{rate['cache']:.2f} Gop/s in cache, {rate['memory']:.2f} Gop/s from memory)"
+    )
+    head = (
+        f"{'network':<18}{'clique entries':>15}{'ops/incident':>14}{'floor ms':>10}{'batch ms':>10}"
+        f"{'achieved Gop/s':>15}{'% of peak':>10}{'batch':>7}{'peak MiB':>10}{'compile s':>10}"
+    )
     print(head)
     print("-" * len(head))
     for r in rows:
-        print(f"{r['label']:<18}{r['entries']:>15,}{r['ops']:>14,}{r['floor']:>10.4f}{r['batch']:>10.4f}"
-              f"{r['achieved']:>15.2f}{100 * r['achieved'] / rate['cache']:>9.0f}%{r['n_batch']:>7}"
-              f"{r['peak']:>10.1f}{r['build_s'] + r['compile_s']:>10.2f}")
-    print("floor ms = ops/incident at the in-cache rate: the time this design needs if every "
-          "operation ran at numpy's peak.")
+        print(
+            f"{r['label']:<18}{r['entries']:>15,}{r['ops']:>14,}{r['floor']:>10.4f}{r['batch']:>10.4f}"
+            f"{r['achieved']:>15.2f}{100 * r['achieved'] / rate['cache']:>9.0f}%{r['n_batch']:>7}"
+            f"{r['peak']:>10.1f}{r['build_s'] + r['compile_s']:>10.2f}"
+        )
+    print(
+        "floor ms = ops/incident at the in-cache rate: the time this design needs if every "
+        "operation ran at numpy's peak."
+    )
 
 
 def approx_table(args):
     print()
     print("Approximate mode (loopy BP) against exact, all fault marginals, every detector observed")
-    head = (f"{'calls':<8}{'N':>6}{'exact?':>22}{'cases':>7}{'top-1 agree':>12}{'max |d|':>9}{'mean |d|':>10}"
-            f"{'iters':>6}{'BP ms/inc':>10}{'exact ms/inc':>13}{'BP peak MiB':>12}")
+    head = (
+        f"{'calls':<8}{'N':>6}{'exact?':>22}{'cases':>7}{'top-1 agree':>12}{'max |d|':>9}{'mean |d|':>10}"
+        f"{'iters':>6}{'BP ms/inc':>10}{'exact ms/inc':>13}{'BP peak MiB':>12}"
+    )
     print(head)
     print("-" * len(head))
     sizes = (10, 30, 100, 300, 1000)
@@ -309,12 +347,12 @@ def approx_table(args):
             bp_peak = tracemalloc.get_traced_memory()[1] / 2**20
             tracemalloc.stop()
             try:
-                exact = make_engine(model)
+                exact = make_engine(model, "exact")
                 status = f"exact (tw {exact.stats.treewidth})"
             except ModelError as exc:
                 exact = None
                 status = f"refused (tw>={exc.treewidth})"
-                chosen = make_engine(model, allow_approximate=True)
+                chosen = make_engine(model, "approximate")
                 assert chosen.kind == "approximate"
             if exact is not None:
                 n_ex = n_cases if n <= 30 or calls == "local" else 32
@@ -331,11 +369,16 @@ def approx_table(args):
             else:
                 ex_ms = top1 = dmax = dmean = None
                 cases = n_cases
-            print(f"{calls:<8}{n:>6}{status:>22}{cases:>7}{fmt(top1, '.3f'):>12}{fmt(dmax, '.3f'):>9}"
-                  f"{fmt(dmean, '.1e'):>10}{bp.last_run.iterations:>6}{bp_ms:>10.3f}{fmt(ex_ms, '.3f'):>13}"
-                  f"{bp_peak:>12.1f}", flush=True)
-    print("top-1 agree: share of incidents where the most probable fault is the same; "
-          "|d|: difference of P(fault) per variable and incident.")
+            print(
+                f"{calls:<8}{n:>6}{status:>22}{cases:>7}{fmt(top1, '.3f'):>12}{fmt(dmax, '.3f'):>9}"
+                f"{fmt(dmean, '.1e'):>10}{bp.last_run.iterations:>6}{bp_ms:>10.3f}{fmt(ex_ms, '.3f'):>13}"
+                f"{bp_peak:>12.1f}",
+                flush=True,
+            )
+    print(
+        "top-1 agree: share of incidents where the most probable fault is the same; "
+        "|d|: difference of P(fault) per variable and incident."
+    )
 
 
 def main(argv=None):
@@ -343,8 +386,9 @@ def main(argv=None):
     ap.add_argument("--quick", action="store_true", help="smaller batches, skip hepar2/pathfinder")
     ap.add_argument("--no-pgmpy", action="store_true", help="skip the pgmpy VariableElimination reference")
     ap.add_argument("--pgmpy-timeout", type=float, default=60.0, help="seconds per network for pgmpy VE")
-    ap.add_argument("--pgmpy-mem", type=float, default=4.0,
-                    help="GiB of address space the pgmpy child may add to what it inherits")
+    ap.add_argument(
+        "--pgmpy-mem", type=float, default=4.0, help="GiB of address space the pgmpy child may add to what it inherits"
+    )
     ap.add_argument("--pyagrum-limit", type=float, default=15.0, help="seconds of pyAgrum incidents per network")
     ap.add_argument("--skip-exact", action="store_true")
     ap.add_argument("--skip-approx", action="store_true")
@@ -352,10 +396,12 @@ def main(argv=None):
     t0 = time.perf_counter()
     import platform
 
-    print(f"python {platform.python_version()}, numpy {np.__version__}, pyAgrum "
-          f"{gum.__version__ if gum else 'not installed'}"
-          f"{f' ({gum.getNumberOfThreads()} threads)' if gum else ''}, cpus {os.cpu_count()}; "
-          f"our engines run numpy single-threaded")
+    print(
+        f"python {platform.python_version()}, numpy {np.__version__}, pyAgrum "
+        f"{gum.__version__ if gum else 'not installed'}"
+        f"{f' ({gum.getNumberOfThreads()} threads)' if gum else ''}, cpus {os.cpu_count()}; "
+        f"our engines run numpy single-threaded"
+    )
     rate = arithmetic_rate()
     if not args.skip_exact:
         rows = exact_table(args, rate)

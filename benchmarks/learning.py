@@ -42,8 +42,8 @@ from diagnosis import (
     make_engine,
 )
 from diagnosis.learning import PriorFitter, topology_parameters
-from diagnosis.scoring import ScoreSummary, score_frame
-from diagnosis.simulate import P_OBSERVED, P_OBSERVED_OTHER, simulate
+from diagnosis.logs.scoring import ScoreSummary, score_frame
+from diagnosis.logs.simulate import P_OBSERVED, P_OBSERVED_OTHER, simulate
 
 KINDS = ("prior", "false_alarm", "sensitivity", "strength", "success")
 
@@ -53,7 +53,10 @@ KINDS = ("prior", "false_alarm", "sensitivity", "strength", "success")
 
 def perturbed(topo: Topology) -> Topology:
     """Every section wrong: priors x10, false alarms x3, other probabilities halfway to 0.5."""
-    half = lambda p: 0.5 + (p - 0.5) / 2
+
+    def half(p):
+        return 0.5 + (p - 0.5) / 2
+
     d = topo.to_dict()
     for c in d["components"]:
         for spec in c["fault_modes"].values():
@@ -109,8 +112,9 @@ def heldout(args) -> None:
     truth = load_topology(bundled_topology("online-boutique"))
     history = simulate(truth, args.n_fit, rng=args.seed)
     test = simulate(truth, args.n_test, rng=args.seed + 1000)
-    print(f"\n## Held-out scoring: Online Boutique, fit on {len(history)} simulated incidents, "
-          f"score {len(test)} others")
+    print(
+        f"\n## Held-out scoring: Online Boutique, fit on {len(history)} simulated incidents, score {len(test)} others"
+    )
     print(f"{'model':<26} {'level':<10} {'AC@1':>6} {'AC@3':>6} {'log loss':>9} {'ECE':>8} {'ECE top-1':>10}")
     rows = [("true model", truth)]
     for label, factor in (("priors x10", 10.0), ("priors /10", 0.1)):
@@ -124,8 +128,10 @@ def heldout(args) -> None:
         m = metrics(topo, test)
         for level in ("location", "component"):
             x = m[level]
-            print(f"{name:<26} {level:<10} {x['AC@1']:>6.3f} {x['AC@3']:>6.3f} {x['log_loss']:>9.4f} "
-                  f"{x['ece']:>8.5f} {x['ece_top1']:>10.4f}")
+            print(
+                f"{name:<26} {level:<10} {x['AC@1']:>6.3f} {x['AC@3']:>6.3f} {x['log_loss']:>9.4f} "
+                f"{x['ece']:>8.5f} {x['ece_top1']:>10.4f}"
+            )
 
 
 def discard(args) -> None:
@@ -133,9 +139,13 @@ def discard(args) -> None:
     start = perturbed(truth)
     true = topology_parameters(truth)
     log = simulate(truth, args.n_fit, rng=args.seed)
-    print(f"\n## EM against discarding unlabelled incidents: Online Boutique, {len(log)} incidents, "
-          f"start wrong in every section, 30% of root causes hidden")
-    print(f"{'hidden':<6} {'method':<30} {'time':>6} " + " ".join(f"{k:>12}" for k in KINDS) + f" {'prior |log r|':>14}")
+    print(
+        f"\n## EM against discarding unlabelled incidents: Online Boutique, {len(log)} incidents, "
+        f"start wrong in every section, 30% of root causes hidden"
+    )
+    print(
+        f"{'hidden':<6} {'method':<30} {'time':>6} " + " ".join(f"{k:>12}" for k in KINDS) + f" {'prior |log r|':>14}"
+    )
     for mode in ("MCAR", "MAR", "MNAR"):
         hidden_log, hidden = hide_causes(log, 0.3, mode, args.seed)
         kept = hidden_log.select(hidden_log.incidents["id"][~hidden])
@@ -144,11 +154,16 @@ def discard(args) -> None:
             f = PriorFitter(prior_weight=1.0).fit(data, start)
             took = time.perf_counter() - t
             e = errors(f, true)
-            print(f"{mode:<6} {label:<30} {took:>5.1f}s " + " ".join(f"{e[k][0]:>12.5f}" for k in KINDS)
-                  + f" {e['prior'][1]:>14.3f}")
-    print("(mean absolute error per parameter kind; last column: mean |log(fitted/true)| of the fault priors.\n"
-          " MCAR: hidden at random; MAR: hidden more often when at most one symptom fired; MNAR: false alarms never\n"
-          " labelled (faults: none missing) and 30% of real causes hidden, so 'unknown' means 'probably no fault')")
+            print(
+                f"{mode:<6} {label:<30} {took:>5.1f}s "
+                + " ".join(f"{e[k][0]:>12.5f}" for k in KINDS)
+                + f" {e['prior'][1]:>14.3f}"
+            )
+    print(
+        "(mean absolute error per parameter kind; last column: mean |log(fitted/true)| of the fault priors.\n"
+        " MCAR: hidden at random; MAR: hidden more often when at most one symptom fired; MNAR: false alarms never\n"
+        " labelled (faults: none missing) and 30% of real causes hidden, so 'unknown' means 'probably no fault')"
+    )
 
 
 def selection(args) -> None:
@@ -158,16 +173,25 @@ def selection(args) -> None:
     log = simulate(truth, args.n_fit, rng=args.seed)
     test = simulate(truth, args.n_test, rng=args.seed + 1000)
     print(f"\n## Selection correction: webshop, {len(log)} incidents (each opened because a check fired)")
-    print(f"{'selection':<10} " + " ".join(f"{k:>12}" for k in KINDS) + f" {'prior |log r|':>14} {'FA |log r|':>11}"
-          f" {'held-out log loss':>18} {'ECE top-1':>10}")
+    print(
+        f"{'selection':<10} " + " ".join(f"{k:>12}" for k in KINDS) + f" {'prior |log r|':>14} {'FA |log r|':>11}"
+        f" {'held-out log loss':>18} {'ECE top-1':>10}"
+    )
     for sel in ("observed", "none"):
         f = PriorFitter(prior_weight=1.0, selection=sel).fit(log, start)
         e = errors(f, true)
         m = metrics(f.fitted_topology_, test)["location"]
-        print(f"{sel:<10} " + " ".join(f"{e[k][0]:>12.5f}" for k in KINDS)
-              + f" {e['prior'][1]:>14.3f} {e['false_alarm'][1]:>11.3f} {m['log_loss']:>18.4f} {m['ece_top1']:>10.4f}")
+        print(
+            f"{sel:<10} "
+            + " ".join(f"{e[k][0]:>12.5f}" for k in KINDS)
+            + f" {e['prior'][1]:>14.3f} {e['false_alarm'][1]:>11.3f} {m['log_loss']:>18.4f} {m['ece_top1']:>10.4f}"
+        )
     m = metrics(truth, test)["location"]
-    print(f"{'(truth)':<10} " + " " * (13 * len(KINDS)) + f" {'':>14} {'':>11} {m['log_loss']:>18.4f} {m['ece_top1']:>10.4f}")
+    print(
+        f"{'(truth)':<10} "
+        + " " * (13 * len(KINDS))
+        + f" {'':>14} {'':>11} {m['log_loss']:>18.4f} {m['ece_top1']:>10.4f}"
+    )
 
 
 def _pgmpy_frame(topo: Topology, log: IncidentFrame):
@@ -183,7 +207,7 @@ def _pgmpy_frame(topo: Topology, log: IncidentFrame):
             if f is None:
                 continue
             col[i] = "ok"
-            for item in ([] if f == "none" else f.split("|")):
+            for item in [] if f == "none" else f.split("|"):
                 comp, mode = item.split(":")
                 if comp == c.name:
                     col[i] = mode
@@ -202,8 +226,10 @@ def missing(args) -> None:
         log = simulate(topo, args.n_fit, rng=args.seed)
         df, _ = _pgmpy_frame(topo, log)
         p_all = np.prod([P_OBSERVED.get(d.watches, P_OBSERVED_OTHER) for d in topo.detectors])
-        print(f"{name}: {len(df)} incidents, {100 * df.isna().to_numpy().mean():.0f}% of cells missing; rows pgmpy's "
-              f"EM keeps: {len(df.dropna())} (P(every one of {len(topo.detectors)} checks ran) = {p_all:.2g})")
+        print(
+            f"{name}: {len(df)} incidents, {100 * df.isna().to_numpy().mean():.0f}% of cells missing; rows pgmpy's "
+            f"EM keeps: {len(df.dropna())} (P(every one of {len(topo.detectors)} checks ran) = {p_all:.2g})"
+        )
 
     truth = load_topology(bundled_topology("webshop"))
     start = perturbed(truth)
@@ -216,9 +242,22 @@ def missing(args) -> None:
     extra = [(i, d.symptom) for i in ids for d in truth.detectors if (i, d.symptom) not in have]
     import pandas as pd
 
-    filled = pd.concat([obs, pd.DataFrame({"incident_id": [i for i, _ in extra], "symptom": [s for _, s in extra],
-                                           "value": "passed", "p_fired": np.nan, "p_passed": np.nan,
-                                           "time": pd.NaT})], ignore_index=True)
+    filled = pd.concat(
+        [
+            obs,
+            pd.DataFrame(
+                {
+                    "incident_id": [i for i, _ in extra],
+                    "symptom": [s for _, s in extra],
+                    "value": "passed",
+                    "p_fired": np.nan,
+                    "p_passed": np.nan,
+                    "time": pd.NaT,
+                }
+            ),
+        ],
+        ignore_index=True,
+    )
     filled["time"] = pd.to_datetime(filled["time"], utc=True)
     as_passed = IncidentFrame(log.incidents, filled, log.actions)
     print(f"\nwebshop, {len(log)} incidents, start wrong in every section: mean absolute error")
@@ -238,8 +277,12 @@ def missing(args) -> None:
         logging.getLogger("pgmpy").setLevel(logging.ERROR)
         from pgmpy.parameter_estimator import DiscreteEM
 
-        em = DiscreteEM(show_progress=False, max_iter=3, seed=args.seed,
-                        state_names={v.name: list(v.states) for v in net.variables if v.role != "impairment"})
+        em = DiscreteEM(
+            show_progress=False,
+            max_iter=3,
+            seed=args.seed,
+            state_names={v.name: list(v.states) for v in net.variables if v.role != "impairment"},
+        )
         t = time.perf_counter()
         em.fit(model, df)
         took = time.perf_counter() - t
@@ -257,10 +300,12 @@ def missing(args) -> None:
     err_pg = np.mean([abs(v - true[k]) for k, v in pg_priors.items()])
     err_ours = np.mean([abs(v - true[k]) for k, v in mine.items()])
     ratio_pg = np.mean([v / true[k] for k, v in pg_priors.items()])
-    print(f"\npgmpy DiscreteEM on a fully observed webshop log of {len(full)} incidents (every check ran): "
-          f"{took / 3:.1f} s per EM iteration;\n  its fault priors are the labelled frequencies among opened "
-          f"incidents: mean |error| {err_pg:.4f}, {ratio_pg:.1f}x the truth on average; "
-          f"ours {err_ours:.4f} ({took_ours:.1f} s for the whole fit, {ours.n_iter_} EM steps)")
+    print(
+        f"\npgmpy DiscreteEM on a fully observed webshop log of {len(full)} incidents (every check ran): "
+        f"{took / 3:.1f} s per EM iteration;\n  its fault priors are the labelled frequencies among opened "
+        f"incidents: mean |error| {err_pg:.4f}, {ratio_pg:.1f}x the truth on average; "
+        f"ours {err_ours:.4f} ({took_ours:.1f} s for the whole fit, {ours.n_iter_} EM steps)"
+    )
 
 
 def recovery(args) -> None:
@@ -270,7 +315,9 @@ def recovery(args) -> None:
     n = args.n_fit
     seeds = [args.seed + k for k in range(3 if args.quick else 5)]
     within, within_n, cover, cover_unpooled = {}, {}, {}, []
-    print(f"\n## Recovery of known parameters: webshop, {n} incidents per seed, seeds {seeds}, start wrong in every section")
+    print(
+        f"\n## Recovery of known parameters: webshop, {n} incidents per seed, seeds {seeds}, start wrong in every section"
+    )
     for seed in seeds:
         f = PriorFitter(prior_weight=1.0).fit(simulate(truth, n, rng=seed), start)
         for p in f.parameters_:
@@ -281,11 +328,15 @@ def recovery(args) -> None:
                 cover.setdefault(p.kind, []).append(p.lower <= true[p.key] <= p.upper)
         unpooled = PriorFitter(prior_weight=1.0, pooling=False).fit(simulate(truth, n, rng=seed), start)
         cover_unpooled += [p.lower <= true[p.key] <= p.upper for p in unpooled.parameters_ if p.kind == "prior"]
-    print(f"{'kind':<12} {'params':>7} {'|err| <= 5/sqrt(n_i)':>21} {'|err| <= 5/sqrt(N)':>19} {'90% interval covers (n_i >= 20)':>32}")
+    print(
+        f"{'kind':<12} {'params':>7} {'|err| <= 5/sqrt(n_i)':>21} {'|err| <= 5/sqrt(N)':>19} {'90% interval covers (n_i >= 20)':>32}"
+    )
     for k in KINDS:
         c = cover.get(k, [])
-        print(f"{k:<12} {len(within[k]):>7} {np.mean(within[k]):>21.3f} {np.mean(within_n[k]):>19.3f} "
-              f"{(np.mean(c) if c else float('nan')):>25.3f} of {len(c)}")
+        print(
+            f"{k:<12} {len(within[k]):>7} {np.mean(within[k]):>21.3f} {np.mean(within_n[k]):>19.3f} "
+            f"{(np.mean(c) if c else float('nan')):>25.3f} of {len(c)}"
+        )
     print(f"{'prior, no pooling':<20} {'':>56} {np.mean(cover_unpooled):>18.3f} of {len(cover_unpooled)}")
 
 

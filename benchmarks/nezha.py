@@ -39,8 +39,8 @@ import numpy as np
 import pandas as pd
 
 from diagnosis import build_network, load_topology, make_engine
-from diagnosis.logformats import read_incidents, write_incidents
-from diagnosis.scoring import score_frame
+from diagnosis.logs.formats import read_incidents, write_incidents
+from diagnosis.logs.scoring import score_frame
 from diagnosis.telemetry import (
     detect,
     import_nezha,
@@ -54,8 +54,16 @@ from diagnosis.telemetry.detectors import EvidenceModel
 
 ROOT = Path(__file__).resolve().parent.parent
 SYSTEMS = {
-    "Online Boutique": {"day": "2022-08-22", "topology": ROOT / "data" / "topologies" / "online-boutique.yaml", "published": (92.9, 96.4, 96.4)},
-    "Train Ticket": {"day": "2023-01-29", "topology": ROOT / "data" / "topologies" / "train-ticket-nezha.yaml", "published": (86.7, 97.8, 97.8)},
+    "Online Boutique": {
+        "day": "2022-08-22",
+        "topology": ROOT / "data" / "topologies" / "online-boutique.yaml",
+        "published": (92.9, 96.4, 96.4),
+    },
+    "Train Ticket": {
+        "day": "2023-01-29",
+        "topology": ROOT / "data" / "topologies" / "train-ticket-nezha.yaml",
+        "published": (86.7, 97.8, 97.8),
+    },
 }
 CODE_LEVEL = ("return", "exception")
 DEFAULTS = {"lead": "60s"}
@@ -80,7 +88,15 @@ def load(system: str, data: Path, work: Path) -> dict:
     metrics = read_metrics(folder / "metric")
     traces = read_spans(folder / "trace") if (folder / "trace").is_dir() else None
     topo = load_topology(cfg["topology"])
-    return {"windows": windows, "import": imp, "w_rejects": w_rejects, "metrics": metrics, "traces": traces, "topology": topo, "read_s": time.perf_counter() - t0}
+    return {
+        "windows": windows,
+        "import": imp,
+        "w_rejects": w_rejects,
+        "metrics": metrics,
+        "traces": traces,
+        "topology": topo,
+        "read_s": time.perf_counter() - t0,
+    }
 
 
 def run(system: str, d: dict, work: Path, *, network=None, engine=None, **settings) -> dict:
@@ -94,7 +110,9 @@ def run(system: str, d: dict, work: Path, *, network=None, engine=None, **settin
     engine = engine or make_engine(network)
     rows, stats, score_rejects = score_frame(network, engine, frame)
     t_score = time.perf_counter() - t0 - t_detect
-    rows = rows.merge(d["windows"][["id", "fault_type"]], left_on="incident_id", right_on="id", how="left").drop(columns="id")
+    rows = rows.merge(d["windows"][["id", "fault_type"]], left_on="incident_id", right_on="id", how="left").drop(
+        columns="id"
+    )
     return {
         "rows": rows, "stats": stats, "report": report, "rejects": rejects + read_rejects + score_rejects,
         "network": network, "engine": engine, "detect_s": t_detect, "score_s": t_score,
@@ -149,8 +167,10 @@ def report_system(system: str, d: dict, res: dict, ns: np.ndarray) -> dict:
     nsg = ac(ns)
     n = len(rows)
     pub = SYSTEMS[system]["published"]
-    print(f"\n=== {system} ({SYSTEMS[system]['day']}): {n} faults, {len(d['topology'].component_names)} candidate components; "
-          f"read {d['read_s']:.1f} s, detect {res['detect_s']:.1f} s, diagnose+score {res['score_s']:.1f} s")
+    print(
+        f"\n=== {system} ({SYSTEMS[system]['day']}): {n} faults, {len(d['topology'].component_names)} candidate components; "
+        f"read {d['read_s']:.1f} s, detect {res['detect_s']:.1f} s, diagnose+score {res['score_s']:.1f} s"
+    )
     for line in d["import"].lines() + d["metrics"].report.lines()[:1] + list(d["metrics"].report.notes):
         print("  " + line.strip())
     if d["traces"] is not None:
@@ -163,24 +183,41 @@ def report_system(system: str, d: dict, res: dict, ns: np.ndarray) -> dict:
     print(fmt_row("diagnosis (this)", ours))
     print(fmt_row("detectors only (no BN)", det))
     print(fmt_row("n-sigma baseline", nsg))
-    print(f"  {'published (Nezha, L+M+T)':<24} {pub[0]:6.1f} {pub[1]:6.1f} {pub[2]:6.1f} {'-':>6} {'-':>6}   (other fault set: two days)")
+    print(
+        f"  {'published (Nezha, L+M+T)':<24} {pub[0]:6.1f} {pub[1]:6.1f} {pub[2]:6.1f} {'-':>6} {'-':>6}   (other fault set: two days)"
+    )
     p_top = rows["p_top_component"].to_numpy()
     hit = (rows["rank_component"] == 1).to_numpy()
-    print(f"\n  calibration of P(component has a fault): Brier {comp['brier']:.4f}, log loss {comp['log_loss']:.4f}, ECE {comp['ece']:.4f} "
-          f"over {comp['n_pairs']} (incident, service) pairs; top-1: mean P {p_top.mean():.3f} vs hit rate {hit.mean():.3f}, ECE(top-1) {comp['ece_top1']:.3f}")
+    print(
+        f"\n  calibration of P(component has a fault): Brier {comp['brier']:.4f}, log loss {comp['log_loss']:.4f}, ECE {comp['ece']:.4f} "
+        f"over {comp['n_pairs']} (incident, service) pairs; top-1: mean P {p_top.mean():.3f} vs hit rate {hit.mean():.3f}, ECE(top-1) {comp['ece_top1']:.3f}"
+    )
     bins = [b for b in comp["reliability_top1"] if b["n"]]
-    print("  top-1 reliability: " + "; ".join(f"{b['bin']} n={b['n']} P={b['mean_p']:.2f} hit={b['observed']:.2f}" for b in bins))
+    print(
+        "  top-1 reliability: "
+        + "; ".join(f"{b['bin']} n={b['n']} P={b['mean_p']:.2f} hit={b['observed']:.2f}" for b in bins)
+    )
     print(f"\n  {'by fault type':<16} {'n':>3} {'AC@1':>6} {'AC@3':>6} {'n-sigma AC@1':>13}")
     for ft, g in rows.groupby("fault_type"):
         idx = g.index.to_numpy()
-        print(f"  {ft:<16} {len(g):>3} {100 * np.mean(g['rank_component'] <= 1):6.1f} {100 * np.mean(g['rank_component'] <= 3):6.1f} {100 * np.mean(ns[idx] <= 1):13.1f}")
+        print(
+            f"  {ft:<16} {len(g):>3} {100 * np.mean(g['rank_component'] <= 1):6.1f} {100 * np.mean(g['rank_component'] <= 3):6.1f} {100 * np.mean(ns[idx] <= 1):13.1f}"
+        )
     misses = rows[rows["rank_component"] > 1]
     print(f"\n  missed at AC@1 ({len(misses)}):")
     for r in misses.itertuples(index=False):
-        print(f"    {r.incident_id} {r.fault_type:<15} true {r.true_component} rank {int(r.rank_component)}, top {r.top_component} "
-              f"(P {r.p_top_component:.2f}): {why(r, rep)}")
-    return {"ours": ours, "detectors_only": det, "nsigma": nsg, "calibration": {k: comp[k] for k in ("brier", "log_loss", "ece", "ece_top1")},
-            "mean_p_top": float(p_top.mean()), "by_type": rows.groupby("fault_type")["rank_component"].apply(lambda x: float(np.mean(x <= 1))).to_dict()}
+        print(
+            f"    {r.incident_id} {r.fault_type:<15} true {r.true_component} rank {int(r.rank_component)}, top {r.top_component} "
+            f"(P {r.p_top_component:.2f}): {why(r, rep)}"
+        )
+    return {
+        "ours": ours,
+        "detectors_only": det,
+        "nsigma": nsg,
+        "calibration": {k: comp[k] for k in ("brier", "log_loss", "ece", "ece_top1")},
+        "mean_p_top": float(p_top.mean()),
+        "by_type": rows.groupby("fault_type")["rank_component"].apply(lambda x: float(np.mean(x <= 1))).to_dict(),
+    }
 
 
 def sensitivity(systems: dict, work: Path) -> None:
@@ -244,7 +281,12 @@ def _stat_changepoint(b, x):
     return best
 
 
-STATS = {"robust z (chosen)": _stat_robust, "mean/sd z (3-sigma)": _stat_sigma, "rank test (-log10 p)": _stat_rank, "change point": _stat_changepoint}
+STATS = {
+    "robust z (chosen)": _stat_robust,
+    "mean/sd z (3-sigma)": _stat_sigma,
+    "rank test (-log10 p)": _stat_rank,
+    "change point": _stat_changepoint,
+}
 
 
 def justify(systems: dict, seed: int = 20230129) -> None:
@@ -252,9 +294,13 @@ def justify(systems: dict, seed: int = 20230129) -> None:
     n_b, n_w, trials = 10, 5, 2000
     deltas = (2.0, 4.0, 8.0, 16.0)
     print("\n=== justification of the detector statistic")
-    print(f"  synthetic: baseline {n_b} values, window {n_w} values; the fault shifts the last k window values by delta noise units;")
+    print(
+        f"  synthetic: baseline {n_b} values, window {n_w} values; the fault shifts the last k window values by delta noise units;"
+    )
     print("  noise Student-t(3); with probability 0.3 one baseline value is a spike of +20 (another incident's tail).")
-    print("  power = share of faulty windows above the statistic's 1% false-alarm threshold (fitted on fault-free windows)")
+    print(
+        "  power = share of faulty windows above the statistic's 1% false-alarm threshold (fitted on fault-free windows)"
+    )
     print(f"  {'statistic':<22} " + " ".join(f"{f'k={k} d={dl:g}':>9}" for k in (1, 3, 5) for dl in deltas))
 
     def draw(k, dl):
@@ -272,7 +318,9 @@ def justify(systems: dict, seed: int = 20230129) -> None:
         thr = np.quantile([f(b, x) for b, x in zip(*null_draw)], 0.99)
         power = [np.mean(np.array([f(b, x) for b, x in zip(*sims[key])]) > thr) for key in sims]
         print(f"  {name:<22} " + " ".join(f"{p:9.2f}" for p in power))
-    print("\n  real data, label-free (only the incident times are used): for each statistic and rule, the threshold is the")
+    print(
+        "\n  real data, label-free (only the incident times are used): for each statistic and rule, the threshold is the"
+    )
     print("  99th percentile of the rule's largest score per quiet window; a window is flagged when a rule exceeds it.")
     from diagnosis.telemetry.detect import prepare_signals
     from diagnosis.telemetry.windows import quiet_windows
@@ -315,8 +363,12 @@ ROOT_DATA = ROOT.parent / "shared" / "datasets" / "nezha"
 def main() -> None:
     global ROOT_DATA
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--data", type=Path, default=ROOT_DATA, help="the Nezha data folder (default ../shared/datasets/nezha)")
-    ap.add_argument("--out", type=Path, help="keep the windows, incidents and scored rows here (default: a temporary folder)")
+    ap.add_argument(
+        "--data", type=Path, default=ROOT_DATA, help="the Nezha data folder (default ../shared/datasets/nezha)"
+    )
+    ap.add_argument(
+        "--out", type=Path, help="keep the windows, incidents and scored rows here (default: a temporary folder)"
+    )
     ap.add_argument("--systems", nargs="+", choices=list(SYSTEMS), default=list(SYSTEMS))
     ap.add_argument("--sensitivity", action="store_true", help="rerun with other settings and print every result")
     ap.add_argument("--justify", action="store_true", help="print the figures behind the choice of statistic")

@@ -3,7 +3,7 @@
 Usage: .venv/bin/python benchmarks/planning.py [--topology webshop online-boutique] [-n 2000] [--seed 7]
        [--escalation-cost 30] [--json FILE] [--figure FILE.png]
 
-For each topology, ``diagnosis.planning.compare_policies`` samples ``n``
+For each topology, ``diagnosis.postmortem.planning.compare_policies`` samples ``n``
 incidents with at least one true fault (each a joint sample of the model:
 true faults, the value every check would show, which detectors were observed
 when it opened) and runs four policies on the same incidents with the same
@@ -35,7 +35,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from diagnosis import bundled_topology, list_bundled, load_topology  # noqa: E402
-from diagnosis.planning import POLICIES, compare_policies  # noqa: E402
+from diagnosis.postmortem.planning import POLICIES, compare_policies  # noqa: E402
 
 
 def _topology(name: str):
@@ -44,7 +44,9 @@ def _topology(name: str):
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--topology", nargs="+", default=["webshop", "online-boutique"], help="bundled names or topology files")
+    ap.add_argument(
+        "--topology", nargs="+", default=["webshop", "online-boutique"], help="bundled names or topology files"
+    )
     ap.add_argument("-n", type=int, default=2000, help="incidents per topology (default 2000)")
     ap.add_argument("--seed", type=int, default=7)
     ap.add_argument("--escalation-cost", type=float, nargs="+", default=[30.0], help="one run per value (default 30)")
@@ -103,9 +105,12 @@ def main() -> None:
         fig = Figure(figsize=(4.2 * n_cols, 3.4 * n_rows), layout="constrained")
         for i, cmp in enumerate(comparisons):
             plot_policy_savings(cmp, ax=fig.add_subplot(n_rows, n_cols, i + 1))
-        fig.suptitle("Saving against the naive order (fix the most likely cause first), 95% intervals; labels: share of the naive cost")
+        fig.suptitle(
+            "Saving against the naive order (fix the most likely cause first), 95% intervals; labels: share of the naive cost"
+        )
         fig.savefig(args.figure, dpi=110)
         print(f"wrote {args.figure}")
+
 
 if __name__ == "__main__":
     main()

@@ -16,7 +16,13 @@ import yaml
 
 HERE = Path(__file__).resolve().parent
 REF = Path(sys.argv[1]) if len(sys.argv) > 1 else HERE.parent.parent / "shared" / "reference" / "topologies"
-STORE_KIND = {"redis": "cache", "mongodb": "database", "mysql": "database", "memcached": "cache", "postgres": "database"}
+STORE_KIND = {
+    "redis": "cache",
+    "mongodb": "database",
+    "mysql": "database",
+    "memcached": "cache",
+    "postgres": "database",
+}
 SETTINGS = {
     "online-boutique": {"drop": {"loadgenerator"}, "kinds": {}, "cycles": None},
     "train-ticket": {"drop": set(), "kinds": {"ts-ui-dashboard": "load_balancer"}, "cycles": "break"},

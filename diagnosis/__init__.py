@@ -13,8 +13,6 @@ symptoms of an incident into ranked fault locations and a recovery action::
 from importlib.metadata import PackageNotFoundError as _PackageNotFoundError
 from importlib.metadata import version as _version
 
-from diagnosis.datasets import bundled_incident, bundled_topology, list_bundled
-from diagnosis.evidence import Evidence, Observation, ResolvedEvidence, read_evidence
 from diagnosis.exceptions import (
     DiagnosisError,
     EvidenceError,
@@ -23,20 +21,32 @@ from diagnosis.exceptions import (
     NotFittedError,
     TopologyError,
 )
-from diagnosis.alerts import ImportSummary, import_alertmanager
-from diagnosis.explain import Explanation, explain
-from diagnosis.incidents import Incident, IncidentFrame, Reject, validate_frame
+from diagnosis.inference import make_engine
 from diagnosis.learning import FitReport, PriorFitter, fit_topology
-from diagnosis.localization import Diagnosis, Location, diagnose, make_engine
-from diagnosis.logformats import iter_incident_frames, read_incidents, write_incidents, write_rejects
-from diagnosis.network import Network, Variable, build_network, export_network
-from diagnosis.planning import CheckValue, Plan, compare_policies, next_step, plan_recovery, rank_checks
+from diagnosis.localization import Diagnosis, Location, diagnose
+from diagnosis.logs.formats import iter_incident_frames, read_incidents, write_incidents, write_rejects
+from diagnosis.logs.schema import Incident, IncidentFrame, Reject, validate_frame
+from diagnosis.logs.scoring import ScoreSummary, score_frame, score_log
+from diagnosis.logs.simulate import iter_simulate, simulate
+from diagnosis.model.datasets import bundled_incident, bundled_topology, list_bundled
+from diagnosis.model.evidence import Evidence, Observation, ResolvedEvidence, read_evidence
+from diagnosis.model.network import Network, Variable, build_network, export_network
+from diagnosis.model.topology import (
+    Action,
+    AlertRule,
+    Component,
+    Dependency,
+    Detector,
+    FaultMode,
+    Topology,
+    load_topology,
+)
+from diagnosis.postmortem.explain import Explanation, explain
+from diagnosis.postmortem.planning import CheckValue, Plan, compare_policies, next_step, plan_recovery, rank_checks
+from diagnosis.postmortem.report import write_report
+from diagnosis.postmortem.timeline import Timeline, belief_timeline
 from diagnosis.recovery import ActionScore, choose_action, score_actions
-from diagnosis.report import write_report
-from diagnosis.scoring import ScoreSummary, score_frame, score_log
-from diagnosis.simulate import iter_simulate, simulate
-from diagnosis.timeline import Timeline, belief_timeline
-from diagnosis.topology import Action, AlertRule, Component, Dependency, Detector, FaultMode, Topology, load_topology
+from diagnosis.telemetry.alertmanager import ImportSummary, import_alertmanager
 
 try:
     __version__ = _version("diagnosis")

@@ -7,8 +7,18 @@ so callers (and the CLI) can catch one type::
      ├── TopologyError      (also ValueError)  unknown component, cycle, bad probability
      ├── EvidenceError      (also ValueError)  unknown symptom or state
      ├── IncidentLogError   (also ValueError)  a malformed incident record
-     ├── ModelError         (also ValueError)  a table does not normalise, a model too large
+     ├── ModelError         (also ValueError)  a table does not normalise, a parent is missing
+     │    ├── ModelTooLargeError                exact inference does not fit the memory budget
+     │    └── ModelFileError                    a BIF/XMLBIF file is missing or invalid
+     ├── TelemetryError     (also ValueError)  metrics, traces, logs or windows that cannot be read
+     ├── ParameterError     (also ValueError, TypeError)  a bad argument to a public function
      └── NotFittedError     (also AttributeError)
+
+And the warnings, each a :class:`DiagnosisWarning` (a ``UserWarning``)::
+
+    DiagnosisWarning
+     ├── ApproximationWarning   an approximate engine answered where exact was asked for or refused
+     └── ConvergenceWarning     an iterative fit stopped before it converged
 """
 
 from __future__ import annotations
@@ -17,11 +27,18 @@ import difflib
 from collections.abc import Iterable
 
 __all__ = [
+    "ApproximationWarning",
+    "ConvergenceWarning",
     "DiagnosisError",
+    "DiagnosisWarning",
     "EvidenceError",
     "IncidentLogError",
     "ModelError",
+    "ModelFileError",
+    "ModelTooLargeError",
     "NotFittedError",
+    "ParameterError",
+    "TelemetryError",
     "TopologyError",
     "suggest",
 ]
@@ -75,8 +92,65 @@ class ModelError(DiagnosisError, ValueError):
     """A probability table does not normalise, or a model cannot be built or compiled."""
 
 
+class ModelTooLargeError(ModelError):
+    """Exact inference would need more memory than the budget allows.
+
+    Attributes
+    ----------
+    needed_bytes : int
+        Memory one case would need (a lower bound if triangulation was abandoned).
+    budget_bytes : int
+    treewidth : int
+        Treewidth reached (a lower bound if triangulation was abandoned).
+    """
+
+    def __init__(self, message: str, *, needed_bytes: int, budget_bytes: int, treewidth: int):
+        self.needed_bytes = int(needed_bytes)
+        self.budget_bytes = int(budget_bytes)
+        self.treewidth = int(treewidth)
+        super().__init__(message)
+
+
+class ModelFileError(ModelError):
+    """A model file is missing, unreadable, or not a valid network.
+
+    Attributes
+    ----------
+    path : str
+        The file.
+    """
+
+    def __init__(self, path, message: str):
+        self.path = str(path)
+        super().__init__(f"{self.path}: {message}")
+
+
+class TelemetryError(DiagnosisError, ValueError):
+    """Telemetry (metrics, traces, logs, windows, fault lists) cannot be read or used."""
+
+
+class ParameterError(DiagnosisError, ValueError, TypeError):
+    """A public function was given a bad argument.
+
+    The message follows one template (see :mod:`diagnosis._validation`):
+    ``The 'top_k' parameter of score_log must be an int in the range [1, inf). Got -3 instead.``
+    """
+
+
 class NotFittedError(DiagnosisError, AttributeError):
     """An estimator was used before :meth:`fit`."""
+
+
+class DiagnosisWarning(UserWarning):
+    """Base class of every warning :mod:`diagnosis` emits."""
+
+
+class ApproximationWarning(DiagnosisWarning):
+    """An approximate engine answered because exact inference did not fit."""
+
+
+class ConvergenceWarning(DiagnosisWarning):
+    """An iterative fit (EM) stopped at its iteration limit before converging."""
 
 
 def suggest(name: str, known: Iterable[str], *, n: int = 3) -> str:

@@ -19,16 +19,13 @@ from typing import Any
 
 import numpy as np
 
-from diagnosis.evidence import Evidence
-from diagnosis.exceptions import ModelError
-from diagnosis.network import FAULT_OK, Network, build_network
+from diagnosis.inference import engine_label, make_engine
+from diagnosis.model.evidence import Evidence
+from diagnosis.model.network import FAULT_OK, Network, build_network
+from diagnosis.model.topology import Topology
 from diagnosis.recovery import ActionScore, score_actions
-from diagnosis.topology import Topology
 
-__all__ = ["ENGINES", "Diagnosis", "Location", "diagnose", "make_engine"]
-
-#: Engine names :func:`make_engine` accepts.
-ENGINES = ("auto", "exact", "approximate", "reference")
+__all__ = ["Diagnosis", "Location", "diagnose"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -119,45 +116,6 @@ class Diagnosis:
         }
 
 
-def make_engine(network: Network, engine: str = "auto", *, memory_budget_bytes: int | None = None):
-    """Build an inference engine for ``network``.
-
-    Parameters
-    ----------
-    network : Network
-    engine : {"auto", "exact", "approximate", "reference"}
-        ``"exact"``: the compiled junction-tree engine, refused (ModelError) when
-        its tables exceed the memory budget. ``"auto"``: exact when it fits,
-        otherwise loopy belief propagation (the engine's ``kind`` says which).
-        ``"approximate"``: loopy belief propagation. ``"reference"``: pgmpy's
-        exact ``VariableElimination``, slow, kept as the independent check.
-    memory_budget_bytes : int, optional
-        Budget for the exact engine (default 2 GiB).
-
-    Returns
-    -------
-    An engine with ``query(targets, evidence, soft_evidence, n_cases=...)``,
-    ``name`` and ``kind`` (``"exact"`` or ``"approximate"``).
-    """
-    if engine not in ENGINES:
-        raise ModelError(f"unknown engine {engine!r}; allowed: {list(ENGINES)}")
-    if engine == "reference":
-        from diagnosis.inference.reference import ReferenceEngine
-
-        return ReferenceEngine(network.to_pgmpy())
-    from diagnosis.inference._tables import ModelTables
-    from diagnosis.inference.approximate import LoopyBPEngine
-    from diagnosis.inference.compiled import DEFAULT_MEMORY_BUDGET
-    from diagnosis.inference.select import make_engine as select_engine
-
-    # Our own tables go straight to the engines (no pgmpy import on this path).
-    tables = ModelTables.from_variables(network.variables)
-    budget = DEFAULT_MEMORY_BUDGET if memory_budget_bytes is None else memory_budget_bytes
-    if engine == "approximate":
-        return LoopyBPEngine(tables, memory_budget_bytes=budget)
-    return select_engine(tables, memory_budget_bytes=budget, allow_approximate=(engine == "auto"))
-
-
 def diagnose(
     model: Topology | Network,
     evidence: Evidence | Mapping[str, Any] | None = None,
@@ -174,7 +132,7 @@ def diagnose(
     evidence : Evidence or mapping symptom -> observation, optional
         What was observed. Symptoms left out are not observed.
     engine : str or engine, default "auto"
-        An engine name for :func:`make_engine` (the compiled exact engine when
+        An engine name for :func:`diagnosis.inference.make_engine` (the compiled exact engine when
         it fits in memory), or an engine already built for this network.
 
     Returns
@@ -230,11 +188,5 @@ def diagnose(
         posteriors=MappingProxyType(posteriors),
         locations=tuple(locations),
         actions=score_actions(network.topology, posteriors),
-        engine=_engine_label(eng),
+        engine=engine_label(eng),
     )
-
-
-def _engine_label(engine) -> str:
-    name = getattr(engine, "name", type(engine).__name__)
-    kind = getattr(engine, "kind", None)
-    return f"{name} ({kind})" if kind and kind not in name else name

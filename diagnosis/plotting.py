@@ -6,7 +6,7 @@ from collections.abc import Mapping
 
 import numpy as np
 
-from diagnosis.scoring import ScoreSummary
+from diagnosis.logs.scoring import ScoreSummary
 
 __all__ = [
     "plot_contributions",
@@ -102,9 +102,7 @@ def _p_faulty(posteriors) -> dict[str, float]:
 
 def _layers(topology) -> dict[str, int]:
     """Layer per component: 0 for what nothing depends on, then the longest dependency chain below it."""
-    from diagnosis.network import _dependency_order
-
-    order = _dependency_order(topology)[::-1]  # dependents before their dependencies
+    order = topology.dependency_order()[::-1]  # dependents before their dependencies
     layer = {c: 0 for c in topology.component_names}
     for name in order:
         for d in topology.dependencies_of(name):
@@ -258,7 +256,9 @@ def plot_contributions(hypothesis, *, max_findings: int = 12, ax=None):
     ax.set_yticks(range(len(items)), [_text(f"{c.finding} = {c.observation}") for c in items])
     ax.axvline(0, color="0.3", linewidth=0.8)
     ax.set_xlabel("log-likelihood ratio (natural log; > 0 supports the hypothesis)")
-    ax.set_title(_text(f"Evidence for {hypothesis.component}: {hypothesis.fault_mode} (P = {hypothesis.probability:.3f})"))
+    ax.set_title(
+        _text(f"Evidence for {hypothesis.component}: {hypothesis.fault_mode} (P = {hypothesis.probability:.3f})")
+    )
     ax.grid(axis="x", alpha=0.3)
     return ax
 
@@ -313,7 +313,9 @@ def plot_policy_savings(comparison, *, baseline: str = "naive", ax=None):
                     ha="center", fontsize=8)  # fmt: skip
     ax.margins(y=0.12)
     ax.set_ylabel(_text(f"saving against {baseline} (cost per incident)"))
-    ax.set_title(_text(f"{comparison.topology}, escalation {comparison.escalation_cost:g} (n = {comparison.n_incidents})"))
+    ax.set_title(
+        _text(f"{comparison.topology}, escalation {comparison.escalation_cost:g} (n = {comparison.n_incidents})")
+    )
     ax.grid(axis="y", alpha=0.3)
     return ax
 

@@ -19,7 +19,7 @@ import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from diagnosis.topology import Topology
+from diagnosis.model.topology import Topology
 
 __all__ = ["ActionScore", "choose_action", "score_actions"]
 

@@ -5,8 +5,9 @@ from __future__ import annotations
 import itertools
 
 import numpy as np
+
 from diagnosis import Topology
-from diagnosis.network import Network
+from diagnosis.model.network import Network
 
 #: Fixed seeds for every randomised test (never a fresh random draw).
 SEEDS = tuple(range(101, 125))
@@ -18,7 +19,10 @@ def random_topology(seed: int, *, n_components: int = 4, max_modes: int = 2, max
     comps = []
     for i in range(n_components):
         n_modes = int(rng.integers(1, max_modes + 1))
-        modes = {f"m{j}": {"prior": float(rng.uniform(0.01, 0.2)), "impact": float(rng.uniform(0.3, 1.0))} for j in range(n_modes)}
+        modes = {
+            f"m{j}": {"prior": float(rng.uniform(0.01, 0.2)), "impact": float(rng.uniform(0.3, 1.0))}
+            for j in range(n_modes)
+        }
         triggers = ["impaired", *modes]
         dets = {}
         for j in range(int(rng.integers(1, max_detectors + 1))):
@@ -28,17 +32,23 @@ def random_topology(seed: int, *, n_components: int = 4, max_modes: int = 2, max
                 "false_alarm": float(rng.uniform(0.0, 0.1)),
             }
         calls = [
-            {"to": f"c{k}", "strength": float(rng.uniform(0.2, 0.95))} for k in range(i + 1, n_components) if rng.random() < 0.5
+            {"to": f"c{k}", "strength": float(rng.uniform(0.2, 0.95))}
+            for k in range(i + 1, n_components)
+            if rng.random() < 0.5
         ]
         comp = {"name": f"c{i}", "kind": "service", "replace_defaults": True, "fault_modes": modes, "detectors": dets}
-        comp["actions"] = {"fix": {"success": {m: float(rng.uniform(0.1, 1.0)) for m in modes}, "cost": float(rng.integers(1, 5))}}
+        comp["actions"] = {
+            "fix": {"success": {m: float(rng.uniform(0.1, 1.0)) for m in modes}, "cost": float(rng.integers(1, 5))}
+        }
         if calls:
             comp["calls"] = calls
         comps.append(comp)
     return Topology.from_dict({"name": f"random-{seed}", "leak": float(rng.uniform(0, 0.05)), "components": comps})
 
 
-def brute_force_marginals(network: Network, hard: dict[str, str], soft: dict[str, tuple] | None = None) -> dict[str, np.ndarray]:
+def brute_force_marginals(
+    network: Network, hard: dict[str, str], soft: dict[str, tuple] | None = None
+) -> dict[str, np.ndarray]:
     """Posterior marginals of every variable by enumerating the full joint distribution.
 
     Independent of every engine: it multiplies every table into the joint

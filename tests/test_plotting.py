@@ -3,9 +3,9 @@ import matplotlib
 matplotlib.use("Agg")
 
 from diagnosis import build_network, make_engine  # noqa: E402
+from diagnosis.logs.scoring import ScoreSummary, score_frame  # noqa: E402
+from diagnosis.logs.simulate import simulate  # noqa: E402
 from diagnosis.plotting import plot_reliability, plot_topk  # noqa: E402
-from diagnosis.scoring import ScoreSummary, score_frame  # noqa: E402
-from diagnosis.simulate import simulate  # noqa: E402
 
 
 def test_plots_return_axes(webshop):

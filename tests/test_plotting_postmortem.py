@@ -8,9 +8,7 @@ import pandas as pd  # noqa: E402
 import pytest  # noqa: E402
 
 from diagnosis import diagnose  # noqa: E402
-from diagnosis.explain import explain  # noqa: E402
-from diagnosis.incidents import ActionAttempt, Incident, ObservationRecord  # noqa: E402
-from diagnosis.planning import compare_policies  # noqa: E402
+from diagnosis.logs.schema import ActionAttempt, Incident, ObservationRecord  # noqa: E402
 from diagnosis.plotting import (  # noqa: E402
     plot_contributions,
     plot_policy_costs,
@@ -19,7 +17,9 @@ from diagnosis.plotting import (  # noqa: E402
     plot_topology,
     to_png,
 )
-from diagnosis.timeline import belief_timeline  # noqa: E402
+from diagnosis.postmortem.explain import explain  # noqa: E402
+from diagnosis.postmortem.planning import compare_policies  # noqa: E402
+from diagnosis.postmortem.timeline import belief_timeline  # noqa: E402
 
 
 @pytest.fixture(autouse=True)

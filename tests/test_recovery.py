@@ -51,7 +51,9 @@ def test_ranking_and_ties_go_to_lower_cost():
 
 def test_diagnosis_recommends_the_argmax():
     d = diagnose(topo(), {"svc.err": "fired"})
-    manual = {a.name: sum(p * d.posteriors["svc"][m] for m, p in a.success.items()) for a in topo().component("svc").actions}
+    manual = {
+        a.name: sum(p * d.posteriors["svc"][m] for m, p in a.success.items()) for a in topo().component("svc").actions
+    }
     assert d.recommended.action == max(manual, key=manual.get)
     assert d.recommended.expected_success == pytest.approx(manual[d.recommended.action], abs=1e-12)
     assert choose_action(d.actions) == d.recommended

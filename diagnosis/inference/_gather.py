@@ -60,7 +60,7 @@ class GatherBlock:
         """Combine the factors of each group along axis 0 with ``op`` (multiply or add)."""
         parts = []
         for f, m, k in self.segments:
-            seg = g[f:f + m * k]
+            seg = g[f : f + m * k]
             if k == 1:
                 parts.append(seg)
                 continue

@@ -75,7 +75,7 @@ def eliminate(
             c = 0
             for i, a in enumerate(nb):
                 na = adjd[a]
-                for b in nb[i + 1:]:
+                for b in nb[i + 1 :]:
                     if b not in na:
                         c += 1
             return (c, w)
@@ -109,7 +109,7 @@ def eliminate(
             adjd[u].discard(v)
         for i, a in enumerate(nbl):
             na = adjd[a]
-            for b in nbl[i + 1:]:
+            for b in nbl[i + 1 :]:
                 if b not in na:
                     nbb = adjd[b]
                     if heuristic == "min-fill":
@@ -161,9 +161,7 @@ def best_elimination(
     return best[1], best[2], best[3]
 
 
-def junction_tree(
-    order: Sequence[int], cliques: Sequence[tuple[int, ...]]
-) -> tuple[list[tuple[int, ...]], list[int]]:
+def junction_tree(order: Sequence[int], cliques: Sequence[tuple[int, ...]]) -> tuple[list[tuple[int, ...]], list[int]]:
     """Junction tree (forest joined by empty separators) of an elimination.
 
     Parameters

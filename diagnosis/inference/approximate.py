@@ -32,17 +32,16 @@ whatever the network size.
 from __future__ import annotations
 
 import math
-from collections import OrderedDict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from types import MappingProxyType
 
 import numpy as np
 import scipy.sparse
 
 from diagnosis.exceptions import EvidenceError, ModelError
 from diagnosis.inference._gather import GatherBlock
-from diagnosis.inference._tables import (
+from diagnosis.inference.base import TableEngine
+from diagnosis.inference.tables import (
     ModelTables,
     PreparedEvidence,
     _case_list,
@@ -50,7 +49,7 @@ from diagnosis.inference._tables import (
     resolve_targets,
 )
 
-__all__ = ["BPRunInfo", "LoopyBPEngine", "ASSUMPTION"]
+__all__ = ["ASSUMPTION", "BPRunInfo", "LoopyBPEngine"]
 
 #: The assumption every answer of :class:`LoopyBPEngine` rests on.
 ASSUMPTION = (
@@ -63,7 +62,6 @@ ASSUMPTION = (
 _ITEM = 8
 _FLOOR = 1e-300
 _CLAMP = 700.0  # log-odds bound: probabilities within 1e-304 of 0 or 1
-_PLAN_CACHE = 8
 _CHUNK = 64  # fewest cases per chunk: cache-sized message arrays; each chunk stops once converged
 
 
@@ -130,8 +128,9 @@ def _noisy_or(table: np.ndarray, child_axis: int, rtol: float = 1e-10):
 class _BPPlan:
     """Factor graph and schedule for one evidence signature."""
 
-    def __init__(self, tables: ModelTables, hard: frozenset, evvars: frozenset, targets: frozenset,
-                 ev_rows: tuple[int, ...]):
+    def __init__(
+        self, tables: ModelTables, hard: frozenset, evvars: frozenset, targets: frozenset, ev_rows: tuple[int, ...]
+    ):
         cards = tables.cards
         self.tables = tables
         self.hard = hard
@@ -161,7 +160,7 @@ class _BPPlan:
             table = tables.cpts[v]
             if not red:  # whole family observed: only its zero entries matter (impossible cases)
                 ocards = [int(cards[x]) for x in obs]
-                strides = [math.prod(ocards[k + 1:]) for k in range(len(obs))]
+                strides = [math.prod(ocards[k + 1 :]) for k in range(len(obs))]
                 perm = [scope.index(x) for x in obs]
                 const_items.append(((0,), np.transpose(table, perm).reshape(-1, 1), obs, strides))
                 continue
@@ -174,7 +173,7 @@ class _BPPlan:
                 continue
             perm = [scope.index(x) for x in obs] + [scope.index(x) for x in red]
             ocards = [int(cards[x]) for x in obs]
-            strides = [math.prod(ocards[k + 1:]) for k in range(len(obs))]
+            strides = [math.prod(ocards[k + 1 :]) for k in range(len(obs))]
             R = math.prod(int(cards[x]) for x in red)
             t = np.ascontiguousarray(np.transpose(table, perm)).reshape(math.prod(ocards), R)
             if len(red) == 1:
@@ -245,9 +244,10 @@ class _BPPlan:
         for k in range(len(bounds) - 1):
             lo, hi = bounds[k], bounds[k + 1]
             by_deg.setdefault(hi - lo, []).append([int(self.edge_var[lo])] + list(range(lo, hi)))
-        self.deg_buckets = [(np.array([r[0] for r in rows], dtype=np.intp),
-                             np.array([r[1:] for r in rows], dtype=np.intp).T)
-                            for d, rows in sorted(by_deg.items())]
+        self.deg_buckets = [
+            (np.array([r[0] for r in rows], dtype=np.intp), np.array([r[1:] for r in rows], dtype=np.intp).T)
+            for d, rows in sorted(by_deg.items())
+        ]
         # factor groups: same (shape, per-case) -> stacked tables and edge ids per position
         groups: dict[tuple, list[int]] = {}
         for f, fac in enumerate(nary):
@@ -278,13 +278,21 @@ class _BPPlan:
         self.factor_edges = {f: [edge_id[(f, j)] for j in range(len(fac["scope"]))] for f, fac in enumerate(nary)}
         self.local = local
         self.n_factors = sum(1 for fac in nary if fac["scope"])
-        self.bytes_per_case = int((6 * self.E * C + 4 * V * C + sum(b.flat.size for b, _ in self.nary_blocks)
-                                   + 8 * sum(int(np.prod(g[0])) * g[3].shape[1] for g in self.groups)) * _ITEM)
+        self.bytes_per_case = int(
+            (
+                6 * self.E * C
+                + 4 * V * C
+                + sum(b.flat.size for b, _ in self.nary_blocks)
+                + 8 * sum(int(np.prod(g[0])) * g[3].shape[1] for g in self.groups)
+            )
+            * _ITEM
+        )
         self.binary = C == 2
         self.nor_leaves = []
         # variable x edge incidence: beliefs (log-odds) are one sparse product
         self.incidence = scipy.sparse.csr_matrix(
-            (np.ones(self.E), (self.edge_var, np.arange(self.E))), shape=(max(V, 1), self.E))
+            (np.ones(self.E), (self.edge_var, np.arange(self.E))), shape=(max(V, 1), self.E)
+        )
         if self.binary:
             self._compile_binary(nary, edge_id)
         self._compile_absorbed(skip={v for item in self.nor_leaves for v in item[2]})
@@ -298,14 +306,18 @@ class _BPPlan:
             scope = fac["scope"]
             if not scope:
                 continue
-            fit = None if fac["case"] or fac["child"] is None or len(scope) < 2 else _noisy_or(
-                fac["table"], scope.index(fac["child"]))
+            fit = (
+                None
+                if fac["case"] or fac["child"] is None or len(scope) < 2
+                else _noisy_or(fac["table"], scope.index(fac["child"]))
+            )
             if fit is not None:
                 q, keep_ = fit
                 cpos = scope.index(fac["child"])
                 parents = [j for j in range(len(scope)) if j != cpos]
                 nor.setdefault(len(parents), []).append(
-                    (edge_id[(f, cpos)], [edge_id[(f, j)] for j in parents], q, keep_, f))
+                    (edge_id[(f, cpos)], [edge_id[(f, j)] for j in parents], q, keep_, f)
+                )
             else:
                 generic.setdefault((len(scope), fac["case"]), []).append(f)
         self.nor_groups = []
@@ -313,13 +325,15 @@ class _BPPlan:
         for gi, (k, items) in enumerate(sorted(nor.items())):
             for n_, it in enumerate(items):
                 nor_pos[it[4]] = (gi, n_, it[3])
-            self.nor_groups.append((
-                np.array([it[0] for it in items], dtype=np.intp),
-                np.array([it[1] for it in items], dtype=np.intp).T.copy(),  # (k, n)
-                np.array([it[2] for it in items]).T.reshape(k, len(items), 1).copy(),
-                np.array([it[3] for it in items]).reshape(len(items), 1),
-                1.0 - np.array([it[2] for it in items]).T.reshape(k, len(items), 1),
-            ))
+            self.nor_groups.append(
+                (
+                    np.array([it[0] for it in items], dtype=np.intp),
+                    np.array([it[1] for it in items], dtype=np.intp).T.copy(),  # (k, n)
+                    np.array([it[2] for it in items]).T.reshape(k, len(items), 1).copy(),
+                    np.array([it[3] for it in items]).reshape(len(items), 1),
+                    1.0 - np.array([it[2] for it in items]).T.reshape(k, len(items), 1),
+                )
+            )
         # absorbed target leaves that are noisy-OR parents of a noisy-OR factor: O(1) recovery
         leaves: dict[int, list] = {}
         for v, f, table, scope in self.absorbed:
@@ -334,14 +348,16 @@ class _BPPlan:
             gi, n_, keep_red = nor_pos[f]
             leaves.setdefault(gi, []).append((v, n_, q_orig[parents.index(v)], keep_orig / keep_red))
         for gi, items in sorted(leaves.items()):
-            self.nor_leaves.append((
-                gi,
-                np.array([it[1] for it in items], dtype=np.intp),
-                [it[0] for it in items],
-                np.array([it[2] for it in items]).reshape(-1, 1),
-                np.array([it[3] for it in items]).reshape(-1, 1),
-                np.array([self.pos[it[0]] for it in items], dtype=np.intp),
-            ))
+            self.nor_leaves.append(
+                (
+                    gi,
+                    np.array([it[1] for it in items], dtype=np.intp),
+                    [it[0] for it in items],
+                    np.array([it[2] for it in items]).reshape(-1, 1),
+                    np.array([it[3] for it in items]).reshape(-1, 1),
+                    np.array([self.pos[it[0]] for it in items], dtype=np.intp),
+                )
+            )
         case_slot = {}
         for b, (_, fids) in enumerate(self.nary_blocks):
             for kk, f in enumerate(fids):
@@ -425,8 +441,7 @@ class _BPPlan:
                 others.append((edges, int(shape[j]), tuple(bshape)))
             rows = np.array([self.pos[it[0]] for it in items], dtype=np.intp)
             axes = tuple(1 + j for j in range(len(shape)) if j != ax)
-            self.absorbed_groups.append(([it[0] for it in items], rows, int(cards[items[0][0]]), tables,
-                                         others, axes))
+            self.absorbed_groups.append(([it[0] for it in items], rows, int(cards[items[0][0]]), tables, others, axes))
 
     def _absorbed_marginals(self, out: list, local: np.ndarray, incoming, B: int) -> None:
         """Marginals of absorbed target leaves from their original factor and converged messages.
@@ -449,8 +464,7 @@ class _BPPlan:
         for t in self.targets:
             if t not in absorbed:
                 groups.setdefault(int(self.tables.cards[t]), []).append(t)
-        return [(names, np.array([self.pos[t] for t in names], dtype=np.intp), card)
-                for card, names in groups.items()]
+        return [(names, np.array([self.pos[t] for t in names], dtype=np.intp), card) for card, names in groups.items()]
 
     @staticmethod
     def _finish(groups: list, B: int):
@@ -512,7 +526,8 @@ class _BPPlan:
                 for a_, table, slots, edges, bsh, axes in self.bin_groups:
                     if table is None:
                         table = np.stack([case_tables[b][k] for b, k in slots]).reshape(
-                            (edges.shape[1],) + (2,) * a_ + (B,))
+                            (edges.shape[1],) + (2,) * a_ + (B,)
+                        )
                     ms = []
                     for j in range(a_):
                         pj = p1[edges[j]]
@@ -590,8 +605,7 @@ class _BPPlan:
             new_f2v = np.empty_like(f2v) if damping else f2v
             for shape, table, slots, edges, bshapes, axes in self.groups:
                 if table is None:
-                    table = np.stack([case_tables[b][k] for b, k in slots]).reshape(
-                        (edges.shape[1],) + shape + (B,))
+                    table = np.stack([case_tables[b][k] for b, k in slots]).reshape((edges.shape[1],) + shape + (B,))
                 ms = [v2f[edges[j], : shape[j]].reshape(bshapes[j] + (B,)) for j in range(len(shape))]
                 prod = table * ms[0]
                 for m in ms[1:]:
@@ -633,7 +647,7 @@ class _BPPlan:
         return out, bad, it, change
 
 
-class LoopyBPEngine:
+class LoopyBPEngine(TableEngine):
     """Approximate posterior marginals by batched loopy belief propagation.
 
     Parameters
@@ -661,7 +675,7 @@ class LoopyBPEngine:
     last_run : BPRunInfo or None
         Diagnostics of the last :meth:`query`.
     fallback_reason : str or None
-        Set by :func:`~diagnosis.inference.select.make_engine`: why exact inference
+        Set by :func:`~diagnosis.inference.make_engine`: why exact inference
         was refused.
     """
 
@@ -669,33 +683,24 @@ class LoopyBPEngine:
     name = "loopy-bp"
     assumption = ASSUMPTION
 
-    def __init__(self, tables: ModelTables, *, max_iterations: int = 100, tolerance: float = 1e-6,
-                 damping: float = 0.0, memory_budget_bytes: int = 2**31):
+    def __init__(
+        self,
+        tables: ModelTables,
+        *,
+        max_iterations: int = 100,
+        tolerance: float = 1e-6,
+        damping: float = 0.0,
+        memory_budget_bytes: int = 2**31,
+    ):
         if not 0.0 <= damping < 1.0:
             raise ValueError(f"damping must be in [0, 1), got {damping}")
-        self._tables = tables
+        super().__init__(tables)
         self.max_iterations = int(max_iterations)
         self.tolerance = float(tolerance)
         self.damping = float(damping)
         self.memory_budget_bytes = int(memory_budget_bytes)
-        self.variables: tuple[str, ...] = tables.names
-        self.states: Mapping[str, tuple[str, ...]] = MappingProxyType(
-            {n: tables.states[i] for i, n in enumerate(tables.names)})
-        self._plans: OrderedDict = OrderedDict()
         self.last_run: BPRunInfo | None = None
         self.fallback_reason: str | None = None
-
-    def __getstate__(self) -> dict:
-        # Pickle the tables and settings only: compiled plans are rebuilt on first use.
-        state = dict(self.__dict__)
-        state.pop("states", None)
-        state["_plans"] = OrderedDict()
-        return state
-
-    def __setstate__(self, state: dict) -> None:
-        self.__dict__.update(state)
-        t = self._tables
-        self.states = MappingProxyType({n: t.states[i] for i, n in enumerate(t.names)})
 
     @classmethod
     def from_pgmpy(cls, model, **kwargs) -> LoopyBPEngine:
@@ -715,16 +720,10 @@ class LoopyBPEngine:
 
     def _plan(self, ev: PreparedEvidence, targets: frozenset) -> _BPPlan:
         hard, partial, soft = ev.signature()
-        key = (hard, partial, soft, targets)
-        plan = self._plans.get(key)
-        if plan is None:
-            plan = _BPPlan(self._tables, hard, (partial | soft) - hard, targets, ev.vars)
-            self._plans[key] = plan
-            while len(self._plans) > _PLAN_CACHE:
-                self._plans.popitem(last=False)
-        else:
-            self._plans.move_to_end(key)
-        return plan
+        return self._cached_plan(
+            (hard, partial, soft, targets),
+            lambda: _BPPlan(self._tables, hard, (partial | soft) - hard, targets, ev.vars),
+        )
 
     def query(
         self,

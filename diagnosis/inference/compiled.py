@@ -34,17 +34,16 @@ from __future__ import annotations
 
 import math
 import time
-from collections import OrderedDict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from types import MappingProxyType
 
 import numpy as np
 
-from diagnosis.exceptions import EvidenceError, ModelError
+from diagnosis.exceptions import EvidenceError, ModelTooLargeError
 from diagnosis.inference._gather import GatherBlock as _GatherBlock
 from diagnosis.inference._jtree import EliminationTooLarge, best_elimination, junction_tree
-from diagnosis.inference._tables import (
+from diagnosis.inference.base import DEFAULT_MEMORY_BUDGET, TableEngine
+from diagnosis.inference.tables import (
     ModelTables,
     PreparedEvidence,
     _case_list,
@@ -52,35 +51,14 @@ from diagnosis.inference._tables import (
     resolve_targets,
 )
 
-__all__ = ["CompiledEngine", "CompiledStats", "DEFAULT_MEMORY_BUDGET", "ModelTooLargeError"]
+__all__ = ["CompiledEngine", "CompiledStats"]
 
 #: Default memory budget of an engine: 2 GiB.
-DEFAULT_MEMORY_BUDGET = 2**31
 
 _ITEM = 8  # bytes per float64
-_PLAN_CACHE = 8  # compiled evidence signatures kept per engine
 _CHUNK_CAP = 4096  # most cases per chunk (more does not amortise anything further)
 _CHUNK_MIN = 64  # fewest cases per chunk when memory allows (short inner loops are slow)
 _CHUNK_TARGET_ENTRIES = 2**21  # aim: all clique potentials of a chunk ~16 MiB (cache-friendly)
-
-
-class ModelTooLargeError(ModelError):
-    """Exact inference would need more memory than the budget allows.
-
-    Attributes
-    ----------
-    needed_bytes : int
-        Memory one case would need (a lower bound if triangulation was abandoned).
-    budget_bytes : int
-    treewidth : int
-        Treewidth reached (a lower bound if triangulation was abandoned).
-    """
-
-    def __init__(self, message: str, *, needed_bytes: int, budget_bytes: int, treewidth: int):
-        self.needed_bytes = int(needed_bytes)
-        self.budget_bytes = int(budget_bytes)
-        self.treewidth = int(treewidth)
-        super().__init__(message)
 
 
 @dataclass(frozen=True)
@@ -156,8 +134,9 @@ class _Structure:
         Abandon triangulation beyond this many clique entries.
     """
 
-    def __init__(self, tables: ModelTables, hard: frozenset, evvars: frozenset, targets: frozenset,
-                 *, max_entries: float):
+    def __init__(
+        self, tables: ModelTables, hard: frozenset, evvars: frozenset, targets: frozenset, *, max_entries: float
+    ):
         t0 = time.perf_counter()
         self._cards = tables.cards
         self.hard = hard
@@ -198,8 +177,9 @@ class _Structure:
             if p >= 0:
                 self.children[p].append(i)
         self.sizes = [math.prod(int(cards[v]) for v in c) for c in cliques]
-        self.seps = [tuple(sorted(set(cliques[i]) & set(cliques[parent[i]]))) if parent[i] >= 0 else ()
-                     for i in range(n)]
+        self.seps = [
+            tuple(sorted(set(cliques[i]) & set(cliques[parent[i]]))) if parent[i] >= 0 else () for i in range(n)
+        ]
         self.sep_sizes = [math.prod(int(cards[v]) for v in s) for s in self.seps]
         holders: dict[int, list[int]] = {v: [] for v in keep}
         for i, c in enumerate(cliques):
@@ -268,8 +248,9 @@ class _Structure:
         self.calibrate = calibrate
         self.need_phi = need_phi
         # bundles: several small child separators handled through their union
-        self.collect_bundle = [self._bundle(i, [c for c in self.children[i] if dynamic[c] and self.seps[c]])
-                               for i in range(n)]
+        self.collect_bundle = [
+            self._bundle(i, [c for c in self.children[i] if dynamic[c] and self.seps[c]]) for i in range(n)
+        ]
         self.phi_bundle = [self._bundle(i, [c for c in self.children[i] if need_phi[c]]) for i in range(n)]
         self.compile_seconds = time.perf_counter() - t0
 
@@ -389,7 +370,7 @@ class _Plan:
                 table = np.concatenate([table, np.ones((1,) + table.shape[1:])], axis=0)
             perm = [scope.index(x) for x in obs] + [scope.index(x) for x in red]
             ocards = [int(cards[x]) + (x == v and not tables.children[v]) for x in obs]
-            strides = [math.prod(ocards[k + 1:]) for k in range(len(obs))]
+            strides = [math.prod(ocards[k + 1 :]) for k in range(len(obs))]
             R = math.prod(int(cards[x]) for x in red)
             t = np.ascontiguousarray(np.transpose(table, perm)).reshape(math.prod(ocards), R)
             by_R.setdefault(R, []).append(((i, red), t, obs, strides))
@@ -437,8 +418,9 @@ class _Plan:
         self.static_msg_zero_free = [m is not None and bool(np.all(m > 0)) for m in self.static_msg]
         self.parent = st.parent
         self.msg_axes = [(_sum_axes(cl[i], st.seps[i]) if st.parent[i] >= 0 else ()) for i in range(n)]
-        self.msg_shape_parent = [(_bshape(st.seps[i], cl[st.parent[i]], cards) if st.parent[i] >= 0 else None)
-                                 for i in range(n)]
+        self.msg_shape_parent = [
+            (_bshape(st.seps[i], cl[st.parent[i]], cards) if st.parent[i] >= 0 else None) for i in range(n)
+        ]
         self.phi_axes = [(_sum_axes(cl[st.parent[i]], st.seps[i]) if st.parent[i] >= 0 else ()) for i in range(n)]
         self.msg_shape_child = [_bshape(st.seps[i], cl[i], cards) for i in range(n)]
         # collect: per dynamic clique, children handled directly / through a bundle
@@ -611,7 +593,7 @@ class _Plan:
             if not self.st.calibrate[i]:
                 continue
             m = msgs[i]
-            if (self.static_msg_zero_free[i] if m is self.static_msg[i] else m.all()):
+            if self.static_msg_zero_free[i] if m is self.static_msg[i] else m.all():
                 ratio = phi / m
             else:
                 ratio = np.divide(phi, m, out=np.zeros(np.broadcast_shapes(phi.shape, m.shape)), where=m > 0)
@@ -635,7 +617,9 @@ def _too_large(need: int, budget: int, stats: CompiledStats) -> ModelTooLargeErr
         f"model too large for exact inference: one case needs {need:,} bytes (treewidth "
         f"{stats.treewidth}, {stats.total_entries:,} clique-table entries); the memory budget is "
         f"{budget:,} bytes",
-        needed_bytes=need, budget_bytes=budget, treewidth=stats.treewidth,
+        needed_bytes=need,
+        budget_bytes=budget,
+        treewidth=stats.treewidth,
     )
 
 
@@ -648,7 +632,7 @@ _HUGE = 1e250
 # --------------------------------------------------------------------------------------
 
 
-class CompiledEngine:
+class CompiledEngine(TableEngine):
     """Exact, batched posterior marginals of a discrete Bayesian network.
 
     Build it with :meth:`from_pgmpy`.  The model is read and checked once; the
@@ -688,30 +672,14 @@ class CompiledEngine:
     name = "compiled-jtree"
 
     def __init__(self, tables: ModelTables, *, memory_budget_bytes: int = DEFAULT_MEMORY_BUDGET):
-        self._tables = tables
+        super().__init__(tables)
         self.memory_budget_bytes = int(memory_budget_bytes)
-        self.variables: tuple[str, ...] = tables.names
-        self.states: Mapping[str, tuple[str, ...]] = MappingProxyType(
-            {n: tables.states[i] for i, n in enumerate(tables.names)})
-        self._plans: OrderedDict = OrderedDict()
         everything = frozenset(range(len(tables.names)))
         st = self._structure(frozenset(), frozenset(), everything)
         self.stats: CompiledStats = st.stats(tables)
         need = self.stats.static_bytes + self.stats.bytes_per_case
         if need > self.memory_budget_bytes:
             raise _too_large(need, self.memory_budget_bytes, self.stats)
-
-    def __getstate__(self) -> dict:
-        # Pickle the tables and settings only: compiled plans are rebuilt on first use.
-        state = dict(self.__dict__)
-        state.pop("states", None)
-        state["_plans"] = OrderedDict()
-        return state
-
-    def __setstate__(self, state: dict) -> None:
-        self.__dict__.update(state)
-        t = self._tables
-        self.states = MappingProxyType({n: t.states[i] for i, n in enumerate(t.names)})
 
     @classmethod
     def from_pgmpy(cls, model, *, memory_budget_bytes: int = DEFAULT_MEMORY_BUDGET) -> CompiledEngine:
@@ -748,7 +716,8 @@ class CompiledEngine:
                 f"model too large for exact inference: its junction tree exceeds the memory budget of "
                 f"{self.memory_budget_bytes:,} bytes (triangulation stopped at {exc.entries:,} table "
                 f"entries per case, treewidth >= {exc.treewidth})",
-                needed_bytes=exc.entries * _ITEM, budget_bytes=self.memory_budget_bytes,
+                needed_bytes=exc.entries * _ITEM,
+                budget_bytes=self.memory_budget_bytes,
                 treewidth=exc.treewidth,
             ) from None
 
@@ -763,23 +732,24 @@ class CompiledEngine:
         hard, partial, soft = ev.signature()
         fold = self._fold(ev, targets)
         hard, partial = hard | fold, partial - fold
-        key = (hard, partial, soft, targets)
-        plan = self._plans.get(key)
-        if plan is not None:
-            self._plans.move_to_end(key)
-            return plan
-        st = self._structure(hard, (partial | soft) - hard, targets)
-        plan = _Plan(self._tables, st, ev.vars)
-        if plan.static_bytes + plan.bytes_per_case > self.memory_budget_bytes:
-            raise _too_large(plan.static_bytes + plan.bytes_per_case, self.memory_budget_bytes, plan.stats)
-        self._plans[key] = plan
-        while len(self._plans) > _PLAN_CACHE:
-            self._plans.popitem(last=False)
-        return plan
 
-    def query_stats(self, targets: Sequence[str], evidence: Mapping[str, np.ndarray] | None = None,
-                    soft_evidence: Mapping[str, np.ndarray] | None = None, *,
-                    n_cases: int | None = None) -> CompiledStats:
+        def build() -> _Plan:
+            st = self._structure(hard, (partial | soft) - hard, targets)
+            plan = _Plan(self._tables, st, ev.vars)
+            if plan.static_bytes + plan.bytes_per_case > self.memory_budget_bytes:
+                raise _too_large(plan.static_bytes + plan.bytes_per_case, self.memory_budget_bytes, plan.stats)
+            return plan
+
+        return self._cached_plan((hard, partial, soft, targets), build)
+
+    def query_stats(
+        self,
+        targets: Sequence[str],
+        evidence: Mapping[str, np.ndarray] | None = None,
+        soft_evidence: Mapping[str, np.ndarray] | None = None,
+        *,
+        n_cases: int | None = None,
+    ) -> CompiledStats:
         """Compile (or fetch) the plan a :meth:`query` with these arguments uses; return its size.
 
         Parameters
@@ -820,8 +790,9 @@ class CompiledEngine:
             marg, lz, suspect = plan.run(sub, want)
             if suspect.any():  # under/overflow in the fast path: redo those cases with scaling
                 idx = np.flatnonzero(suspect)
-                redo = PreparedEvidence(sub.vars, sub.matrix[:, idx], {v: a[idx] for v, a in sub.soft.items()},
-                                        None, idx.size)
+                redo = PreparedEvidence(
+                    sub.vars, sub.matrix[:, idx], {v: a[idx] for v, a in sub.soft.items()}, None, idx.size
+                )
                 marg2, lz2, zero = plan.run(redo, want, robust=True)
                 lz[idx] = lz2
                 bad[start + idx[zero]] = True
@@ -834,14 +805,14 @@ class CompiledEngine:
             if want:
                 for t, r in marg.items():
                     o = offsets[t]
-                    out[start:stop, o:o + r.shape[0]] = r.T
+                    out[start:stop, o : o + r.shape[0]] = r.T
         if ev.soft_log_scale is not None:
             logz += ev.soft_log_scale
         res = {}
         if want:
             for t in targets:
                 o = offsets[t]
-                res[t] = out[:, o:o + int(self._tables.cards[t])]
+                res[t] = out[:, o : o + int(self._tables.cards[t])]
                 if t in plan.st.hard:  # observed in every case: a one-hot posterior
                     r = res[t]
                     r.fill(0.0)
@@ -932,5 +903,7 @@ class CompiledEngine:
 
     def __repr__(self) -> str:
         s = self.stats
-        return (f"CompiledEngine({len(self.variables)} variables, treewidth {s.treewidth}, "
-                f"{s.total_entries:,} clique entries)")
+        return (
+            f"CompiledEngine({len(self.variables)} variables, treewidth {s.treewidth}, "
+            f"{s.total_entries:,} clique entries)"
+        )

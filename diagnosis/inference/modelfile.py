@@ -21,26 +21,12 @@ from pathlib import Path
 import numpy as np
 
 from diagnosis._files import atomic_write
-from diagnosis.exceptions import EvidenceError, ModelError, suggest
-from diagnosis.inference._tables import ModelTables
+from diagnosis.exceptions import EvidenceError, ModelError, ModelFileError, suggest
+from diagnosis.inference.tables import ModelTables
 
 __all__ = ["ModelFileError", "read_cases", "read_model", "write_posteriors"]
 
 _MODEL_SUFFIXES = (".bif", ".bif.gz", ".xmlbif", ".xml", ".xmlbif.gz", ".xml.gz")
-
-
-class ModelFileError(ModelError):
-    """A model file is missing, unreadable, or not a valid network.
-
-    Attributes
-    ----------
-    path : str
-        The file.
-    """
-
-    def __init__(self, path, message: str):
-        self.path = str(path)
-        super().__init__(f"{self.path}: {message}")
 
 
 def _suffix(path: Path) -> str:
@@ -88,7 +74,7 @@ def read_model(path: str | os.PathLike):
     if not text.strip():
         raise ModelFileError(p, "file is empty")
     try:
-        from diagnosis._pgmpy import BIFReader, XMLBIFReader  # quiet pgmpy import boundary
+        from diagnosis.model.pgmpy_interop import BIFReader, XMLBIFReader  # quiet pgmpy import boundary
 
         reader = BIFReader if kind.startswith(".bif") else XMLBIFReader
         model = reader(string=text).get_model()
@@ -181,8 +167,7 @@ def read_cases(path: str | os.PathLike, model) -> tuple[dict[str, np.ndarray], i
             if i is None:
                 allowed = ", ".join(states[h])
                 raise EvidenceError(
-                    f"{p}: row {k}, column {h!r}: unknown state {cell!r}; allowed: {allowed}"
-                    f"{suggest(cell, states[h])}"
+                    f"{p}: row {k}, column {h!r}: unknown state {cell!r}; allowed: {allowed}{suggest(cell, states[h])}"
                 )
             out[h][k - 1] = i
     return out, n
@@ -229,9 +214,7 @@ def write_posteriors(path: str | os.PathLike, posteriors: Mapping[str, np.ndarra
             raise EvidenceError(f"unknown variable {var!r}{suggest(str(var), states)}")
         a = np.asarray(arr, dtype=np.float64)
         if a.ndim != 2 or a.shape[1] != len(states[var]):
-            raise EvidenceError(
-                f"posterior of {var!r} must have shape (n_cases, {len(states[var])}), got {a.shape}"
-            )
+            raise EvidenceError(f"posterior of {var!r} must have shape (n_cases, {len(states[var])}), got {a.shape}")
         if n is not None and a.shape[0] != n:
             raise EvidenceError(f"posterior of {var!r} has {a.shape[0]} cases, others have {n}")
         n = a.shape[0]
@@ -244,6 +227,7 @@ def write_posteriors(path: str | os.PathLike, posteriors: Mapping[str, np.ndarra
             import pyarrow.parquet as pq
         except ImportError:
             raise ModelError(f"{p}: writing Parquet needs the 'pyarrow' package") from None
+
     def write(tmp: str) -> None:
         if fmt == ".csv":
             with open(tmp, "w", encoding="utf-8", newline="") as fh:

@@ -35,7 +35,7 @@ class ReferenceEngine:
     name = "pgmpy-ve"
 
     def __init__(self, model):
-        from diagnosis._pgmpy import VariableElimination
+        from diagnosis.model.pgmpy_interop import VariableElimination
 
         self._model = model
         self._ve = VariableElimination(model)
@@ -76,10 +76,12 @@ class ReferenceEngine:
         -------
         dict str -> numpy.ndarray of shape (B, card)
         """
-        from diagnosis._pgmpy import TabularCPD
+        from diagnosis.model.pgmpy_interop import TabularCPD
 
         evidence = {k: np.asarray(v, dtype=np.int64).reshape(-1) for k, v in (evidence or {}).items()}
-        soft_evidence = {k: np.asarray(v, dtype=np.float64).reshape(len(v), -1) for k, v in (soft_evidence or {}).items()}
+        soft_evidence = {
+            k: np.asarray(v, dtype=np.float64).reshape(len(v), -1) for k, v in (soft_evidence or {}).items()
+        }
         sizes = {len(v) for v in evidence.values()} | {len(v) for v in soft_evidence.values()}
         if n_cases is not None:
             sizes.add(n_cases)
@@ -107,7 +109,9 @@ class ReferenceEngine:
                 if var in hard:
                     continue  # hard evidence already fixes the state
                 virtual.append(
-                    TabularCPD(var, len(row), (row / row.sum()).reshape(-1, 1), state_names={var: list(self.states[var])})
+                    TabularCPD(
+                        var, len(row), (row / row.sum()).reshape(-1, 1), state_names={var: list(self.states[var])}
+                    )
                 )
             for t in targets:
                 if t in hard:
@@ -116,7 +120,9 @@ class ReferenceEngine:
                     out[t][b] = vec
                     continue
                 with np.errstate(invalid="ignore", divide="ignore"):  # zero-probability evidence is reported below
-                    factor = self._ve.query([t], evidence=hard or None, virtual_evidence=virtual or None, show_progress=False)
+                    factor = self._ve.query(
+                        [t], evidence=hard or None, virtual_evidence=virtual or None, show_progress=False
+                    )
                 order = factor.state_names[t]
                 vals = np.asarray(factor.values, dtype=np.float64)
                 if not np.all(np.isfinite(vals)) or vals.sum() <= 0:

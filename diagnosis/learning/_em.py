@@ -25,8 +25,8 @@ import numpy as np
 from scipy.optimize import minimize_scalar
 from scipy.special import gammaln
 
-from diagnosis.exceptions import ModelError
-from diagnosis.inference.compiled import CompiledEngine, ModelTooLargeError
+from diagnosis.exceptions import ModelError, ModelTooLargeError
+from diagnosis.inference.compiled import CompiledEngine
 from diagnosis.learning._history import History
 from diagnosis.learning._model import Layout, expanded_tables
 
@@ -93,18 +93,25 @@ def _engine(layout: Layout, theta: np.ndarray, memory_budget_bytes: int | None):
 
 def _names(layout: Layout) -> tuple[list[str], list[str]]:
     net = layout.network
-    fam = [f"family__{net.fault_variable[c.name][len('fault__'):]}" for c in layout.topology.components]
+    fam = [f"family__{net.fault_variable[c.name][len('fault__') :]}" for c in layout.topology.components]
     act = []
     comps = layout.topology.components
     for src, tgt in layout.edges:
-        s = net.impairment_variable[comps[src].name][len("impaired__"):]
-        t = net.impairment_variable[comps[tgt].name][len("impaired__"):]
+        s = net.impairment_variable[comps[src].name][len("impaired__") :]
+        t = net.impairment_variable[comps[tgt].name][len("impaired__") :]
         act.append(f"active__{s}__{t}")
     return fam, act
 
 
-def _add_information(stats: Stats, idx, theta: np.ndarray, v: np.ndarray, p1: np.ndarray, p0: np.ndarray,
-                     v_count: np.ndarray | None = None) -> None:
+def _add_information(
+    stats: Stats,
+    idx,
+    theta: np.ndarray,
+    v: np.ndarray,
+    p1: np.ndarray,
+    p0: np.ndarray,
+    v_count: np.ndarray | None = None,
+) -> None:
     """Add per-case information about Bernoulli parameter(s) ``idx``: P(event), P(trial without event) per case.
 
     Complete-data information ``sum v (p1 / t^2 + p0 / (1 - t)^2)``; missing
@@ -121,9 +128,19 @@ def _add_information(stats: Stats, idx, theta: np.ndarray, v: np.ndarray, p1: np
         stats.info_missing[idx] += v_count @ (p1 * q1 - p0 * q0) ** 2
 
 
-def _accumulate(stats: Stats, layout: Layout, theta: np.ndarray, q: dict, w: np.ndarray, observed: np.ndarray,
-                soft: dict, hist: History | None, real: bool, info_weight: np.ndarray | None = None,
-                count_variance: np.ndarray | None = None) -> None:
+def _accumulate(
+    stats: Stats,
+    layout: Layout,
+    theta: np.ndarray,
+    q: dict,
+    w: np.ndarray,
+    observed: np.ndarray,
+    soft: dict,
+    hist: History | None,
+    real: bool,
+    info_weight: np.ndarray | None = None,
+    count_variance: np.ndarray | None = None,
+) -> None:
     fam_names, act_names = _names(layout)
     info = info_weight is not None
 
@@ -142,7 +159,9 @@ def _accumulate(stats: Stats, layout: Layout, theta: np.ndarray, q: dict, w: np.
         stats.impaired[j] += counts[:, 1].sum()
         if info and k > 1:
             pf = f.reshape(len(f), k, 2).sum(axis=2)[:, 1:]
-            add_information(np.arange(layout.prior_slices[j].start, layout.prior_slices[j].stop), info_weight, pf, 1.0 - pf)
+            add_information(
+                np.arange(layout.prior_slices[j].start, layout.prior_slices[j].stop), info_weight, pf, 1.0 - pf
+            )
     for e, name in enumerate(act_names):
         a1 = q[name][:, 1]
         stats.edge[e] += w @ a1
@@ -203,7 +222,12 @@ def _accumulate(stats: Stats, layout: Layout, theta: np.ndarray, q: dict, w: np.
             if info:
                 modes = layout.success_modes[a]
                 pm = p_state[:, modes]
-                add_information(np.arange(layout.success_slices[a].start, layout.success_slices[a].stop), info_weight[cases], pm * ok[:, None], pm * ~ok[:, None])
+                add_information(
+                    np.arange(layout.success_slices[a].start, layout.success_slices[a].stop),
+                    info_weight[cases],
+                    pm * ok[:, None],
+                    pm * ~ok[:, None],
+                )
 
 
 def _fault_evidence(layout: Layout, theta: np.ndarray, hist: History) -> dict[str, np.ndarray]:
@@ -226,8 +250,16 @@ def _fault_evidence(layout: Layout, theta: np.ndarray, hist: History) -> dict[st
     return out
 
 
-def e_step(layout: Layout, theta: np.ndarray, hist: History, *, selection: bool, with_likelihood: bool = False,
-           with_information: bool = False, memory_budget_bytes: int | None = None) -> Stats:
+def e_step(
+    layout: Layout,
+    theta: np.ndarray,
+    hist: History,
+    *,
+    selection: bool,
+    with_likelihood: bool = False,
+    with_information: bool = False,
+    memory_budget_bytes: int | None = None,
+) -> Stats:
     """Expected counts under ``theta`` (see the module docstring).
 
     ``with_likelihood`` adds the log-likelihood of the log (given selection);
@@ -247,8 +279,18 @@ def e_step(layout: Layout, theta: np.ndarray, hist: History, *, selection: bool,
     soft = {sym[d]: lik for d, lik in hist.soft.items()}
     soft.update(_fault_evidence(layout, theta, hist))
     q = engine.query(targets, hard, soft, n_cases=hist.n)
-    _accumulate(stats, layout, theta, q, hist.weight, hist.observed, hist.soft, hist, True,
-                hist.weight**2 if with_information else None)
+    _accumulate(
+        stats,
+        layout,
+        theta,
+        q,
+        hist.weight,
+        hist.observed,
+        hist.soft,
+        hist,
+        True,
+        hist.weight**2 if with_information else None,
+    )
     stats.n_real = float(hist.weight.sum())
     log_lik = float(hist.weight @ engine.log_evidence(hard, soft, n_cases=hist.n)) if with_likelihood else 0.0
 
@@ -265,8 +307,19 @@ def e_step(layout: Layout, theta: np.ndarray, hist: History, *, selection: bool,
             w2_mask = np.bincount(inverse.reshape(-1), weights=hist.weight[opened] ** 2, minlength=len(masks))
             qp = engine.query(targets, ev, n_cases=len(masks))
             # Each unseen draw is one independent case: its information adds with weight 1 per draw.
-            _accumulate(stats, layout, theta, qp, w_unseen, np.where(masks, 0, -1).astype(np.int8), {}, None, False,
-                        w_unseen if with_information else None, w2_mask * np.exp(log_quiet) / p_open**2)
+            _accumulate(
+                stats,
+                layout,
+                theta,
+                qp,
+                w_unseen,
+                np.where(masks, 0, -1).astype(np.int8),
+                {},
+                None,
+                False,
+                w_unseen if with_information else None,
+                w2_mask * np.exp(log_quiet) / p_open**2,
+            )
             stats.n_unseen = float(w_unseen.sum())
             log_lik -= float(w_mask @ np.log(p_open))
     stats.log_likelihood = log_lik if with_likelihood else float("nan")
@@ -311,8 +364,11 @@ class Posterior:
 
 def _betabinom_loglik(a: np.ndarray, b: np.ndarray, n: np.ndarray, total: np.ndarray) -> float:
     """Sum of Beta-binomial log-likelihoods (without the binomial coefficients, constant in a and b)."""
-    return float(np.sum(gammaln(a + n) + gammaln(b + total - n) - gammaln(a + b + total)
-                        - gammaln(a) - gammaln(b) + gammaln(a + b)))
+    return float(
+        np.sum(
+            gammaln(a + n) + gammaln(b + total - n) - gammaln(a + b + total) - gammaln(a) - gammaln(b) + gammaln(a + b)
+        )
+    )
 
 
 @dataclass(frozen=True)
@@ -387,15 +443,16 @@ def pool_priors(layout: Layout, counts: list[np.ndarray], weight: float, pooling
             kap = 0.0
         kappa[key] = kap
         ks = kap * mass / (kap + mass)
-        for (j, idx), kc, m_ in zip(members, ks, mu):
+        for (_j, idx), kc, m_ in zip(members, ks, mu):
             a[idx] += kc * m_
             c[idx] += kc
             peer[idx] = kc
     return Pooling(a, c, peer, kappa)
 
 
-def m_step(layout: Layout, theta: np.ndarray, stats: Stats, *, prior_weight: np.ndarray, fitted: np.ndarray,
-           pooling: bool) -> Posterior:
+def m_step(
+    layout: Layout, theta: np.ndarray, stats: Stats, *, prior_weight: np.ndarray, fitted: np.ndarray, pooling: bool
+) -> Posterior:
     """Posterior means from expected counts, and the posteriors' concentrations (see the module docstring).
 
     ``prior_weight`` is per parameter (pseudo-observations of the topology's
@@ -437,7 +494,7 @@ def m_step(layout: Layout, theta: np.ndarray, stats: Stats, *, prior_weight: np.
         prior_w[idx] = prior_weight[idx]
 
     # Dependency strengths: activations over the dependency's impairment.
-    for e, (src, tgt) in enumerate(layout.edges):
+    for e, (_src, tgt) in enumerate(layout.edges):
         beta(layout.edge_index[e], stats.edge[e], stats.impaired[tgt])
 
     # Detectors: the false alarm from parent states with no trigger active; each
@@ -462,12 +519,14 @@ def m_step(layout: Layout, theta: np.ndarray, stats: Stats, *, prior_weight: np.
         beta(np.arange(sl.start, sl.stop), stats.act_success[i][modes], stats.act_trials[i][modes])
 
     if stats.info_complete is not None:
-        kept = np.divide(stats.info_complete - stats.info_missing, stats.info_complete,
-                         out=np.ones(P), where=stats.info_complete > 0)
+        kept = np.divide(
+            stats.info_complete - stats.info_missing, stats.info_complete, out=np.ones(P), where=stats.info_complete > 0
+        )
         n_effective = n_trials * np.clip(kept, 0.0, 1.0)
     else:
         n_effective = n_trials.copy()
     concentration = prior_w + peer_w + n_effective
     new = np.where(fitted, np.clip(new, 0.0, 1.0), theta0)
-    return Posterior(new, concentration, n_trials, n_events, n_effective, prior_w / concentration,
-                     peer_w / concentration, kappa)
+    return Posterior(
+        new, concentration, n_trials, n_events, n_effective, prior_w / concentration, peer_w / concentration, kappa
+    )

@@ -20,9 +20,9 @@ import numpy as np
 import pandas as pd
 
 from diagnosis.exceptions import IncidentLogError
-from diagnosis.incidents import NO_FAULT, IncidentFrame, _parse_faults
-from diagnosis.network import FAULT_OK
-from diagnosis.topology import Topology
+from diagnosis.logs.schema import NO_FAULT, IncidentFrame, parse_faults
+from diagnosis.model.network import FAULT_OK
+from diagnosis.model.topology import Topology
 
 __all__ = ["History"]
 
@@ -79,7 +79,7 @@ class History:
 
     @classmethod
     def from_frame(cls, frame: IncidentFrame, topology: Topology, *, half_life_days: float | None = None) -> History:
-        """Arrays of a frame already checked by :func:`~diagnosis.incidents.validate_frame`."""
+        """Arrays of a frame already checked by :func:`~diagnosis.logs.schema.validate_frame`."""
         inc = frame.incidents
         n = len(inc)
         if n == 0:
@@ -126,7 +126,7 @@ class History:
                 for lab in labels:
                     lab[i] = 0.0
                     lab[i, 0] = 1.0
-                for c, m in _parse_faults(faults[i]):
+                for c, m in parse_faults(faults[i]):
                     j = cindex[c]
                     labels[j][i] = 0.0
                     labels[j][i, states[j].index(m)] = 1.0
@@ -145,8 +145,10 @@ class History:
             outcome = acts["outcome"].to_numpy(dtype=object)
             known = outcome != "unknown"
             case = index.get_indexer(acts["incident_id"])[known]
-            action = np.array([aindex[(a, t)] for a, t in zip(acts["action"].to_numpy()[known], acts["target"].to_numpy()[known])],
-                              dtype=np.int64)
+            action = np.array(
+                [aindex[(a, t)] for a, t in zip(acts["action"].to_numpy()[known], acts["target"].to_numpy()[known])],
+                dtype=np.int64,
+            )
             success = outcome[known] == "success"
             n_unknown = int((~known).sum())
         else:
@@ -154,7 +156,17 @@ class History:
             success = np.zeros(0, dtype=bool)
             n_unknown = 0
         return cls(
-            n=n, ids=ids, opened_ns=opened, weight=weight, observed=observed, soft=soft, labels=tuple(labels),
-            label_kind=label_kind, n_no_fault=n_no_fault, attempt_case=np.asarray(case, dtype=np.int64), attempt_action=action,
-            attempt_success=np.asarray(success, dtype=bool), n_unknown_outcomes=n_unknown,
+            n=n,
+            ids=ids,
+            opened_ns=opened,
+            weight=weight,
+            observed=observed,
+            soft=soft,
+            labels=tuple(labels),
+            label_kind=label_kind,
+            n_no_fault=n_no_fault,
+            attempt_case=np.asarray(case, dtype=np.int64),
+            attempt_action=action,
+            attempt_success=np.asarray(success, dtype=bool),
+            n_unknown_outcomes=n_unknown,
         )

@@ -17,7 +17,7 @@ binary activation variable,
 ``max_parents`` inputs), and each component gets a deterministic
 ``family__c`` variable whose state is the pair (fault__c, impaired__c).
 Summing the activations out gives exactly the noisy-OR tables of
-:func:`diagnosis.network.build_network`; the fault and symptom tables are taken
+:func:`diagnosis.model.network.build_network`; the fault and symptom tables are taken
 from it unchanged. So one batched engine query of the ``family__`` and
 ``active__`` marginals yields every expected count EM needs: the joint
 posterior of each detector's parents, and P(dependency impairment reached the
@@ -32,8 +32,8 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
-from diagnosis.inference._tables import ModelTables
-from diagnosis.network import (
+from diagnosis.inference import ModelTables
+from diagnosis.model.network import (
     FAULT_OK,
     IMPAIRMENT_STATES,
     MAX_PARENTS,
@@ -41,7 +41,7 @@ from diagnosis.network import (
     Network,
     build_network,
 )
-from diagnosis.topology import IMPAIRED, Topology
+from diagnosis.model.topology import IMPAIRED, Topology
 
 __all__ = ["KINDS", "SECTIONS", "Layout", "expanded_tables"]
 
@@ -226,7 +226,9 @@ class Layout:
             dets = []
             for d in c.detectors:
                 sig = th[self.sigma_slices[di]]
-                dets.append(replace(d, sensitivity=dict(zip(self.triggers[di], sig)), false_alarm=th[self.alpha_index[di]]))
+                dets.append(
+                    replace(d, sensitivity=dict(zip(self.triggers[di], sig)), false_alarm=th[self.alpha_index[di]])
+                )
                 di += 1
             acts = []
             for a in c.actions:
@@ -269,7 +271,7 @@ def expanded_tables(layout: Layout, theta: np.ndarray, *, max_parents: int = MAX
             continue
         c = topo.component(v.component)
         j = cindex[c.name]
-        safe = v.name[len("impaired__"):]
+        safe = v.name[len("impaired__") :]
         fvar = net.fault_variable[c.name]
         impacts = np.array([0.0] + [m.impact for m in c.fault_modes])
         inputs = [add(f"own__{safe}", IMPAIRMENT_STATES, (fvar,), np.stack([1.0 - impacts, impacts]))]
@@ -279,8 +281,14 @@ def expanded_tables(layout: Layout, theta: np.ndarray, *, max_parents: int = MAX
             tname = topo.components[tgt].name
             s = float(theta[layout.edge_index[k]])
             tvar = net.impairment_variable[tname]
-            inputs.append(add(f"active__{safe}__{tvar[len('impaired__'):]}", IMPAIRMENT_STATES, (tvar,),
-                              np.array([[1.0, 1.0 - s], [0.0, s]])))
+            inputs.append(
+                add(
+                    f"active__{safe}__{tvar[len('impaired__') :]}",
+                    IMPAIRMENT_STATES,
+                    (tvar,),
+                    np.array([[1.0, 1.0 - s], [0.0, s]]),
+                )
+            )
         n_or = 0
         while len(inputs) > max_parents:
             n_or += 1
@@ -292,13 +300,17 @@ def expanded_tables(layout: Layout, theta: np.ndarray, *, max_parents: int = MAX
         for f in range(k1):
             for i in range(2):
                 fam[2 * f + i, f, i] = 1.0
-        add(f"family__{safe}", [f"{s}|{t}" for s in (FAULT_OK, *(m.name for m in c.fault_modes)) for t in IMPAIRMENT_STATES],
-            (fvar, v.name), fam)
+        add(
+            f"family__{safe}",
+            [f"{s}|{t}" for s in (FAULT_OK, *(m.name for m in c.fault_modes)) for t in IMPAIRMENT_STATES],
+            (fvar, v.name),
+            fam,
+        )
     for v in net.variables:
         if v.role == "symptom":
             add(v.name, SYMPTOM_STATES, v.parents, np.moveaxis(v.table, -1, 0))
     index = {n: i for i, n in enumerate(names)}
-    for i, c in enumerate(cpts):
+    for c in cpts:
         c.setflags(write=False)
     return ModelTables(
         names=tuple(names),

@@ -233,35 +233,51 @@ class FitReport:
         c = self.counts
         level = float(self.settings.get("interval", 0.9))
         lines = [
-            (f"fitted topology {self.topology!r} on {c['n_incidents']} incidents opened {self.first_opened} .. {self.last_opened}"
-            f" ({c['n_rejected']} rejected)"),
-            (f"  labels: {c['n_fault_list']} with every fault known ({c['n_no_fault']} of them no fault), "
-            f"{c['n_root_cause']} with the root cause only, {c['n_unknown_cause']} unknown (used through EM)"),
+            (
+                f"fitted topology {self.topology!r} on {c['n_incidents']} incidents opened {self.first_opened} .. {self.last_opened}"
+                f" ({c['n_rejected']} rejected)"
+            ),
+            (
+                f"  labels: {c['n_fault_list']} with every fault known ({c['n_no_fault']} of them no fault), "
+                f"{c['n_root_cause']} with the root cause only, {c['n_unknown_cause']} unknown (used through EM)"
+            ),
         ]
         if c["n_unknown_cause"] and c["n_no_fault"] == 0 and (c["n_root_cause"] or c["n_fault_list"]):
-            lines.append("  caution: no incident is labelled as having no fault (faults: none). If the unknown ones are "
-                         "mostly false alarms, the fitted priors are too high: label confirmed false alarms")
+            lines.append(
+                "  caution: no incident is labelled as having no fault (faults: none). If the unknown ones are "
+                "mostly false alarms, the fitted priors are too high: label confirmed false alarms"
+            )
         lines += [
-            (f"  observations: {c['n_observations']}; {100 * c['share_not_run']:.0f}% of checks not run (missing, not negatives); "
-            f"recovery attempts: {c['n_attempts']} ({c['n_unknown_outcomes']} with unknown outcome)"),
-            (f"  EM: {self.n_iter} iterations, {'converged' if self.converged else 'NOT converged (raise max_iter)'}; "
-            f"log-likelihood {self.log_likelihood_start:.1f} -> {self.log_likelihood:.1f}"),
+            (
+                f"  observations: {c['n_observations']}; {100 * c['share_not_run']:.0f}% of checks not run (missing, not negatives); "
+                f"recovery attempts: {c['n_attempts']} ({c['n_unknown_outcomes']} with unknown outcome)"
+            ),
+            (
+                f"  EM: {self.n_iter} iterations, {'converged' if self.converged else 'NOT converged (raise max_iter)'}; "
+                f"log-likelihood {self.log_likelihood_start:.1f} -> {self.log_likelihood:.1f}"
+            ),
         ]
         if c.get("n_unseen"):
-            lines.append(f"  selection: the {c['n_opened_by_firing']} incidents opened by a firing stand for "
-                         f"{c['n_unseen']:.0f} more draws that opened none")
+            lines.append(
+                f"  selection: the {c['n_opened_by_firing']} incidents opened by a firing stand for "
+                f"{c['n_unseen']:.0f} more draws that opened none"
+            )
         if self.rates:
             r = self.rates[0]
-            lines.append(f"  incident rate: {r.per_window:.3g} per {self.window_days:g} days "
-                         f"[{r.lower:.3g}, {r.upper:.3g}] over {self.exposure_days:.0f} days")
+            lines.append(
+                f"  incident rate: {r.per_window:.3g} per {self.window_days:g} days "
+                f"[{r.lower:.3g}, {r.upper:.3g}] over {self.exposure_days:.0f} days"
+            )
         kinds: dict[str, list[PoolingGroup]] = {}
         for g in self.pooling:
             kinds.setdefault(g.kind, []).append(g)
         for kind, groups in kinds.items():
             shares = [s for g in groups for s in g.peer_share.values()]
             conc = ", ".join(f"{g.fault_mode} {g.concentration:.3g}" for g in groups)
-            lines.append(f"  pooling {kind} ({len(groups[0].components)} components), concentration by fault mode: {conc}; "
-                         f"peers' share of a prior {min(shares):.2f}..{max(shares):.2f}")
+            lines.append(
+                f"  pooling {kind} ({len(groups[0].components)} components), concentration by fault mode: {conc}; "
+                f"peers' share of a prior {min(shares):.2f}..{max(shares):.2f}"
+            )
         moved = self.moved_most(k)
         dom = self.prior_dominated()
         width = max([len(p.key) for p in (*moved, *dom[:k])] + [9])
@@ -301,11 +317,18 @@ class FitReport:
             "exposure_days": self.exposure_days,
             "window_days": self.window_days,
             "pooling": [
-                {"kind": g.kind, "fault_mode": g.fault_mode, "components": list(g.components), "concentration": g.concentration,
-                 "peer_share": dict(g.peer_share)}
+                {
+                    "kind": g.kind,
+                    "fault_mode": g.fault_mode,
+                    "components": list(g.components),
+                    "concentration": g.concentration,
+                    "peer_share": dict(g.peer_share),
+                }
                 for g in self.pooling
             ],
             "rates": [asdict(r) for r in self.rates],
-            "parameters": [{**asdict(p), "shift_sd": p.shift, "prior_dominated": p.prior_dominated} for p in self.parameters],
+            "parameters": [
+                {**asdict(p), "shift_sd": p.shift, "prior_dominated": p.prior_dominated} for p in self.parameters
+            ],
         }
         return out

@@ -20,12 +20,12 @@ from scipy.stats import gamma as _gamma
 
 from diagnosis._files import atomic_write_text
 from diagnosis.exceptions import DiagnosisError, IncidentLogError, NotFittedError
-from diagnosis.incidents import IncidentFrame, validate_frame
 from diagnosis.learning._em import e_step, m_step
 from diagnosis.learning._history import History
 from diagnosis.learning._model import SECTIONS, Layout
 from diagnosis.learning._report import FitReport, FittedParameter, PoolingGroup, Rate
-from diagnosis.topology import Topology, load_topology
+from diagnosis.logs.schema import IncidentFrame, validate_frame
+from diagnosis.model.topology import Topology, load_topology
 
 __all__ = ["PriorFitter", "fit_topology", "provenance_path", "topology_parameters"]
 
@@ -86,7 +86,7 @@ class PriorFitter:
         (``"90D"``). None: every incident counts fully.
     selection : {"observed", "none"}, default "observed"
         ``"observed"``: incidents are opened when one of the checks run in them
-        fires (as :func:`diagnosis.simulate.simulate` does), so the log is
+        fires (as :func:`diagnosis.logs.simulate.simulate` does), so the log is
         conditioned on that and the fit corrects for it. ``"none"``: treat
         every logged incident as an unselected draw of the model.
     sections : sequence of str, default all
@@ -176,8 +176,21 @@ class PriorFitter:
         self.rng = rng
 
     # ---------------------------------------------------------------- settings
-    _PARAMS = ("prior_weight", "pooling", "half_life", "selection", "sections", "interval", "max_iter", "tol",
-               "accelerate", "window_days", "max_incidents", "memory_budget_bytes", "rng")
+    _PARAMS = (
+        "prior_weight",
+        "pooling",
+        "half_life",
+        "selection",
+        "sections",
+        "interval",
+        "max_iter",
+        "tol",
+        "accelerate",
+        "window_days",
+        "max_incidents",
+        "memory_budget_bytes",
+        "rng",
+    )
 
     def get_params(self) -> dict[str, Any]:
         """The settings, as given to ``__init__``."""
@@ -196,7 +209,9 @@ class PriorFitter:
         raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
 
     def _fail(self, name: str, allowed: str) -> DiagnosisError:
-        return DiagnosisError(f"The {name!r} parameter of PriorFitter must be {allowed}. Got {getattr(self, name)!r} instead.")
+        return DiagnosisError(
+            f"The {name!r} parameter of PriorFitter must be {allowed}. Got {getattr(self, name)!r} instead."
+        )
 
     def _validated(self) -> dict[str, Any]:
         """Check the settings; return them in normalised form (and as written to the provenance)."""
@@ -226,13 +241,20 @@ class PriorFitter:
             raise self._fail("selection", f"one of {list(_SELECTIONS)}")
         out["selection"] = self.selection
         sections = self.sections
-        if isinstance(sections, str) or not isinstance(sections, Sequence) or not sections or any(s not in SECTIONS for s in sections):
+        if (
+            isinstance(sections, str)
+            or not isinstance(sections, Sequence)
+            or not sections
+            or any(s not in SECTIONS for s in sections)
+        ):
             raise self._fail("sections", f"a non-empty list of {list(SECTIONS)}")
         out["sections"] = [s for s in SECTIONS if s in sections]
         if not (_number(self.interval) and 0.0 < self.interval < 1.0):
             raise self._fail("interval", "a number in (0, 1)")
         out["interval"] = float(self.interval)
-        if not (isinstance(self.max_iter, (int, np.integer)) and not isinstance(self.max_iter, bool) and self.max_iter >= 1):
+        if not (
+            isinstance(self.max_iter, (int, np.integer)) and not isinstance(self.max_iter, bool) and self.max_iter >= 1
+        ):
             raise self._fail("max_iter", "an int >= 1")
         out["max_iter"] = int(self.max_iter)
         if not _positive(self.tol):
@@ -292,7 +314,8 @@ class PriorFitter:
             rows = [r.to_dict() for r in rejects[:20]]
             raise IncidentLogError(
                 f"no incident of {source or 'the frame'} can be fitted on: {n_rejected} rejected for topology "
-                f"{topology.name!r}" + (f" (first: {rows[0]['field']} {rows[0]['value']}: {rows[0]['reason']})" if rows else ""),
+                f"{topology.name!r}"
+                + (f" (first: {rows[0]['field']} {rows[0]['value']}: {rows[0]['reason']})" if rows else ""),
                 rows=rows,
             )
         if settings["max_incidents"] is not None and len(frame) > settings["max_incidents"]:
@@ -315,11 +338,26 @@ class PriorFitter:
             stats = e_step(layout, th, hist, selection=selection, memory_budget_bytes=budget)
             return m_step(layout, th, stats, prior_weight=weight, fitted=fitted, pooling=settings["pooling"]).theta
 
-        theta, n_iter, converged = _iterate(em_map, layout, layout.theta0.copy(), max_iter=settings["max_iter"],
-                                            tol=settings["tol"], accelerate=settings["accelerate"])
-        start = e_step(layout, layout.theta0, hist, selection=selection, with_likelihood=True, memory_budget_bytes=budget)
-        final = e_step(layout, theta, hist, selection=selection, with_likelihood=True, with_information=True,
-                       memory_budget_bytes=budget)
+        theta, n_iter, converged = _iterate(
+            em_map,
+            layout,
+            layout.theta0.copy(),
+            max_iter=settings["max_iter"],
+            tol=settings["tol"],
+            accelerate=settings["accelerate"],
+        )
+        start = e_step(
+            layout, layout.theta0, hist, selection=selection, with_likelihood=True, memory_budget_bytes=budget
+        )
+        final = e_step(
+            layout,
+            theta,
+            hist,
+            selection=selection,
+            with_likelihood=True,
+            with_information=True,
+            memory_budget_bytes=budget,
+        )
         post = m_step(layout, theta, final, prior_weight=weight, fitted=fitted, pooling=settings["pooling"])
 
         values = _rounded(layout, np.where(fitted, post.theta, layout.theta0))
@@ -327,7 +365,10 @@ class PriorFitter:
         pooling = _pooling(layout, post, fitted)
         rates, exposure = _rates(layout, hist, final, settings)
         counts = _counts(hist, n_rejected, final)
-        first, last = (pd.Timestamp(int(x), tz="UTC").strftime("%Y-%m-%dT%H:%M:%SZ") for x in (hist.opened_ns.min(), hist.opened_ns.max()))
+        first, last = (
+            pd.Timestamp(int(x), tz="UTC").strftime("%Y-%m-%dT%H:%M:%SZ")
+            for x in (hist.opened_ns.min(), hist.opened_ns.max())
+        )
 
         self.topology_ = topology
         self.fitted_topology_ = replace(layout.to_topology(values), source=None)
@@ -339,17 +380,31 @@ class PriorFitter:
         self.converged_ = converged
         self.log_likelihood_ = final.log_likelihood
         self.report_ = FitReport(
-            topology=topology.name, topology_source=topology.source, incidents_source=source, incidents_sha256=sha,
-            counts=counts, first_opened=first, last_opened=last, settings=settings, n_iter=n_iter, converged=converged,
-            log_likelihood_start=start.log_likelihood, log_likelihood=final.log_likelihood, parameters=params, pooling=pooling,
-            rates=rates, exposure_days=exposure, window_days=settings["window_days"], version=_version(),
+            topology=topology.name,
+            topology_source=topology.source,
+            incidents_source=source,
+            incidents_sha256=sha,
+            counts=counts,
+            first_opened=first,
+            last_opened=last,
+            settings=settings,
+            n_iter=n_iter,
+            converged=converged,
+            log_likelihood_start=start.log_likelihood,
+            log_likelihood=final.log_likelihood,
+            parameters=params,
+            pooling=pooling,
+            rates=rates,
+            exposure_days=exposure,
+            window_days=settings["window_days"],
+            version=_version(),
         )
         return self
 
     def write(self, path: str | os.PathLike) -> Path:
         """Write the fitted topology as YAML, and its provenance beside it.
 
-        The YAML (readable by :func:`~diagnosis.topology.load_topology`) starts
+        The YAML (readable by :func:`~diagnosis.model.topology.load_topology`) starts
         with a comment header saying what it was fitted on;
         ``PATH.provenance.json`` holds :meth:`FitReport.to_dict` (every
         parameter with its interval, the counts, the date range, the
@@ -363,10 +418,15 @@ class PriorFitter:
         report = self.report_
         path = Path(path)
         if not path.parent.is_dir():
-            raise DiagnosisError(f"cannot write the fitted topology to {str(path)!r}: folder {str(path.parent)!r} does not exist")
+            raise DiagnosisError(
+                f"cannot write the fitted topology to {str(path)!r}: folder {str(path.parent)!r} does not exist"
+            )
         sidecar = provenance_path(path)
         _atomic_write(sidecar, json.dumps(report.to_dict(), indent=1, allow_nan=False) + "\n")
-        _atomic_write(path, _header(report, sidecar.name) + yaml.safe_dump(self.fitted_topology_.to_dict(), sort_keys=False, width=120))
+        _atomic_write(
+            path,
+            _header(report, sidecar.name) + yaml.safe_dump(self.fitted_topology_.to_dict(), sort_keys=False, width=120),
+        )
         return path
 
 
@@ -489,8 +549,10 @@ def _read(incidents, topology: Topology):
         frame, rej = validate_frame(incidents, topology)
         return frame, len(rej), rej, None, None
     if not isinstance(incidents, (str, os.PathLike)):
-        raise IncidentLogError(f"incidents must be an IncidentFrame or the path of an incident log. Got {type(incidents).__name__} instead.")
-    from diagnosis.logformats import iter_incident_frames
+        raise IncidentLogError(
+            f"incidents must be an IncidentFrame or the path of an incident log. Got {type(incidents).__name__} instead."
+        )
+    from diagnosis.logs.formats import iter_incident_frames
 
     path = Path(incidents)
     frames = []
@@ -534,7 +596,9 @@ def _rounded(layout: Layout, theta: np.ndarray) -> np.ndarray:
     return out
 
 
-def _parameters(layout: Layout, post, values: np.ndarray, fitted: np.ndarray, interval: float) -> tuple[FittedParameter, ...]:
+def _parameters(
+    layout: Layout, post, values: np.ndarray, fitted: np.ndarray, interval: float
+) -> tuple[FittedParameter, ...]:
     """Every parameter with its equal-tailed interval from ``Beta(value * c, (1 - value) * c)``."""
     lo_q, hi_q = (1.0 - interval) / 2.0, (1.0 + interval) / 2.0
     inner = np.clip(values, 1e-12, 1.0 - 1e-12)
@@ -544,11 +608,22 @@ def _parameters(layout: Layout, post, values: np.ndarray, fitted: np.ndarray, in
     sd = np.where(fitted, np.sqrt(values * (1.0 - values) / (post.concentration + 1.0)), 0.0)
     return tuple(
         FittedParameter(
-            key=_key(layout, i), kind=layout.kind[i], component=layout.component[i], name=layout.name[i],
-            detail=layout.detail[i], prior=float(layout.theta0[i]), value=float(values[i]), lower=float(lower[i]),
-            upper=float(upper[i]), sd=float(sd[i]), n_trials=float(post.n_trials[i]), n_events=float(post.n_events[i]),
-            n_effective=float(post.n_effective[i]), prior_share=float(post.prior_share[i]) if fitted[i] else 1.0,
-            peer_share=float(post.peer_share[i]) if fitted[i] else 0.0, fitted=bool(fitted[i]),
+            key=_key(layout, i),
+            kind=layout.kind[i],
+            component=layout.component[i],
+            name=layout.name[i],
+            detail=layout.detail[i],
+            prior=float(layout.theta0[i]),
+            value=float(values[i]),
+            lower=float(lower[i]),
+            upper=float(upper[i]),
+            sd=float(sd[i]),
+            n_trials=float(post.n_trials[i]),
+            n_events=float(post.n_events[i]),
+            n_effective=float(post.n_effective[i]),
+            prior_share=float(post.prior_share[i]) if fitted[i] else 1.0,
+            peer_share=float(post.peer_share[i]) if fitted[i] else 0.0,
+            fitted=bool(fitted[i]),
         )
         for i in range(layout.n_parameters)
     )
@@ -580,8 +655,14 @@ def _rates(layout: Layout, hist: History, stats, settings) -> tuple[tuple[Rate, 
 
     def rate(component, mode, n):
         a = n + 0.5
-        return Rate(component, mode, float(n), float(n / exposure * window),
-                    float(_gamma.ppf(lo_q, a, scale=window / exposure)), float(_gamma.ppf(hi_q, a, scale=window / exposure)))
+        return Rate(
+            component,
+            mode,
+            float(n),
+            float(n / exposure * window),
+            float(_gamma.ppf(lo_q, a, scale=window / exposure)),
+            float(_gamma.ppf(hi_q, a, scale=window / exposure)),
+        )
 
     out = [rate("", "", float(hist.weight.sum()))]
     for j, c in enumerate(layout.topology.components):
@@ -624,13 +705,18 @@ def _header(report: FitReport, sidecar: str) -> str:
     lines = [
         f"Fitted by diagnosis {report.version} (diagnosis fit) from topology {report.topology!r}"
         + (f" ({report.topology_source})" if report.topology_source else ""),
-        f"incidents: {report.incidents_source or '(in memory)'}" + (f" sha256 {report.incidents_sha256}" if report.incidents_sha256 else ""),
+        f"incidents: {report.incidents_source or '(in memory)'}"
+        + (f" sha256 {report.incidents_sha256}" if report.incidents_sha256 else ""),
         f"{c['n_incidents']} incidents ({c['n_rejected']} rejected) opened {report.first_opened} .. {report.last_opened}",
         f"causes: {c['n_fault_list']} every fault known, {c['n_root_cause']} root cause only, {c['n_unknown_cause']} unknown",
-        (f"settings: prior_weight={s['prior_weight']} pooling={s['pooling']} half_life_days={s['half_life_days']} "
-        f"selection={s['selection']!r} sections={s['sections']} interval={s['interval']}"),
-        (f"EM: {report.n_iter} iterations, {'converged' if report.converged else 'not converged'}; "
-        f"log-likelihood {report.log_likelihood_start:.2f} -> {report.log_likelihood:.2f}"),
+        (
+            f"settings: prior_weight={s['prior_weight']} pooling={s['pooling']} half_life_days={s['half_life_days']} "
+            f"selection={s['selection']!r} sections={s['sections']} interval={s['interval']}"
+        ),
+        (
+            f"EM: {report.n_iter} iterations, {'converged' if report.converged else 'not converged'}; "
+            f"log-likelihood {report.log_likelihood_start:.2f} -> {report.log_likelihood:.2f}"
+        ),
         f"credible intervals and provenance: {sidecar}",
     ]
     return "".join(f"# {line}\n" for line in lines)

@@ -41,14 +41,14 @@ from diagnosis.telemetry.windows import (
 )
 
 __all__ = [
-    "CallGraphDiff",
     "DEFAULT_RULES",
+    "NEZHA_FAULT_MODES",
+    "CallGraphDiff",
     "DetectReport",
     "EntityMap",
     "EntityRule",
     "EvidenceModel",
     "MetricSamples",
-    "NEZHA_FAULT_MODES",
     "NezhaImport",
     "NullModel",
     "ReadReport",

@@ -23,7 +23,10 @@ NAN_TEXT = frozenset({"", "nan", "NaN", "NAN", "null", "NULL", "None", "NA", "N/
 
 def objects(values) -> pd.Series:
     """An object Series whose missing values are None (pandas 3 would infer ``str`` with NaN)."""
-    s = pd.Series(np.asarray(values, dtype=object) if not isinstance(values, pd.Series) else values.to_numpy(dtype=object), dtype=object)
+    s = pd.Series(
+        np.asarray(values, dtype=object) if not isinstance(values, pd.Series) else values.to_numpy(dtype=object),
+        dtype=object,
+    )
     return s.where(s.notna(), None)
 
 
@@ -134,7 +137,9 @@ def _epoch(values: list) -> pd.Series:
             scale = 10**9 if mag < 1e11 else 10**6 if mag < 1e14 else 10**3 if mag < 1e17 else 1
             lim = np.iinfo(np.int64).max // scale
             ok = np.abs(fast) < lim
-            t = pd.Series(pd.to_datetime(np.where(ok, fast, 0) * scale, unit="ns", utc=True)).astype("datetime64[ns, UTC]")
+            t = pd.Series(pd.to_datetime(np.where(ok, fast, 0) * scale, unit="ns", utc=True)).astype(
+                "datetime64[ns, UTC]"
+            )
             return t.where(ok)
     except (ValueError, OverflowError, TypeError):
         pass
@@ -182,7 +187,9 @@ def to_timedelta(value, what: str) -> pd.Timedelta:
         else:
             td = pd.Timedelta(value)
     except (ValueError, TypeError):
-        raise DiagnosisError(f"{what} must be a duration such as '5min', '300s' or 'PT5M'. Got {value!r} instead.") from None
+        raise DiagnosisError(
+            f"{what} must be a duration such as '5min', '300s' or 'PT5M'. Got {value!r} instead."
+        ) from None
     if pd.isna(td):
         raise DiagnosisError(f"{what} must be a duration such as '5min', '300s' or 'PT5M'. Got {value!r} instead.")
     return td

@@ -2,7 +2,7 @@
 
 Every parent-child span pair whose components differ is a call from the
 parent's component to the child's (:func:`~diagnosis.telemetry.traces.edge_stats`).
-:func:`derive_topology` turns the observed edges into a :class:`~diagnosis.topology.Topology`:
+:func:`derive_topology` turns the observed edges into a :class:`~diagnosis.model.topology.Topology`:
 
 * components: every component seen in a span, in order of first appearance;
   a component the declared topology also has keeps its declared kind (and a
@@ -32,9 +32,9 @@ from typing import Any
 import pandas as pd
 import yaml
 
+from diagnosis.model.topology import Topology
 from diagnosis.telemetry._io import atomic_write_text
 from diagnosis.telemetry.traces import SpanSet, edge_stats
-from diagnosis.topology import Topology
 
 __all__ = ["CallGraphDiff", "derive_topology", "write_topology"]
 
@@ -83,12 +83,16 @@ class CallGraphDiff:
     def lines(self) -> list[str]:
         """A human-readable report."""
         comps = {c for e in self.observed for c in e[:2]}
-        out = [f"observed {len(self.observed)} call edges between {len(comps)} components ({sum(e[2] for e in self.observed)} calls)"]
+        out = [
+            f"observed {len(self.observed)} call edges between {len(comps)} components ({sum(e[2] for e in self.observed)} calls)"
+        ]
         if self.declared is not None:
             out.append(f"compared with {self.declared}:")
             out.append(f"  {len(self.only_observed)} observed calls not declared" + (":" if self.only_observed else ""))
             out += [f"    {a} -> {b} ({n} calls)" for a, b, n in self.only_observed]
-            out.append(f"  {len(self.only_declared)} declared calls never observed" + (":" if self.only_declared else ""))
+            out.append(
+                f"  {len(self.only_declared)} declared calls never observed" + (":" if self.only_declared else "")
+            )
             out += [f"    {a} -> {b}" for a, b in self.only_declared]
             if self.components_only_observed:
                 out.append(f"  components seen but not declared: {', '.join(self.components_only_observed)}")
@@ -162,7 +166,9 @@ def derive_topology(
     topology = Topology.from_dict(doc, source="(derived from traces)")
     diff = CallGraphDiff(observed=observed, left_out=tuple(left_out))
     if declared is not None:
-        dec = {(d.source, d.target) for d in (*declared.dependencies, *declared.dropped_dependencies) if d.type == "call"}
+        dec = {
+            (d.source, d.target) for d in (*declared.dependencies, *declared.dropped_dependencies) if d.type == "call"
+        }
         obs = {(a, b) for a, b, _ in observed}
         declared_names = set(declared.component_names)
         diff = CallGraphDiff(
@@ -170,14 +176,18 @@ def derive_topology(
             only_observed=tuple(e for e in observed if (e[0], e[1]) not in dec),
             only_declared=tuple(sorted(dec - obs)),
             components_only_observed=tuple(c for c in seen if c not in declared_names),
-            components_only_declared=tuple(c.name for c in declared.components if c.name not in set(seen) and c.kind in _CALLABLE),
+            components_only_declared=tuple(
+                c.name for c in declared.components if c.name not in set(seen) and c.kind in _CALLABLE
+            ),
             left_out=tuple(left_out),
             declared=declared.source or declared.name,
         )
     return topology, diff
 
 
-def write_topology(topology: Topology | Mapping, path: str | os.PathLike, *, header: str | None = None, compact: bool = True) -> Path:
+def write_topology(
+    topology: Topology | Mapping, path: str | os.PathLike, *, header: str | None = None, compact: bool = True
+) -> Path:
     """Write a topology as YAML, atomically.
 
     Parameters

@@ -19,9 +19,9 @@ with no data at all gets no observation. Components the topology does not
 have, metrics no rule maps, and symptoms the topology lacks are counted in
 the :class:`DetectReport`.
 
-The output is an :class:`~diagnosis.incidents.IncidentFrame` with one
+The output is an :class:`~diagnosis.logs.schema.IncidentFrame` with one
 incident per window (``opened`` = start, ``resolved`` = end, the truth of the
-window as root cause), ready for :func:`~diagnosis.logformats.write_incidents`,
+window as root cause), ready for :func:`~diagnosis.logs.formats.write_incidents`,
 ``diagnosis diagnose --incident`` and ``diagnosis score``.
 """
 
@@ -38,7 +38,7 @@ import numpy as np
 import pandas as pd
 
 from diagnosis.exceptions import DiagnosisError, suggest
-from diagnosis.incidents import (
+from diagnosis.logs.schema import (
     RAW_ACTION_COLUMNS,
     RAW_INCIDENT_COLUMNS,
     RAW_OBSERVATION_COLUMNS,
@@ -47,6 +47,7 @@ from diagnosis.incidents import (
     frame_from_raw,
     validate_frame,
 )
+from diagnosis.model.topology import Topology
 from diagnosis.telemetry._io import objects, to_timedelta
 from diagnosis.telemetry.detectors import EvidenceModel, NullModel, score_windows
 from diagnosis.telemetry.entities import EDGE_SEPARATOR
@@ -59,14 +60,25 @@ from diagnosis.telemetry.signals import (
 )
 from diagnosis.telemetry.traces import SpanSet, edge_samples, edge_stats
 from diagnosis.telemetry.windows import WINDOW_COLUMNS, quiet_windows
-from diagnosis.topology import Topology
 
 __all__ = ["EVIDENCE_COLUMNS", "NULL_KINDS", "DetectReport", "detect", "prepare_signals"]
 
 #: ``null`` argument of :func:`detect`.
 NULL_KINDS = ("empirical", "cauchy")
 #: Columns of :attr:`DetectReport.evidence`: one row per window and observed symptom.
-EVIDENCE_COLUMNS = ("window_id", "component", "symptom", "rules", "score", "p_value", "value", "p_fired", "p_passed", "time", "top_signal")
+EVIDENCE_COLUMNS = (
+    "window_id",
+    "component",
+    "symptom",
+    "rules",
+    "score",
+    "p_value",
+    "value",
+    "p_fired",
+    "p_passed",
+    "time",
+    "top_signal",
+)
 
 
 @dataclass(frozen=True)
@@ -153,7 +165,9 @@ class DetectReport:
         out = [
             f"{self.windows} windows -> {self.incidents} incidents with {self.observations} observations",
             "  series scored per rule: " + ", ".join(f"{k} {v}" for k, v in sorted(self.signals.items())),
-            "  null distributions: " + ", ".join(f"{k} {v}" for k, v in sorted(self.null.items())) + f" ({self.quiet_windows} quiet windows)",
+            "  null distributions: "
+            + ", ".join(f"{k} {v}" for k, v in sorted(self.null.items()))
+            + f" ({self.quiet_windows} quiet windows)",
         ]
         if self.pooled:
             out.append(f"  {self.pooled} series scores used a pooled baseline (too few values before the window)")
@@ -166,7 +180,10 @@ class DetectReport:
         if self.silent_components:
             out.append("  topology components with no telemetry: " + ", ".join(self.silent_components))
         if self.empty_windows:
-            out.append(f"  {len(self.empty_windows)} windows hold no sample at all (clock offset?): " + ", ".join(self.empty_windows[:5]))
+            out.append(
+                f"  {len(self.empty_windows)} windows hold no sample at all (clock offset?): "
+                + ", ".join(self.empty_windows[:5])
+            )
         for w, comps in self.no_data.items():
             out.append(f"  {w}: no data in the window from {', '.join(comps)} (health_check fired)")
         return out
@@ -188,7 +205,9 @@ def _as_samples(metrics) -> pd.DataFrame:
     if isinstance(metrics, pd.DataFrame):
         missing = [c for c in ("time", "entity", "component", "metric", "value") if c not in metrics]
         if missing:
-            raise DiagnosisError(f"metrics must be MetricSamples or a long DataFrame with time, entity, component, metric, value; missing {missing}")
+            raise DiagnosisError(
+                f"metrics must be MetricSamples or a long DataFrame with time, entity, component, metric, value; missing {missing}"
+            )
         return metrics
     raise DiagnosisError(f"metrics must be MetricSamples or a DataFrame. Got {type(metrics).__name__} instead.")
 
@@ -259,7 +278,9 @@ def prepare_signals(
 def _aggregate(scores: pd.DataFrame, signals: pd.DataFrame) -> pd.DataFrame:
     """Per window, symptom and rule: the largest score in the harmful direction."""
     if scores.empty:
-        return pd.DataFrame({c: [] for c in ("window_id", "symptom", "rule", "target", "score", "n_tests", "time", "top_signal")})
+        return pd.DataFrame(
+            {c: [] for c in ("window_id", "symptom", "rule", "target", "score", "n_tests", "time", "top_signal")}
+        )
     meta = signals[["entity", "metric", "rule", "target", "symptom", "direction"]].drop_duplicates(["entity", "metric"])
     sc = scores.merge(meta, on=["entity", "metric"], how="inner")
     up = sc["direction"].to_numpy() == 1
@@ -268,7 +289,9 @@ def _aggregate(scores: pd.DataFrame, signals: pd.DataFrame) -> pd.DataFrame:
     sc["signal"] = sc["entity"] + " " + sc["metric"]
     g = sc.groupby(["window_id", "symptom", "rule"], sort=False)
     best = sc.loc[g["z"].idxmax()]
-    agg = best[["window_id", "symptom", "rule", "target", "z", "t", "signal"]].rename(columns={"z": "score", "t": "time", "signal": "top_signal"})
+    agg = best[["window_id", "symptom", "rule", "target", "z", "t", "signal"]].rename(
+        columns={"z": "score", "t": "time", "signal": "top_signal"}
+    )
     agg = agg.merge(g["n_window"].sum().rename("n_tests").reset_index(), on=["window_id", "symptom", "rule"])
     return agg.reset_index(drop=True)
 
@@ -335,18 +358,28 @@ def detect(
     -------
     (IncidentFrame, list of Reject, DetectReport)
         Windows whose truth the topology does not know (unknown component or
-        fault mode) are rejected whole, as :func:`~diagnosis.incidents.validate_frame` does.
+        fault mode) are rejected whole, as :func:`~diagnosis.logs.schema.validate_frame` does.
     """
     if isinstance(evidence, str):
         evidence = EvidenceModel(mode=evidence)
     if isinstance(null, str) and null not in NULL_KINDS:
-        raise DiagnosisError(f"null must be one of {list(NULL_KINDS)} or a NullModel. Got {null!r} instead{suggest(null, NULL_KINDS)}")
+        raise DiagnosisError(
+            f"null must be one of {list(NULL_KINDS)} or a NullModel. Got {null!r} instead{suggest(null, NULL_KINDS)}"
+        )
     missing = [c for c in WINDOW_COLUMNS if c not in windows.columns]
     if missing:
-        raise DiagnosisError(f"windows need the columns {list(WINDOW_COLUMNS)}; missing {missing} (use read_windows or make_windows)")
+        raise DiagnosisError(
+            f"windows need the columns {list(WINDOW_COLUMNS)}; missing {missing} (use read_windows or make_windows)"
+        )
     lead_td = to_timedelta(lead, "lead")
     signals, info = prepare_signals(topology, metrics, traces=traces, rules=rules, trace_freq=trace_freq)
-    kw = {"lead": lead_td, "min_baseline": min_baseline, "pool": pool, "rel_floor": signals["rel_floor"].to_numpy(), "exclude": windows if exclude_incidents else None}
+    kw = {
+        "lead": lead_td,
+        "min_baseline": min_baseline,
+        "pool": pool,
+        "rel_floor": signals["rel_floor"].to_numpy(),
+        "exclude": windows if exclude_incidents else None,
+    }
     scores = score_windows(signals, windows, **kw)
     agg = _aggregate(scores, signals)
 
@@ -368,11 +401,19 @@ def detect(
 
     # Presence: a component that reported before the window but not in it.
     all_samples = info["all_samples"]
-    health = _presence(topology, all_samples, windows, lead_td) if presence else pd.DataFrame(columns=["window_id", "component", "symptom", "value"])
+    health = (
+        _presence(topology, all_samples, windows, lead_td)
+        if presence
+        else pd.DataFrame(columns=["window_id", "component", "symptom", "value"])
+    )
 
     frame, rejects = _frame(topology, windows, ev, health, source)
-    present = set(all_samples["component"].dropna().map(lambda c: c.split(EDGE_SEPARATOR)[-1] if isinstance(c, str) else c))
-    present |= set(all_samples["component"].dropna().map(lambda c: c.split(EDGE_SEPARATOR)[0] if isinstance(c, str) else c))
+    present = set(
+        all_samples["component"].dropna().map(lambda c: c.split(EDGE_SEPARATOR)[-1] if isinstance(c, str) else c)
+    )
+    present |= set(
+        all_samples["component"].dropna().map(lambda c: c.split(EDGE_SEPARATOR)[0] if isinstance(c, str) else c)
+    )
     times = all_samples["time"]
     empty = []
     for w in windows.itertuples(index=False):
@@ -387,7 +428,15 @@ def detect(
         windows=len(windows),
         incidents=len(frame),
         observations=len(frame.observations),
-        signals=Counter(dict(scores.merge(signals[["entity", "metric", "rule"]].drop_duplicates(["entity", "metric"]), on=["entity", "metric"])["rule"].value_counts())) if len(scores) else {},
+        signals=Counter(
+            dict(
+                scores.merge(
+                    signals[["entity", "metric", "rule"]].drop_duplicates(["entity", "metric"]), on=["entity", "metric"]
+                )["rule"].value_counts()
+            )
+        )
+        if len(scores)
+        else {},
         unused_metrics=info["unused"],
         unknown_components=tuple(info["unknown"]),
         missing_symptoms=tuple(info["missing"]),
@@ -440,7 +489,11 @@ def _presence(topology: Topology, samples: pd.DataFrame, windows: pd.DataFrame, 
     health = {d.component: d.symptom for d in topology.detectors if d.watches == "health_check"}
     if samples.empty:
         return pd.DataFrame(columns=["window_id", "component", "symptom", "value"])
-    own = samples[~samples["entity"].str.contains(EDGE_SEPARATOR, regex=False) & samples["component"].isin(list(health)) & samples["value"].notna()]
+    own = samples[
+        ~samples["entity"].str.contains(EDGE_SEPARATOR, regex=False)
+        & samples["component"].isin(list(health))
+        & samples["value"].notna()
+    ]
     if own.empty:
         return pd.DataFrame(columns=["window_id", "component", "symptom", "value"])
     t = own["time"]
@@ -454,7 +507,9 @@ def _presence(topology: Topology, samples: pd.DataFrame, windows: pd.DataFrame, 
     return pd.DataFrame(rows, columns=["window_id", "component", "symptom", "value"])
 
 
-def _frame(topology: Topology, windows: pd.DataFrame, ev: pd.DataFrame, health: pd.DataFrame, source: str) -> tuple[IncidentFrame, list[Reject]]:
+def _frame(
+    topology: Topology, windows: pd.DataFrame, ev: pd.DataFrame, health: pd.DataFrame, source: str
+) -> tuple[IncidentFrame, list[Reject]]:
     inc: dict[str, list] = {c: [] for c in RAW_INCIDENT_COLUMNS}
     obs: dict[str, list] = {c: [] for c in RAW_OBSERVATION_COLUMNS}
     by_w = {k: g for k, g in ev.groupby("window_id", sort=False)} if len(ev) else {}
@@ -476,17 +531,41 @@ def _frame(topology: Topology, windows: pd.DataFrame, ev: pd.DataFrame, health: 
         g = by_w.get(w.id)
         if g is not None:
             for r in g.itertuples(index=False):
-                for c, v in (("_i", i), ("symptom", r.symptom), ("value", r.value), ("p_fired", r.p_fired), ("p_passed", r.p_passed), ("time", r.time)):
+                for c, v in (
+                    ("_i", i),
+                    ("symptom", r.symptom),
+                    ("value", r.value),
+                    ("p_fired", r.p_fired),
+                    ("p_passed", r.p_passed),
+                    ("time", r.time),
+                ):
                     obs[c].append(v)
         h = h_by_w.get(w.id)
         if h is not None:
             for r in h.itertuples(index=False):
-                for c, v in (("_i", i), ("symptom", r.symptom), ("value", r.value), ("p_fired", math.nan), ("p_passed", math.nan), ("time", None)):
+                for c, v in (
+                    ("_i", i),
+                    ("symptom", r.symptom),
+                    ("value", r.value),
+                    ("p_fired", math.nan),
+                    ("p_passed", math.nan),
+                    ("time", None),
+                ):
                     obs[c].append(v)
-    raw_inc = pd.DataFrame({c: objects(v) if c not in ("opened", "resolved") else pd.Series(v, dtype="datetime64[ns, UTC]") for c, v in inc.items()})
+    raw_inc = pd.DataFrame(
+        {
+            c: objects(v) if c not in ("opened", "resolved") else pd.Series(v, dtype="datetime64[ns, UTC]")
+            for c, v in inc.items()
+        }
+    )
     raw_obs = pd.DataFrame({c: (objects(v) if c in ("symptom", "value") else v) for c, v in obs.items()})
     if len(raw_obs) == 0:
         raw_obs = pd.DataFrame({c: pd.Series(dtype=object) for c in RAW_OBSERVATION_COLUMNS}).astype({"_i": "int64"})
-    frame, rejects = frame_from_raw(raw_inc, raw_obs, pd.DataFrame({c: pd.Series(dtype=object) for c in RAW_ACTION_COLUMNS}).astype({"_i": "int64"}), source=source)
+    frame, rejects = frame_from_raw(
+        raw_inc,
+        raw_obs,
+        pd.DataFrame({c: pd.Series(dtype=object) for c in RAW_ACTION_COLUMNS}).astype({"_i": "int64"}),
+        source=source,
+    )
     frame, more = validate_frame(frame, topology, source=source)
     return frame, rejects + more

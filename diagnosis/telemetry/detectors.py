@@ -269,7 +269,9 @@ def score_windows(
             )
         )
     if not out:
-        return pd.DataFrame({c: pd.Series(dtype="datetime64[ns, UTC]" if c.startswith("time") else object) for c in SCORE_COLUMNS})
+        return pd.DataFrame(
+            {c: pd.Series(dtype="datetime64[ns, UTC]" if c.startswith("time") else object) for c in SCORE_COLUMNS}
+        )
     res = pd.concat(out, ignore_index=True)
     for c in ("window_id", "entity", "component", "metric"):
         res[c] = pd.Series(res[c].to_numpy(dtype=object), dtype=object)
@@ -364,7 +366,9 @@ class EvidenceModel:
 
     def __post_init__(self):
         if self.mode not in EVIDENCE_MODES:
-            raise DiagnosisError(f"evidence mode must be one of {list(EVIDENCE_MODES)}. Got {self.mode!r} instead{suggest(self.mode, EVIDENCE_MODES)}")
+            raise DiagnosisError(
+                f"evidence mode must be one of {list(EVIDENCE_MODES)}. Got {self.mode!r} instead{suggest(self.mode, EVIDENCE_MODES)}"
+            )
         if not (0 < self.shape < 1):
             raise DiagnosisError(f"evidence shape must be in (0, 1). Got {self.shape!r} instead.")
         if not (0 < self.alpha < 1):
@@ -423,10 +427,20 @@ def rank_nsigma(
     """
     from diagnosis.telemetry.entities import EDGE_SEPARATOR
 
-    own = samples[samples["component"].notna() & ~samples["entity"].astype(str).str.contains(EDGE_SEPARATOR, regex=False)]
+    own = samples[
+        samples["component"].notna() & ~samples["entity"].astype(str).str.contains(EDGE_SEPARATOR, regex=False)
+    ]
     if components is not None:
         own = own[own["component"].isin(list(components))]
-    sc = score_windows(own, windows, lead=lead, min_baseline=min_baseline, pool=pool, rel_floor=rel_floor, exclude=windows if exclude_incidents else None)
+    sc = score_windows(
+        own,
+        windows,
+        lead=lead,
+        min_baseline=min_baseline,
+        pool=pool,
+        rel_floor=rel_floor,
+        exclude=windows if exclude_incidents else None,
+    )
     if sc.empty:
         return pd.DataFrame({"window_id": [], "component": [], "score": [], "signal": [], "rank": []})
     sc["score"] = np.fmax(sc["z_up"].to_numpy(dtype=np.float64), sc["z_down"].to_numpy(dtype=np.float64))

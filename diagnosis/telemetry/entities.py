@@ -74,7 +74,9 @@ class EntityRule:
         try:
             compiled = re.compile(self.pattern)
         except re.error as exc:
-            raise DiagnosisError(f"entity rule pattern {self.pattern!r} is not a valid regular expression: {exc}") from None
+            raise DiagnosisError(
+                f"entity rule pattern {self.pattern!r} is not a valid regular expression: {exc}"
+            ) from None
         names = set(re.findall(r"{(\w+)}", self.component))
         missing = names - set(compiled.groupindex)
         if missing:
@@ -189,7 +191,9 @@ def load_entity_map(source: str | Path | Mapping | None) -> EntityMap:
     if isinstance(source, Mapping):
         doc: Any = source
     elif not isinstance(source, (str, Path)):
-        raise DiagnosisError(f"{name}: must be a mapping with 'rules', 'aliases' and 'identity', or a YAML file. Got {type(source).__name__} instead.")
+        raise DiagnosisError(
+            f"{name}: must be a mapping with 'rules', 'aliases' and 'identity', or a YAML file. Got {type(source).__name__} instead."
+        )
     else:
         name = str(source)
         try:
@@ -199,7 +203,9 @@ def load_entity_map(source: str | Path | Mapping | None) -> EntityMap:
         except yaml.YAMLError as exc:
             raise DiagnosisError(f"{name}: not valid YAML: {exc}") from None
     if not isinstance(doc, Mapping):
-        raise DiagnosisError(f"{name}: must be a mapping with 'rules', 'aliases' and 'identity'. Got {type(doc).__name__} instead.")
+        raise DiagnosisError(
+            f"{name}: must be a mapping with 'rules', 'aliases' and 'identity'. Got {type(doc).__name__} instead."
+        )
     unknown = set(doc) - {"rules", "aliases", "identity"}
     if unknown:
         raise DiagnosisError(f"{name}: unknown key {min(unknown)!r}; allowed: ['aliases', 'identity', 'rules']")
@@ -215,8 +221,12 @@ def load_entity_map(source: str | Path | Mapping | None) -> EntityMap:
         except DiagnosisError as exc:
             raise DiagnosisError(f"{name}: rules[{i}]: {exc}") from None
     aliases = doc.get("aliases") or {}
-    if not isinstance(aliases, Mapping) or not all(isinstance(k, str) and isinstance(v, str) for k, v in aliases.items()):
-        raise DiagnosisError(f"{name}: aliases must map entity names to component names (strings). Got {aliases!r} instead.")
+    if not isinstance(aliases, Mapping) or not all(
+        isinstance(k, str) and isinstance(v, str) for k, v in aliases.items()
+    ):
+        raise DiagnosisError(
+            f"{name}: aliases must map entity names to component names (strings). Got {aliases!r} instead."
+        )
     identity = doc.get("identity", True)
     if not isinstance(identity, bool):
         raise DiagnosisError(f"{name}: identity must be true or false. Got {identity!r} instead.")

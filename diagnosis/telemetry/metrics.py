@@ -109,7 +109,9 @@ def long_samples(
     tally = _Tally()
     cols = _long_columns([str(c) for c in df.columns])
     if cols is None:
-        raise DiagnosisError(f"a long metric table needs columns time, entity, metric and value (or their aliases {_ALIASES}). Got {list(df.columns)} instead.")
+        raise DiagnosisError(
+            f"a long metric table needs columns time, entity, metric and value (or their aliases {_ALIASES}). Got {list(df.columns)} instead."
+        )
     raw = pd.DataFrame({k: df[v].reset_index(drop=True) for k, v in cols.items()})
     part = _normalise_long(raw, "(frame)", tally)
     result = _finish([part], ["(frame)"], tally, {}, [], entity_map, time_offset)
@@ -172,7 +174,9 @@ def read_metrics(
                 skipped[source] = f"no time/entity/metric/value columns (has {list(df.columns)[:8]})"
                 continue
             rows_total += len(df)
-            parts.append(_normalise_long(pd.DataFrame({k: df[v].astype(object) for k, v in cols.items()}), source, tally))
+            parts.append(
+                _normalise_long(pd.DataFrame({k: df[v].astype(object) for k, v in cols.items()}), source, tally)
+            )
             read.append(source)
             continue
         header, good, bad, numbers = read_csv_rows(path)
@@ -186,7 +190,9 @@ def read_metrics(
             continue
         rows_total += len(good) + len(bad)
         for row_no, row in bad:
-            tally.reject(source, f"row {row_no}", "(row)", ",".join(row), f"has {len(row)} fields; the header has {len(header)}")
+            tally.reject(
+                source, f"row {row_no}", "(row)", ",".join(row), f"has {len(row)} fields; the header has {len(header)}"
+            )
         read.append(source)
         if parser is not None:
             part, note = parser(header, good, numbers, source, tally)
@@ -199,7 +205,9 @@ def read_metrics(
             parts.append(_normalise_long(raw, source, tally))
     if not read:
         where = ", ".join(str(p) for p in ([paths] if isinstance(paths, (str, os.PathLike)) else paths))
-        raise DiagnosisError(f"{where}: no metric tables found ({len(skipped)} files skipped: {dict(list(skipped.items())[:3])})")
+        raise DiagnosisError(
+            f"{where}: no metric tables found ({len(skipped)} files skipped: {dict(list(skipped.items())[:3])})"
+        )
     result = _finish(parts, read, tally, skipped, notes, entity_map, time_offset)
     return MetricSamples(result.samples, _replace_rows(result.report, rows_total))
 
@@ -221,7 +229,9 @@ def _long_columns(header: list[str]) -> dict[str, str] | None:
     return out
 
 
-def _numbers(values: pd.Series, source: str, field_name: str, rows: np.ndarray, tally: _Tally) -> tuple[np.ndarray, int]:
+def _numbers(
+    values: pd.Series, source: str, field_name: str, rows: np.ndarray, tally: _Tally
+) -> tuple[np.ndarray, int]:
     """Values as float64 (NaN for empty cells and cells that are not numbers); count both."""
     s = values.astype(object)
     num = pd.to_numeric(s, errors="coerce").to_numpy(dtype=np.float64)
@@ -229,19 +239,41 @@ def _numbers(values: pd.Series, source: str, field_name: str, rows: np.ndarray, 
     missing = 0
     if nan.any():
         text = s[nan]
-        empty = np.array([x is None or (isinstance(x, float) and np.isnan(x)) or (isinstance(x, str) and x.strip() in NAN_TEXT) for x in text], dtype=bool)
+        empty = np.array(
+            [
+                x is None or (isinstance(x, float) and np.isnan(x)) or (isinstance(x, str) and x.strip() in NAN_TEXT)
+                for x in text
+            ],
+            dtype=bool,
+        )
         missing = int(empty.sum())
         bad_rows = rows[nan][~empty]
         for r, v in zip(bad_rows[:5], text[~empty][:5]):
             tally.reject(source, f"row {r}", field_name, v, "is not a number", whole_row=False)
         if len(bad_rows) > 5:
-            tally.reject(source, f"rows {bad_rows[5]}..", field_name, "...", "is not a number", whole_row=False, count=len(bad_rows) - 5)
+            tally.reject(
+                source,
+                f"rows {bad_rows[5]}..",
+                field_name,
+                "...",
+                "is not a number",
+                whole_row=False,
+                count=len(bad_rows) - 5,
+            )
     inf = np.isinf(num)
     if inf.any():
         for r in rows[inf][:5]:
             tally.reject(source, f"row {r}", field_name, "inf", "is not a finite number", whole_row=False)
         if inf.sum() > 5:
-            tally.reject(source, "(more rows)", field_name, "inf", "is not a finite number", whole_row=False, count=int(inf.sum()) - 5)
+            tally.reject(
+                source,
+                "(more rows)",
+                field_name,
+                "inf",
+                "is not a finite number",
+                whole_row=False,
+                count=int(inf.sum()) - 5,
+            )
         num[inf] = np.nan
     return num, missing
 
@@ -273,7 +305,15 @@ def _normalise_long(raw: pd.DataFrame, source: str, tally: _Tally) -> pd.DataFra
     )
 
 
-def wide_to_long(table: pd.DataFrame, times: pd.Series, entities: pd.Series | str, metric_columns: list[str], source: str, rows: np.ndarray, tally: _Tally) -> pd.DataFrame:
+def wide_to_long(
+    table: pd.DataFrame,
+    times: pd.Series,
+    entities: pd.Series | str,
+    metric_columns: list[str],
+    source: str,
+    rows: np.ndarray,
+    tally: _Tally,
+) -> pd.DataFrame:
     """Melt a wide table (one column per metric) into long rows, counting bad and empty cells."""
     parts = []
     n = len(table)
@@ -289,7 +329,9 @@ def wide_to_long(table: pd.DataFrame, times: pd.Series, entities: pd.Series | st
     return out
 
 
-def _finish(parts, files, tally: _Tally, skipped: Mapping[str, str], notes: list[str], entity_map, time_offset) -> MetricSamples:
+def _finish(
+    parts, files, tally: _Tally, skipped: Mapping[str, str], notes: list[str], entity_map, time_offset
+) -> MetricSamples:
     entity_map = entity_map or EntityMap.default()
     if parts:
         df = pd.concat(parts, ignore_index=True)

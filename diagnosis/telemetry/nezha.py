@@ -39,8 +39,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from diagnosis._validation import short_repr
 from diagnosis.exceptions import DiagnosisError
-from diagnosis.incidents import Reject, _short
+from diagnosis.logs.schema import Reject
 from diagnosis.telemetry._io import parse_times
 from diagnosis.telemetry.entities import EDGE_SEPARATOR, EntityMap
 from diagnosis.telemetry.quality import _Tally
@@ -108,7 +109,9 @@ class NezhaImport:
 
     def lines(self) -> list[str]:
         """A short human-readable summary."""
-        out = [f"{self.source}: {self.faults} injections -> {self.windows} windows ({', '.join(f'{k} {v}' for k, v in self.by_type.items())}); {len(self.rejects)} set aside"]
+        out = [
+            f"{self.source}: {self.faults} injections -> {self.windows} windows ({', '.join(f'{k} {v}' for k, v in self.by_type.items())}); {len(self.rejects)} set aside"
+        ]
         if set(self.clock_offsets) - {"+0h"} or self.clock_jitter:
             parts = ", ".join(f"{n} at {k}" for k, n in self.clock_offsets.items())
             out.append(
@@ -116,7 +119,9 @@ class NezhaImport:
                 f"(up to {self.max_jitter_seconds:.0f} s); windows use inject_time"
             )
         if self.repeated_timestamps:
-            out.append(f"  {self.repeated_timestamps} injections repeat an earlier inject_timestamp (ignored: windows use inject_time)")
+            out.append(
+                f"  {self.repeated_timestamps} injections repeat an earlier inject_timestamp (ignored: windows use inject_time)"
+            )
         return out
 
 
@@ -164,7 +169,9 @@ def import_nezha(
     except json.JSONDecodeError as exc:
         raise DiagnosisError(f"{path}: not valid JSON (line {exc.lineno}): {exc.msg}") from None
     if not isinstance(doc, Mapping):
-        raise DiagnosisError(f"{path}: a Nezha fault list maps hours to lists of injections. Got a JSON {type(doc).__name__} instead.")
+        raise DiagnosisError(
+            f"{path}: a Nezha fault list maps hours to lists of injections. Got a JSON {type(doc).__name__} instead."
+        )
     modes = NEZHA_FAULT_MODES if fault_modes is None else fault_modes
     emap = entity_map or EntityMap.default()
     rejects: list[Reject] = []
@@ -175,17 +182,28 @@ def import_nezha(
     for hour in sorted(doc):
         items = doc[hour]
         if not isinstance(items, list):
-            rejects.append(Reject(source, f"[{hour!r}]", None, hour, _short(items), "must be a list of injections"))
+            rejects.append(Reject(source, f"[{hour!r}]", None, hour, short_repr(items), "must be a list of injections"))
             continue
         for k, item in enumerate(items):
             n_faults += 1
             loc = f"[{hour!r}][{k}]"
             if not isinstance(item, Mapping):
-                rejects.append(Reject(source, loc, None, "(injection)", _short(item), "must be an object"))
+                rejects.append(Reject(source, loc, None, "(injection)", short_repr(item), "must be an object"))
                 continue
-            missing = [f for f in ("inject_time", "inject_pod") if not isinstance(item.get(f), str) or not item.get(f).strip()]
+            missing = [
+                f for f in ("inject_time", "inject_pod") if not isinstance(item.get(f), str) or not item.get(f).strip()
+            ]
             if missing:
-                rejects.append(Reject(source, loc, None, missing[0], _short(item.get(missing[0])), "is required (a non-empty string)"))
+                rejects.append(
+                    Reject(
+                        source,
+                        loc,
+                        None,
+                        missing[0],
+                        short_repr(item.get(missing[0])),
+                        "is required (a non-empty string)",
+                    )
+                )
                 continue
             pod = item["inject_pod"].strip()
             ftype = item.get("inject_type")
@@ -300,7 +318,15 @@ def _parse_pod(header, rows, numbers, source, tally):
     notes = _clock_note(table[keep], t[keep], pod[keep], source)
     metrics = [h for h in header[3:] if h]
     rows_no = numbers[keep]
-    return wide_to_long(table[keep].reset_index(drop=True), t[keep].reset_index(drop=True), pod[keep].to_numpy(), metrics, source, rows_no, tally), notes
+    return wide_to_long(
+        table[keep].reset_index(drop=True),
+        t[keep].reset_index(drop=True),
+        pod[keep].to_numpy(),
+        metrics,
+        source,
+        rows_no,
+        tally,
+    ), notes
 
 
 def _parse_front(header, rows, numbers, source, tally):
@@ -312,7 +338,15 @@ def _parse_front(header, rows, numbers, source, tally):
     keep = ~(bad | (name == "").to_numpy())
     metrics = [h for h in header[3:] if h]
     rows_no = numbers[keep]
-    return wide_to_long(table[keep].reset_index(drop=True), t[keep].reset_index(drop=True), name[keep].to_numpy(), metrics, source, rows_no, tally), []
+    return wide_to_long(
+        table[keep].reset_index(drop=True),
+        t[keep].reset_index(drop=True),
+        name[keep].to_numpy(),
+        metrics,
+        source,
+        rows_no,
+        tally,
+    ), []
 
 
 def _parse_edges(header, rows, numbers, source, tally, metric):
@@ -331,7 +365,15 @@ def _parse_edges(header, rows, numbers, source, tally, metric):
         if not sep or "_" in callee or not caller:
             notes.append(f"{source}: column {col!r} is not 'caller_callee' with one underscore; skipped")
             continue
-        long = wide_to_long(sub[[col]].rename(columns={col: metric}), times, f"{caller}{EDGE_SEPARATOR}{callee}", [metric], source, rows_no, tally)
+        long = wide_to_long(
+            sub[[col]].rename(columns={col: metric}),
+            times,
+            f"{caller}{EDGE_SEPARATOR}{callee}",
+            [metric],
+            source,
+            rows_no,
+            tally,
+        )
         parts.append(long)
     if not parts:
         return wide_to_long(sub, times, "", [], source, rows_no, tally), notes

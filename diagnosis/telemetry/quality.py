@@ -4,7 +4,7 @@ Real telemetry has malformed rows (a truncated line, a value that is not a
 number, a time that does not parse), duplicates (overlapping exports),
 entities with no data, and clocks that disagree. The readers never stop on
 such rows: they set them aside, count them by reason, keep the first few as
-:class:`~diagnosis.incidents.Reject` values (file, ``row N``, field, value,
+:class:`~diagnosis.logs.schema.Reject` values (file, ``row N``, field, value,
 reason), and go on.
 """
 
@@ -16,7 +16,8 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any
 
-from diagnosis.incidents import Reject, _short
+from diagnosis._validation import short_repr
+from diagnosis.logs.schema import Reject
 
 __all__ = ["ReadReport"]
 
@@ -96,7 +97,10 @@ class ReadReport:
         out += [f"  {n} x {reason}" for reason, n in self.by_reason.items()]
         out += [f"  skipped {f}: {why}" for f, why in self.skipped_files.items()]
         if self.unmapped_entities:
-            out.append(f"  entities mapped to no component: {', '.join(self.unmapped_entities[:10])}" + (" ..." if len(self.unmapped_entities) > 10 else ""))
+            out.append(
+                f"  entities mapped to no component: {', '.join(self.unmapped_entities[:10])}"
+                + (" ..." if len(self.unmapped_entities) > 10 else "")
+            )
         out += [f"  {n}" for n in self.notes]
         return out
 
@@ -112,11 +116,13 @@ class _Tally:
         self.bad_values = 0
         self.missing = 0
 
-    def reject(self, source: str, location: str, fld: str, value: Any, reason: str, *, whole_row: bool = True, count: int = 1) -> None:
+    def reject(
+        self, source: str, location: str, fld: str, value: Any, reason: str, *, whole_row: bool = True, count: int = 1
+    ) -> None:
         if whole_row:
             self.malformed += count
         else:
             self.bad_values += count
         self.reasons[reason] += count
         if len(self.examples) < self.max_examples:
-            self.examples.append(Reject(source, location, None, fld, _short(value), reason))
+            self.examples.append(Reject(source, location, None, fld, short_repr(value), reason))

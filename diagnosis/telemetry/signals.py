@@ -54,8 +54,8 @@ from functools import lru_cache
 import pandas as pd
 
 from diagnosis.exceptions import DiagnosisError, suggest
+from diagnosis.model.topology import Topology
 from diagnosis.telemetry.entities import EDGE_SEPARATOR
-from diagnosis.topology import Topology
 
 __all__ = ["DEFAULT_RULES", "SIDES", "SignalRule", "match_rules", "symptom_index"]
 
@@ -94,15 +94,23 @@ class SignalRule:
 
     def __post_init__(self):
         if self.direction not in (1, -1):
-            raise DiagnosisError(f"signal rule {self.name!r}: direction must be 1 or -1. Got {self.direction!r} instead.")
+            raise DiagnosisError(
+                f"signal rule {self.name!r}: direction must be 1 or -1. Got {self.direction!r} instead."
+            )
         if self.side not in SIDES:
-            raise DiagnosisError(f"signal rule {self.name!r}: side must be one of {list(SIDES)}. Got {self.side!r} instead{suggest(self.side, SIDES)}")
+            raise DiagnosisError(
+                f"signal rule {self.name!r}: side must be one of {list(SIDES)}. Got {self.side!r} instead{suggest(self.side, SIDES)}"
+            )
         if not (0 <= self.rel_floor < 10):
-            raise DiagnosisError(f"signal rule {self.name!r}: rel_floor must be in [0, 10). Got {self.rel_floor!r} instead.")
+            raise DiagnosisError(
+                f"signal rule {self.name!r}: rel_floor must be in [0, 10). Got {self.rel_floor!r} instead."
+            )
         try:
             re.compile(self.metric)
         except re.error as exc:
-            raise DiagnosisError(f"signal rule {self.name!r}: metric {self.metric!r} is not a valid regular expression: {exc}") from None
+            raise DiagnosisError(
+                f"signal rule {self.name!r}: metric {self.metric!r} is not a valid regular expression: {exc}"
+            ) from None
 
     def matches(self, metric: str) -> bool:
         return re.fullmatch(self.metric, metric, flags=re.IGNORECASE) is not None
@@ -110,8 +118,14 @@ class SignalRule:
 
 DEFAULT_RULES: tuple[SignalRule, ...] = (
     SignalRule("cpu", r"CpuUsageRate\(%\)|container_cpu_usage.*|pod_cpu_usage.*|cpu_usage(_rate)?", "cpu"),
-    SignalRule("memory", r"MemoryUsage\(Mi\)|container_memory_(working_set|rss|usage).*|pod_memory_usage.*|memory_usage", "memory"),
-    SignalRule("server_latency", r"PodServerLatencyP(90|95|99)\(s\)|.*server.*latency.*|.*request_duration.*", "latency"),
+    SignalRule(
+        "memory",
+        r"MemoryUsage\(Mi\)|container_memory_(working_set|rss|usage).*|pod_memory_usage.*|memory_usage",
+        "memory",
+    ),
+    SignalRule(
+        "server_latency", r"PodServerLatencyP(90|95|99)\(s\)|.*server.*latency.*|.*request_duration.*", "latency"
+    ),
     SignalRule("entry_latency", r"LatencyP(50|90|95|99)\(s\)", "latency"),
     SignalRule("entry_success", r"(Pod)?SuccessRate\(%\)", "error_rate", direction=-1),
     SignalRule("error_rate", r"(?!trace_edge_).*error_rate.*|.*errors?_ratio.*", "error_rate"),
@@ -129,7 +143,9 @@ def _first_rule(rules: tuple[SignalRule, ...], metric: str, edge: bool) -> int:
     return -1
 
 
-def match_rules(metrics: Iterable[str], entities: Iterable[str], rules: tuple[SignalRule, ...] = DEFAULT_RULES) -> pd.Series:
+def match_rules(
+    metrics: Iterable[str], entities: Iterable[str], rules: tuple[SignalRule, ...] = DEFAULT_RULES
+) -> pd.Series:
     """The index of the first rule matching each (metric, entity) pair, -1 for none.
 
     Examples

@@ -64,19 +64,56 @@ from diagnosis.telemetry._io import (
 from diagnosis.telemetry.entities import EDGE_SEPARATOR, EntityMap
 from diagnosis.telemetry.quality import ReadReport, _Tally
 
-__all__ = ["EDGE_STAT_COLUMNS", "SPAN_COLUMNS", "SpanSet", "edge_samples", "edge_stats", "read_spans", "spans_from_frame"]
+__all__ = [
+    "EDGE_STAT_COLUMNS",
+    "SPAN_COLUMNS",
+    "SpanSet",
+    "edge_samples",
+    "edge_stats",
+    "read_spans",
+    "spans_from_frame",
+]
 
 SPAN_COLUMNS = ("trace_id", "span_id", "parent_id", "entity", "component", "operation", "start", "end", "error")
-EDGE_STAT_COLUMNS = ("time", "caller", "callee", "calls", "latency_mean", "latency_p50", "latency_p90", "errors", "error_rate")
+EDGE_STAT_COLUMNS = (
+    "time",
+    "caller",
+    "callee",
+    "calls",
+    "latency_mean",
+    "latency_p50",
+    "latency_p90",
+    "errors",
+    "error_rate",
+)
 _ALIASES = {
     "trace_id": ("traceid", "trace_id", "trace id", "trace"),
     "span_id": ("spanid", "span_id", "span id", "span"),
     "parent_id": ("parentid", "parent_id", "parentspanid", "parent_span_id", "parent span id", "parent"),
-    "entity": ("podname", "pod", "k8s.pod.name", "entity", "service", "servicename", "service.name", "service_name", "resource.service.name"),
+    "entity": (
+        "podname",
+        "pod",
+        "k8s.pod.name",
+        "entity",
+        "service",
+        "servicename",
+        "service.name",
+        "service_name",
+        "resource.service.name",
+    ),
     "operation": ("operationname", "operation", "name", "span_name", "spanname"),
     "start": ("starttimeunixnano", "start_time_unix_nano", "start", "start_time", "starttime", "timestamp"),
     "end": ("endtimeunixnano", "end_time_unix_nano", "end", "end_time", "endtime"),
-    "status": ("status", "statuscode", "status_code", "status.code", "otel.status_code", "http.status_code", "http_status_code", "error"),
+    "status": (
+        "status",
+        "statuscode",
+        "status_code",
+        "status.code",
+        "otel.status_code",
+        "http.status_code",
+        "http_status_code",
+        "error",
+    ),
 }
 _REQUIRED = ("trace_id", "span_id", "parent_id", "entity", "start", "end")
 _ROOT = frozenset({"", "root", "0", "none", "null", "0000000000000000", "00000000000000000000000000000000"})
@@ -145,7 +182,13 @@ def read_spans(
                     f"cannot find {missing} among {header} (accepted names: { {k: _ALIASES[k] for k in missing} })"
                 )
             for row_no, row in bad:
-                tally.reject(str(path), f"row {row_no}", "(row)", ",".join(row), f"has {len(row)} fields; the header has {len(header)}")
+                tally.reject(
+                    str(path),
+                    f"row {row_no}",
+                    "(row)",
+                    ",".join(row),
+                    f"has {len(row)} fields; the header has {len(header)}",
+                )
             table = pd.DataFrame(good, columns=header, dtype=object)
             raw = pd.DataFrame({k: table[v] for k, v in cols.items()})
             raw["_row"] = numbers
@@ -158,7 +201,9 @@ def read_spans(
     return _finish(parts, read, rows, tally, skipped, entity_map, time_offset)
 
 
-def spans_from_frame(df: pd.DataFrame, *, entity_map: EntityMap | None = None, time_offset: str | pd.Timedelta | None = None) -> SpanSet:
+def spans_from_frame(
+    df: pd.DataFrame, *, entity_map: EntityMap | None = None, time_offset: str | pd.Timedelta | None = None
+) -> SpanSet:
     """Normalise an in-memory span table (any accepted column names).
 
     Examples
@@ -173,7 +218,9 @@ def spans_from_frame(df: pd.DataFrame, *, entity_map: EntityMap | None = None, t
     cols = _columns([str(c) for c in df.columns])
     missing = [c for c in _REQUIRED if c not in cols]
     if missing:
-        raise DiagnosisError(f"a span table needs the columns {list(_REQUIRED)} (or their aliases); cannot find {missing} among {list(df.columns)}")
+        raise DiagnosisError(
+            f"a span table needs the columns {list(_REQUIRED)} (or their aliases); cannot find {missing} among {list(df.columns)}"
+        )
     raw = pd.DataFrame({k: df[v].astype(object).reset_index(drop=True) for k, v in cols.items()})
     raw["_row"] = np.arange(1, len(df) + 1)
     raw["_http"] = "http" in cols.get("status", "").lower()
@@ -226,7 +273,9 @@ def _otlp_rows(path: Path, tally: _Tally) -> tuple[pd.DataFrame, int]:
         for r_i, rs in enumerate(doc["resourceSpans"]):
             attrs = (rs.get("resource") or {}).get("attributes") if isinstance(rs, dict) else None
             entity = _attr(attrs, "k8s.pod.name") or _attr(attrs, "service.name")
-            scopes = (rs.get("scopeSpans") or rs.get("instrumentationLibrarySpans") or []) if isinstance(rs, dict) else []
+            scopes = (
+                (rs.get("scopeSpans") or rs.get("instrumentationLibrarySpans") or []) if isinstance(rs, dict) else []
+            )
             for s_i, ss in enumerate(scopes):
                 for k, sp in enumerate((ss or {}).get("spans") or []):
                     n += 1
@@ -290,7 +339,13 @@ def _finish(parts, files, rows, tally: _Tally, skipped, entity_map, time_offset)
         s = raw[c].astype(object)
         ok = np.array([isinstance(x, str) and x.strip() != "" for x in s], dtype=bool)
         for i in np.flatnonzero(~ok & ~bad_any):
-            tally.reject(raw["_source"].iat[i], f"row {raw['_row'].iat[i]}" if not isinstance(raw["_row"].iat[i], str) else raw["_row"].iat[i], c, s.iat[i], "is required (a non-empty string)")
+            tally.reject(
+                raw["_source"].iat[i],
+                f"row {raw['_row'].iat[i]}" if not isinstance(raw["_row"].iat[i], str) else raw["_row"].iat[i],
+                c,
+                s.iat[i],
+                "is required (a non-empty string)",
+            )
         bad_any |= ~ok
         text[c] = s.map(lambda x: x.strip() if isinstance(x, str) else x)
     times = {}
@@ -299,16 +354,38 @@ def _finish(parts, files, rows, tally: _Tally, skipped, entity_map, time_offset)
         bad = (bad | t.isna().to_numpy()) & ~bad_any
         for i in np.flatnonzero(bad):
             r = raw["_row"].iat[i]
-            tally.reject(raw["_source"].iat[i], r if isinstance(r, str) else f"row {r}", c, raw[c].iat[i], "is not a time (epoch or ISO 8601)")
+            tally.reject(
+                raw["_source"].iat[i],
+                r if isinstance(r, str) else f"row {r}",
+                c,
+                raw[c].iat[i],
+                "is not a time (epoch or ISO 8601)",
+            )
         bad_any |= bad
         times[c] = t
     neg = (times["end"] < times["start"]).to_numpy() & ~bad_any
     for i in np.flatnonzero(neg):
         r = raw["_row"].iat[i]
-        tally.reject(raw["_source"].iat[i], r if isinstance(r, str) else f"row {r}", "end", raw["end"].iat[i], "is before the span's start")
+        tally.reject(
+            raw["_source"].iat[i],
+            r if isinstance(r, str) else f"row {r}",
+            "end",
+            raw["end"].iat[i],
+            "is before the span's start",
+        )
     bad_any |= neg
     keep = ~bad_any
-    parent = raw["parent_id"].astype(object).map(lambda x: None if x is None or (isinstance(x, float) and np.isnan(x)) or str(x).strip().lower() in _ROOT else str(x).strip())
+    parent = (
+        raw["parent_id"]
+        .astype(object)
+        .map(
+            lambda x: (
+                None
+                if x is None or (isinstance(x, float) and np.isnan(x)) or str(x).strip().lower() in _ROOT
+                else str(x).strip()
+            )
+        )
+    )
     http = raw["_http"].to_numpy(dtype=bool) if "_http" in raw else np.zeros(len(raw), bool)
     err = np.where(http, _error(raw["status"], True), _error(raw["status"], False))
     df = pd.DataFrame(
@@ -334,9 +411,14 @@ def _finish(parts, files, rows, tally: _Tally, skipped, entity_map, time_offset)
     notes = []
     if len(df):
         known = set(zip(df["trace_id"].tolist(), df["span_id"].tolist()))
-        orphan = np.array([p is not None and (t, p) not in known for t, p in zip(df["trace_id"].tolist(), df["parent_id"].tolist())], dtype=bool)
+        orphan = np.array(
+            [p is not None and (t, p) not in known for t, p in zip(df["trace_id"].tolist(), df["parent_id"].tolist())],
+            dtype=bool,
+        )
         if orphan.any():
-            notes.append(f"{int(orphan.sum())} spans name a parent that is not in the data (kept; they add no call edge)")
+            notes.append(
+                f"{int(orphan.sum())} spans name a parent that is not in the data (kept; they add no call edge)"
+            )
         if np.isnan(df["error"]).all():
             notes.append("no span has a status: edge error rates are unknown")
     report = ReadReport(
@@ -412,7 +494,9 @@ def edge_stats(spans: SpanSet | pd.DataFrame, *, freq: str | pd.Timedelta | None
     else:
         calls["time"] = pd.to_datetime(calls["start"], utc=True).dt.floor(to_timedelta(freq, "freq"))
     if calls.empty:
-        return pd.DataFrame({c: pd.Series(dtype="datetime64[ns, UTC]" if c == "time" else object) for c in EDGE_STAT_COLUMNS})
+        return pd.DataFrame(
+            {c: pd.Series(dtype="datetime64[ns, UTC]" if c == "time" else object) for c in EDGE_STAT_COLUMNS}
+        )
     g = calls.groupby(["time", "caller", "callee"], sort=True, dropna=False)
     out = g.agg(
         calls=("duration", "size"),
@@ -439,13 +523,24 @@ def edge_samples(stats: pd.DataFrame) -> pd.DataFrame:
     stats = stats[stats["time"].notna()]
     edge = (stats["caller"].astype(str) + EDGE_SEPARATOR + stats["callee"].astype(str)).to_numpy(dtype=object)
     parts = []
-    for col, metric in (("calls", "trace_edge_calls"), ("latency_p50", "trace_edge_latency_p50"), ("latency_p90", "trace_edge_latency_p90"), ("error_rate", "trace_edge_error_rate")):
+    for col, metric in (
+        ("calls", "trace_edge_calls"),
+        ("latency_p50", "trace_edge_latency_p50"),
+        ("latency_p90", "trace_edge_latency_p90"),
+        ("error_rate", "trace_edge_error_rate"),
+    ):
         v = stats[col].to_numpy(dtype=np.float64)
         if col == "error_rate" and np.isnan(v).all():
             continue
-        parts.append(pd.DataFrame({"time": stats["time"].to_numpy(), "entity": edge, "component": edge, "metric": metric, "value": v}))
+        parts.append(
+            pd.DataFrame(
+                {"time": stats["time"].to_numpy(), "entity": edge, "component": edge, "metric": metric, "value": v}
+            )
+        )
     if not parts:
-        return pd.DataFrame({"time": pd.Series(dtype="datetime64[ns, UTC]"), "entity": [], "component": [], "metric": [], "value": []})
+        return pd.DataFrame(
+            {"time": pd.Series(dtype="datetime64[ns, UTC]"), "entity": [], "component": [], "metric": [], "value": []}
+        )
     out = pd.concat(parts, ignore_index=True)
     out["time"] = out["time"].astype("datetime64[ns, UTC]")
     return out.sort_values(["time", "entity", "metric"], kind="stable").reset_index(drop=True)

@@ -22,7 +22,7 @@ In memory a windows table is a DataFrame with :data:`WINDOW_COLUMNS`
 (times as datetime64[ns, UTC], the rest str or None), every bound filled
 in. Bad rows (no id, a duplicate id, a time that does not parse, an end
 before the start, a baseline that ends after the start) are set aside as
-:class:`~diagnosis.incidents.Reject` values and the rest goes on.
+:class:`~diagnosis.logs.schema.Reject` values and the rest goes on.
 """
 
 from __future__ import annotations
@@ -34,8 +34,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from diagnosis._validation import short_repr
 from diagnosis.exceptions import DiagnosisError
-from diagnosis.incidents import Reject, _short
+from diagnosis.logs.schema import Reject
 from diagnosis.telemetry._io import (
     atomic_write,
     objects,
@@ -45,9 +46,27 @@ from diagnosis.telemetry._io import (
     to_timedelta,
 )
 
-__all__ = ["DEFAULT_BASELINE", "DEFAULT_DURATION", "WINDOW_COLUMNS", "make_windows", "quiet_windows", "read_windows", "write_windows"]
+__all__ = [
+    "DEFAULT_BASELINE",
+    "DEFAULT_DURATION",
+    "WINDOW_COLUMNS",
+    "make_windows",
+    "quiet_windows",
+    "read_windows",
+    "write_windows",
+]
 
-WINDOW_COLUMNS = ("id", "start", "end", "baseline_start", "baseline_end", "component", "fault_mode", "fault_type", "entity")
+WINDOW_COLUMNS = (
+    "id",
+    "start",
+    "end",
+    "baseline_start",
+    "baseline_end",
+    "component",
+    "fault_mode",
+    "fault_type",
+    "entity",
+)
 _TIMES = ("start", "end", "baseline_start", "baseline_end")
 _TEXT = ("component", "fault_mode", "fault_type", "entity")
 #: Incident period when a window has no ``end``.
@@ -106,7 +125,9 @@ def make_windows(
         fld[mask] = name
         val[mask] = values if values is None or np.isscalar(values) else np.asarray(values, dtype=object)[mask]
 
-    col = lambda c: raw[c] if c in raw else pd.Series([None] * n, dtype=object)
+    def col(c):
+        return raw[c] if c in raw else pd.Series([None] * n, dtype=object)
+
     ids = col("id").astype(object)
     ids = ids.map(lambda x: str(int(x)) if isinstance(x, (int, np.integer)) else x)
     ok_id = np.array([isinstance(x, str) and x.strip() != "" for x in ids], dtype=bool)
@@ -132,19 +153,38 @@ def make_windows(
                 flag(np.arange(n) == i, "baseline", x, "is not a duration (e.g. '10min', '600s', 'PT10M')")
     b_end = times["baseline_end"].fillna(times["start"])
     b_start = times["baseline_start"].fillna(b_end - b_len)
-    flag((b_end > times["start"]).to_numpy(), "baseline_end", col("baseline_end").to_numpy(dtype=object), "must not be after start")
-    flag((b_start >= b_end).to_numpy(), "baseline_start", col("baseline_start").to_numpy(dtype=object), "must be before baseline_end")
+    flag(
+        (b_end > times["start"]).to_numpy(),
+        "baseline_end",
+        col("baseline_end").to_numpy(dtype=object),
+        "must not be after start",
+    )
+    flag(
+        (b_start >= b_end).to_numpy(),
+        "baseline_start",
+        col("baseline_start").to_numpy(dtype=object),
+        "must be before baseline_end",
+    )
     text = {}
     for c in _TEXT:
         s = col(c).astype(object)
-        blank = np.array([x is None or (isinstance(x, float) and np.isnan(x)) or (isinstance(x, str) and x.strip() == "") for x in s], dtype=bool)
+        blank = np.array(
+            [
+                x is None or (isinstance(x, float) and np.isnan(x)) or (isinstance(x, str) and x.strip() == "")
+                for x in s
+            ],
+            dtype=bool,
+        )
         not_str = ~blank & ~np.array([isinstance(x, str) for x in s], dtype=bool)
         flag(not_str, c, s.to_numpy(), "must be a string")
         text[c] = np.where(blank | not_str, None, s.map(lambda x: x.strip() if isinstance(x, str) else x).to_numpy())
     orphan = (text["fault_mode"] != None) & (text["component"] == None)
     flag(orphan, "component", None, "is required when fault_mode is given")
     bad = reason != None
-    rejects = [Reject(source, locs[i], ids.iat[i] if ok_id[i] else None, fld[i], _short(val[i]), reason[i]) for i in np.flatnonzero(bad)]
+    rejects = [
+        Reject(source, locs[i], ids.iat[i] if ok_id[i] else None, fld[i], short_repr(val[i]), reason[i])
+        for i in np.flatnonzero(bad)
+    ]
     good = ~bad
     out = pd.DataFrame(
         {
@@ -197,10 +237,16 @@ def read_windows(
                 try:
                     rec = json.loads(line)
                 except json.JSONDecodeError as exc:
-                    rejects.append(Reject(source, f"line {i}", None, "(line)", _short(line.strip()), f"not valid JSON: {exc.msg}"))
+                    rejects.append(
+                        Reject(
+                            source, f"line {i}", None, "(line)", short_repr(line.strip()), f"not valid JSON: {exc.msg}"
+                        )
+                    )
                     continue
                 if not isinstance(rec, dict):
-                    rejects.append(Reject(source, f"line {i}", None, "(line)", _short(rec), "must be a JSON object"))
+                    rejects.append(
+                        Reject(source, f"line {i}", None, "(line)", short_repr(rec), "must be a JSON object")
+                    )
                     continue
                 records.append(rec)
                 locs.append(f"line {i}")
@@ -210,12 +256,23 @@ def read_windows(
         if not header:
             raise DiagnosisError(f"{path}: empty windows file; needs at least the columns 'id' and 'start'")
         for row_no, row in bad:
-            rejects.append(Reject(source, f"row {row_no}", None, "(row)", _short(",".join(row)), f"has {len(row)} fields; the header has {len(header)}"))
+            rejects.append(
+                Reject(
+                    source,
+                    f"row {row_no}",
+                    None,
+                    "(row)",
+                    short_repr(",".join(row)),
+                    f"has {len(row)} fields; the header has {len(header)}",
+                )
+            )
         raw = pd.DataFrame(good, columns=header, dtype=object)
         locs = [f"row {i}" for i in numbers]
     missing = [c for c in ("id", "start") if c not in raw.columns]
     if missing:
-        raise DiagnosisError(f"{path}: windows need the columns 'id' and 'start'; missing {missing} (has {list(raw.columns)})")
+        raise DiagnosisError(
+            f"{path}: windows need the columns 'id' and 'start'; missing {missing} (has {list(raw.columns)})"
+        )
     unknown = [c for c in raw.columns if c not in (*WINDOW_COLUMNS, "baseline")]
     raw = raw.drop(columns=unknown)
     windows, more = make_windows(raw, duration=duration, baseline=baseline, source=source, locations=locs)
@@ -289,12 +346,22 @@ def quiet_windows(
     hi = hi.tz_localize("UTC") if hi.tzinfo is None else hi.tz_convert("UTC")
     starts = pd.date_range(lo + base, hi - dur, freq=step) if hi - dur >= lo + base else pd.DatetimeIndex([], tz="UTC")
     starts = starts.as_unit("ns")
-    inc_lo = (windows["start"] - g).to_numpy(dtype="datetime64[ns]") if len(windows) else np.array([], dtype="datetime64[ns]")
-    inc_hi = (windows["end"] + g).to_numpy(dtype="datetime64[ns]") if len(windows) else np.array([], dtype="datetime64[ns]")
+    inc_lo = (
+        (windows["start"] - g).to_numpy(dtype="datetime64[ns]")
+        if len(windows)
+        else np.array([], dtype="datetime64[ns]")
+    )
+    inc_hi = (
+        (windows["end"] + g).to_numpy(dtype="datetime64[ns]") if len(windows) else np.array([], dtype="datetime64[ns]")
+    )
     s = starts.tz_convert(None).to_numpy(dtype="datetime64[ns]")
     q_lo = s - base.to_timedelta64()
     q_hi = s + dur.to_timedelta64()
-    overlap = (q_lo[:, None] < inc_hi[None, :]) & (q_hi[:, None] > inc_lo[None, :]) if len(inc_lo) else np.zeros((len(s), 0), bool)
+    overlap = (
+        (q_lo[:, None] < inc_hi[None, :]) & (q_hi[:, None] > inc_lo[None, :])
+        if len(inc_lo)
+        else np.zeros((len(s), 0), bool)
+    )
     keep = ~overlap.any(axis=1) if overlap.shape[1] else np.ones(len(s), dtype=bool)
     s = starts[keep]
     out = pd.DataFrame(

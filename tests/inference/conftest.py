@@ -55,8 +55,16 @@ def random_network(n, *, seed, max_parents=3, max_card=4, zeros=0.0, disconnecte
             table[mask] = 0.0
             table /= table.sum(axis=0, keepdims=True)
         states = {names[j]: [f"s{s}" for s in range(cards[j])] for j in [i, *parents]}
-        cpds.append(TabularCPD(names[i], int(cards[i]), table, evidence=[names[p] for p in parents] or None,
-                               evidence_card=[int(cards[p]) for p in parents] or None, state_names=states))
+        cpds.append(
+            TabularCPD(
+                names[i],
+                int(cards[i]),
+                table,
+                evidence=[names[p] for p in parents] or None,
+                evidence_card=[int(cards[p]) for p in parents] or None,
+                state_names=states,
+            )
+        )
         model.add_edges_from((names[p], names[i]) for p in parents)
     model.add_cpds(*cpds)
     return model
@@ -69,8 +77,11 @@ def noisy_or_network(n, *, seed, detectors=2, calls="random", width=4):
 
     rng = np.random.default_rng(seed)
     model = DiscreteBayesianNetwork()
-    model.add_nodes_from([f"F{i}" for i in range(n)] + [f"I{i}" for i in range(n)]
-                         + [f"D{i}_{k}" for i in range(n) for k in range(detectors)])
+    model.add_nodes_from(
+        [f"F{i}" for i in range(n)]
+        + [f"I{i}" for i in range(n)]
+        + [f"D{i}_{k}" for i in range(n) for k in range(detectors)]
+    )
     cpds = []
     for i in range(n):
         later = np.arange(i + 1, n) if calls == "random" else np.arange(i + 1, min(n, i + 1 + width))
@@ -88,14 +99,24 @@ def noisy_or_network(n, *, seed, detectors=2, calls="random", width=4):
             table[(1,) + bits] = 1 - off
         names = {f"I{i}": ["ok", "impaired"], f"F{i}": ["ok", "fault"]}
         names.update({f"I{j}": ["ok", "impaired"] for j in callees})
-        cpds.append(TabularCPD(f"I{i}", 2, table.reshape(2, -1), evidence=parents,
-                               evidence_card=[2] * len(parents), state_names=names))
+        cpds.append(
+            TabularCPD(
+                f"I{i}", 2, table.reshape(2, -1), evidence=parents, evidence_card=[2] * len(parents), state_names=names
+            )
+        )
         model.add_edges_from((pp, f"I{i}") for pp in parents)
         for d in range(detectors):
             hit, fa = rng.uniform(0.6, 0.95), rng.uniform(0.01, 0.1)
-            cpds.append(TabularCPD(f"D{i}_{d}", 2, [[1 - fa, 1 - hit], [fa, hit]], evidence=[f"I{i}"],
-                                   evidence_card=[2], state_names={f"D{i}_{d}": ["ok", "alarm"],
-                                                                   f"I{i}": ["ok", "impaired"]}))
+            cpds.append(
+                TabularCPD(
+                    f"D{i}_{d}",
+                    2,
+                    [[1 - fa, 1 - hit], [fa, hit]],
+                    evidence=[f"I{i}"],
+                    evidence_card=[2],
+                    state_names={f"D{i}_{d}": ["ok", "alarm"], f"I{i}": ["ok", "impaired"]},
+                )
+            )
             model.add_edge(f"I{i}", f"D{i}_{d}")
     model.add_cpds(*cpds)
     return model
@@ -144,8 +165,13 @@ def reference(model, targets, evidence_names, virtual=None):
 @pytest.fixture(scope="session")
 def netlib():
     """The network helpers of this module, as a namespace."""
-    return types.SimpleNamespace(random_network=random_network, noisy_or_network=noisy_or_network,
-                                 classic=classic, sample=sample, reference=reference)
+    return types.SimpleNamespace(
+        random_network=random_network,
+        noisy_or_network=noisy_or_network,
+        classic=classic,
+        sample=sample,
+        reference=reference,
+    )
 
 
 @pytest.fixture(scope="session")

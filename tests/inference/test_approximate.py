@@ -122,8 +122,10 @@ def test_impossible_local_evidence_is_reported():
     from pgmpy.models import DiscreteBayesianNetwork
 
     model = DiscreteBayesianNetwork([("A", "B")])
-    model.add_cpds(TabularCPD("A", 2, [[1.0], [0.0]]),
-                   TabularCPD("B", 2, [[0.5, 0.5], [0.5, 0.5]], evidence=["A"], evidence_card=[2]))
+    model.add_cpds(
+        TabularCPD("A", 2, [[1.0], [0.0]]),
+        TabularCPD("B", 2, [[0.5, 0.5], [0.5, 0.5]], evidence=["A"], evidence_card=[2]),
+    )
     approx = LoopyBPEngine.from_pgmpy(model)
     with pytest.raises(EvidenceError, match=r"case\(s\) 1"):
         approx.query(["B"], {"A": np.array([0, 1])})

@@ -7,9 +7,9 @@ import dataclasses
 import numpy as np
 import pytest
 
-from diagnosis.exceptions import EvidenceError, ModelError
-from diagnosis.inference.compiled import CompiledEngine, CompiledStats, ModelTooLargeError
-from diagnosis.inference.select import make_engine
+from diagnosis.exceptions import ApproximationWarning, EvidenceError, ModelError, ModelTooLargeError
+from diagnosis.inference import Engine, make_engine
+from diagnosis.inference.compiled import CompiledEngine, CompiledStats
 
 TOL = 1e-9
 
@@ -188,7 +188,7 @@ def test_invariants_rows_sum_prior_and_batch_equals_single(netlib):
         assert res[t].shape == (7, len(engine.states[t]))
         np.testing.assert_allclose(res[t].sum(axis=1), 1.0, atol=1e-12)
     for b in range(7):
-        one = engine.query(names, {v: a[b:b + 1] for v, a in ev.items()})
+        one = engine.query(names, {v: a[b : b + 1] for v, a in ev.items()})
         for t in names:
             np.testing.assert_allclose(one[t][0], res[t][b], atol=1e-12)
     prior = engine.query(names, n_cases=2)
@@ -205,8 +205,9 @@ def test_observed_targets_are_one_hot_and_names_accepted(netlib):
     np.testing.assert_array_equal(res["D1_0"], [[0, 1], [1, 0]])
     assert res["I1"][1].tolist() == [0.0, 1.0]
     by_name = engine.query(["F1"], {"D1_0": ["alarm", "ok"], "I1": [None, "impaired"]})
-    np.testing.assert_allclose(by_name["F1"], engine.query(["F1"], {"D1_0": np.array([1, 0]),
-                                                                    "I1": np.array([-1, 1])})["F1"])
+    np.testing.assert_allclose(
+        by_name["F1"], engine.query(["F1"], {"D1_0": np.array([1, 0]), "I1": np.array([-1, 1])})["F1"]
+    )
     post = engine.posterior(["F1"], {"D1_0": "alarm"})
     assert set(post["F1"]) == {"ok", "fault"}
     assert sum(post["F1"].values()) == pytest.approx(1.0)
@@ -224,8 +225,7 @@ def test_underflowing_evidence_is_rescaled():
     lik = np.where(np.arange(n) % 2 == 0, 2e-3, 1.5e-3)  # P(C=1 | R=1); P(C=1 | R=0) = 1e-3
     for i in range(n):
         model.add_edge("R", f"C{i}")
-        cpds.append(TabularCPD(f"C{i}", 2, [[1 - 1e-3, 1 - lik[i]], [1e-3, lik[i]]], evidence=["R"],
-                               evidence_card=[2]))
+        cpds.append(TabularCPD(f"C{i}", 2, [[1 - 1e-3, 1 - lik[i]], [1e-3, lik[i]]], evidence=["R"], evidence_card=[2]))
     model.add_cpds(*cpds)
     engine = CompiledEngine.from_pgmpy(model)
     ev = {f"C{i}": np.array([1, 0]) for i in range(n)}
@@ -287,11 +287,13 @@ def test_budget_refusal_and_selection(netlib):
     need = engine.stats.static_bytes + engine.stats.bytes_per_case
     with pytest.raises(ModelTooLargeError, match="too large for exact inference.*memory budget"):
         CompiledEngine.from_pgmpy(model, memory_budget_bytes=need // 2)
-    with pytest.raises(ModelError, match="allow_approximate=True"):
-        make_engine(model, memory_budget_bytes=need // 2)
-    chosen = make_engine(model, memory_budget_bytes=need // 2, allow_approximate=True)
+    with pytest.raises(ModelTooLargeError, match="engine='auto'"):
+        make_engine(model, "exact", memory_budget_bytes=need // 2)
+    with pytest.warns(ApproximationWarning, match="loopy belief propagation"):
+        chosen = make_engine(model, memory_budget_bytes=need // 2)
     assert chosen.kind == "approximate" and "memory budget" in chosen.fallback_reason
     assert make_engine(model).kind == "exact"
+    assert isinstance(chosen, Engine) and isinstance(engine, Engine)
 
 
 def test_bad_tables_are_model_errors():

@@ -1,12 +1,7 @@
 """Leaves observed in only some cases of a batch are folded into per-case factors: still exact."""
 
-import sys
-from pathlib import Path
-
 import numpy as np
 import pytest
-
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from helpers import SEEDS, brute_force_marginals, random_topology  # noqa: E402
 
 from diagnosis import build_network, make_engine  # noqa: E402

@@ -9,9 +9,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from diagnosis.exceptions import DiagnosisError, EvidenceError, ModelError
+from diagnosis.exceptions import DiagnosisError, EvidenceError, ModelError, ModelFileError
 from diagnosis.inference.compiled import CompiledEngine
-from diagnosis.inference.modelfile import ModelFileError, read_cases, read_model, write_posteriors
+from diagnosis.inference.modelfile import read_cases, read_model, write_posteriors
 
 
 @pytest.fixture(scope="module")

@@ -58,11 +58,15 @@ def windows(starts_minutes, *, truth=None, duration: str = "5min", baseline: str
     out = []
     for m in starts_minutes:
         c, f = truth.get(m, (None, None))
-        out.append({"id": f"w{m}", "start": (T0 + pd.Timedelta(minutes=m)).isoformat(), "component": c, "fault_mode": f})
+        out.append(
+            {"id": f"w{m}", "start": (T0 + pd.Timedelta(minutes=m)).isoformat(), "component": c, "fault_mode": f}
+        )
     return out
 
 
-def spans(*, n_traces: int = 50, start: pd.Timestamp = T0, slow_back: bool = False, errors: bool = False) -> pd.DataFrame:
+def spans(
+    *, n_traces: int = 50, start: pd.Timestamp = T0, slow_back: bool = False, errors: bool = False
+) -> pd.DataFrame:
     """front -> back -> store traces, one every 6 s; status when ``errors`` (every 5th back span fails)."""
     rows = []
     for i in range(n_traces):
@@ -70,9 +74,32 @@ def spans(*, n_traces: int = 50, start: pd.Timestamp = T0, slow_back: bool = Fal
         back_ms = 80 if slow_back else 20
         tid = f"t{i:04d}"
         rows.append((tid, f"{tid}a", "root", PODS["front"], "GET /", t, t + (back_ms + 10) * 10**6, "OK"))
-        rows.append((tid, f"{tid}b", f"{tid}a", PODS["back"], "rpc", t + 10**6, t + (back_ms + 1) * 10**6, "ERROR" if errors and i % 5 == 0 else "OK"))
+        rows.append(
+            (
+                tid,
+                f"{tid}b",
+                f"{tid}a",
+                PODS["back"],
+                "rpc",
+                t + 10**6,
+                t + (back_ms + 1) * 10**6,
+                "ERROR" if errors and i % 5 == 0 else "OK",
+            )
+        )
         rows.append((tid, f"{tid}c", f"{tid}b", PODS["store"], "query", t + 2 * 10**6, t + 7 * 10**6, "OK"))
-    df = pd.DataFrame(rows, columns=["TraceID", "SpanID", "ParentID", "PodName", "OperationName", "StartTimeUnixNano", "EndTimeUnixNano", "status"])
+    df = pd.DataFrame(
+        rows,
+        columns=[
+            "TraceID",
+            "SpanID",
+            "ParentID",
+            "PodName",
+            "OperationName",
+            "StartTimeUnixNano",
+            "EndTimeUnixNano",
+            "status",
+        ],
+    )
     if not errors:
         df = df.drop(columns="status")
     return df

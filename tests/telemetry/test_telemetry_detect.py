@@ -8,8 +8,8 @@ import pytest
 import telemetry_synth as synth
 
 from diagnosis import DiagnosisError, build_network, diagnose, make_engine
-from diagnosis.logformats import read_incidents, write_incidents
-from diagnosis.scoring import score_frame
+from diagnosis.logs.formats import read_incidents, write_incidents
+from diagnosis.logs.scoring import score_frame
 from diagnosis.telemetry import (
     DEFAULT_RULES,
     SignalRule,
@@ -106,7 +106,9 @@ def test_trace_edges_feed_the_callee_latency():
 def test_unknown_truth_is_rejected_and_unknown_telemetry_reported():
     df = synth.metrics(minutes=90)
     df.loc[len(df)] = [synth.T0, "ghost-5f6585d649-x2k4z", "CpuUsageRate(%)", 1.0]
-    frame, rejects, rep = run(df, synth.windows([60, 70], truth={60: ("nope", "crash"), 70: ("back", "cpu_saturation")}))
+    frame, rejects, rep = run(
+        df, synth.windows([60, 70], truth={60: ("nope", "crash"), 70: ("back", "cpu_saturation")})
+    )
     assert frame.incidents["id"].tolist() == ["w70"]
     assert len(rejects) == 1 and rejects[0].field == "root_cause.component"
     assert rep.unknown_components == ("ghost",)
@@ -140,7 +142,12 @@ def test_written_incidents_read_back(tmp_path):
     back, rejects = read_incidents(write_incidents(frame, tmp_path / "incidents.jsonl"))
     assert rejects == [] and back.incidents["id"].tolist() == ["w200", "w250"]
     assert back.incidents["cause_component"].tolist() == ["back", None]
-    pd.testing.assert_frame_equal(back.observations.reset_index(drop=True), frame.observations.reset_index(drop=True), check_exact=False, atol=1e-9)
+    pd.testing.assert_frame_equal(
+        back.observations.reset_index(drop=True),
+        frame.observations.reset_index(drop=True),
+        check_exact=False,
+        atol=1e-9,
+    )
 
 
 def test_no_telemetry_at_all_gives_empty_incidents():

@@ -62,10 +62,14 @@ def test_score_windows_pooling_lead_and_exclusion():
     early = score_windows(s, w2, lead="60s").query("component == 'back' and metric == 'CpuUsageRate(%)'")
     assert early["n_window"].iloc[0] == late["n_window"].iloc[0] + 1
     # exclusion: a baseline holding an earlier incident's shift
-    s2 = _frame(minutes=120, shifts=[("back", "CpuUsageRate(%)", 45, 54, 30.0), ("back", "CpuUsageRate(%)", 60, 64, 30.0)])
+    s2 = _frame(
+        minutes=120, shifts=[("back", "CpuUsageRate(%)", 45, 54, 30.0), ("back", "CpuUsageRate(%)", 60, 64, 30.0)]
+    )
     w3, _ = make_windows(synth.windows([45, 60], duration="10min", baseline="15min"))
     kept = score_windows(s2, w3).query("window_id == 'w60' and component == 'back' and metric == 'CpuUsageRate(%)'")
-    excl = score_windows(s2, w3, exclude=w3).query("window_id == 'w60' and component == 'back' and metric == 'CpuUsageRate(%)'")
+    excl = score_windows(s2, w3, exclude=w3).query(
+        "window_id == 'w60' and component == 'back' and metric == 'CpuUsageRate(%)'"
+    )
     assert excl["z_up"].iloc[0] > 3 * kept["z_up"].iloc[0]
     with pytest.raises(DiagnosisError, match="min_baseline must be >= 1"):
         score_windows(s, w, min_baseline=0)
@@ -94,7 +98,11 @@ def test_evidence_likelihoods_in_range():
     assert pf[-1] / pp[-1] == pytest.approx(m.shape)  # p = 1: evidence that the check passed
     assert m.hard(np.array([0.009, 0.011])).tolist() == ["fired", "passed"]
     assert m.false_alarm == 0.01 and m.sensitivity == pytest.approx(0.01**0.25)
-    for kw, match in (({"mode": "maybe"}, "evidence mode"), ({"shape": 1.0}, "shape must be in"), ({"alpha": 0}, "alpha must be in")):
+    for kw, match in (
+        ({"mode": "maybe"}, "evidence mode"),
+        ({"shape": 1.0}, "shape must be in"),
+        ({"alpha": 0}, "alpha must be in"),
+    ):
         with pytest.raises(DiagnosisError, match=match):
             EvidenceModel(**kw)
 

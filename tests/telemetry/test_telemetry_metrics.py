@@ -68,7 +68,10 @@ def test_nezha_wide_pod_file_edges_front_and_skipped_dependency(tmp_path):
     assert r.malformed == 1 and r.bad_values == 1
     assert "dependency.csv" in next(iter(r.skipped_files))
     # the last row's TimeStamp is right, the others are 200,000,000 s ahead (as adservice's in the real data)
-    assert any("TimeStamp disagrees with Time for 5 of 6 rows" in n and "(median Time - TimeStamp -1999999" in n for n in r.notes)
+    assert any(
+        "TimeStamp disagrees with Time for 5 of 6 rows" in n and "(median Time - TimeStamp -1999999" in n
+        for n in r.notes
+    )
     assert any("bad_col_name" in n for n in r.notes)
     s = m.samples
     edge = s[s["metric"] == "edge_latency_p50_source"]
@@ -96,7 +99,9 @@ def test_time_offset_puts_a_source_on_the_reference_clock():
 
 
 def test_unmapped_entities_are_reported():
-    m = long_samples(synth.metrics(minutes=1), entity_map=EntityMap(aliases={synth.PODS["front"]: "front"}, identity=False))
+    m = long_samples(
+        synth.metrics(minutes=1), entity_map=EntityMap(aliases={synth.PODS["front"]: "front"}, identity=False)
+    )
     assert set(m.report.unmapped_entities) == {synth.PODS["back"], synth.PODS["store"]}
     assert m.samples["component"].isna().sum() == 6
 

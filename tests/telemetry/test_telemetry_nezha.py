@@ -28,7 +28,12 @@ def test_import_nezha_fault_list(tmp_path):
     path = tmp_path / "fault_list.json"
     path.write_text(json.dumps(FAULTS))
     w, rep = import_nezha(path, duration="4min", baseline="8min")
-    assert w["id"].tolist() == ["nezha-20230129-084304", "nezha-20230129-085206", "nezha-20230129-090353", "nezha-20230129-091256"]
+    assert w["id"].tolist() == [
+        "nezha-20230129-084304",
+        "nezha-20230129-085206",
+        "nezha-20230129-090353",
+        "nezha-20230129-091256",
+    ]
     assert w["component"].tolist() == ["ts-contacts-service"] * 2 + ["ts-basic-service"] * 2
     assert w["fault_mode"].tolist() == ["bad_deploy", "bad_deploy", "network_latency", None]  # disk_fill: no mapping
     assert w["fault_type"].tolist() == ["return", "exception", "network_delay", "disk_fill"]

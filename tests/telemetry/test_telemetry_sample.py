@@ -5,7 +5,7 @@ from pathlib import Path
 import pytest
 
 from diagnosis import build_network, load_topology, make_engine
-from diagnosis.scoring import score_frame
+from diagnosis.logs.scoring import score_frame
 from diagnosis.telemetry import (
     derive_topology,
     detect,

@@ -18,7 +18,9 @@ def test_csv_spans_with_malformed_duplicate_and_orphan_spans(tmp_path):
     lines = df.to_csv(index=False).splitlines()
     lines.append(lines[1])  # an exact repeat (overlapping exports)
     lines.append("t9999,x1,root,front-5f6585d649-x2k4z,GET /,notatime,1709251200000000000")  # bad start
-    lines.append("t9999,x2,root,front-5f6585d649-x2k4z,GET /,1709251200000000000,1709251100000000000")  # end before start
+    lines.append(
+        "t9999,x2,root,front-5f6585d649-x2k4z,GET /,1709251200000000000,1709251100000000000"
+    )  # end before start
     lines.append(",x3,root,front-5f6585d649-x2k4z,GET /,1709251200000000000,1709251200000000001")  # no trace id
     lines.append("t9999,x4,missing-parent,back-7d4f8b9c6d-bq7mn,rpc,1709251200000000000,1709251200000000001")  # orphan
     lines.append("t9999,x5,root")  # truncated
@@ -48,7 +50,12 @@ def test_edge_stats_counts_latency_and_error_rate():
     per_min = edge_stats(s)  # 20 traces, one every 6 s: two one-minute buckets
     assert per_min.groupby("time")["calls"].sum().tolist() == [20, 20]
     long = edge_samples(per_min)
-    assert set(long["metric"]) == {"trace_edge_calls", "trace_edge_latency_p50", "trace_edge_latency_p90", "trace_edge_error_rate"}
+    assert set(long["metric"]) == {
+        "trace_edge_calls",
+        "trace_edge_latency_p50",
+        "trace_edge_latency_p90",
+        "trace_edge_error_rate",
+    }
     assert set(long["entity"]) == {"front->back", "back->store"}
 
 

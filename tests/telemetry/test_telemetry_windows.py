@@ -43,8 +43,20 @@ def test_csv_windows_with_defaults_and_bad_rows(tmp_path):
 def test_round_trip(tmp_path, name):
     w, _ = make_windows(
         [
-            {"id": "x", "start": "2024-03-01T10:00:00.250Z", "component": "cart", "fault_mode": "crash", "fault_type": "kill", "entity": "cart-1"},
-            {"id": "y", "start": "2024-03-01T11:00:00Z", "baseline_start": "2024-03-01T10:40:00Z", "baseline_end": "2024-03-01T10:50:00Z"},
+            {
+                "id": "x",
+                "start": "2024-03-01T10:00:00.250Z",
+                "component": "cart",
+                "fault_mode": "crash",
+                "fault_type": "kill",
+                "entity": "cart-1",
+            },
+            {
+                "id": "y",
+                "start": "2024-03-01T11:00:00Z",
+                "baseline_start": "2024-03-01T10:40:00Z",
+                "baseline_end": "2024-03-01T10:50:00Z",
+            },
         ]
     )
     back, rejects = read_windows(write_windows(w, tmp_path / name))

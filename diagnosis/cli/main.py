@@ -1,0 +1,78 @@
+"""The ``diagnosis`` command line: argument parsing and formatting only.
+
+Every verb calls the public API; each group of verbs lives in its own module
+(:mod:`~diagnosis.cli.model`, :mod:`~diagnosis.cli.logs`, ...) and registers
+its parsers with ``set_defaults(func=...)``. Exit codes: 0 ok, 1 a
+:class:`~diagnosis.exceptions.DiagnosisError` (message on stderr), 2 a usage error.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import warnings
+from collections.abc import Sequence
+from typing import TextIO
+
+from diagnosis.cli import inference as inference_cli
+from diagnosis.cli import learning as learning_cli
+from diagnosis.cli import logs as logs_cli
+from diagnosis.cli import model as model_cli
+from diagnosis.cli import postmortem as postmortem_cli
+from diagnosis.cli import telemetry as telemetry_cli
+from diagnosis.exceptions import DiagnosisError
+
+__all__ = ["build_parser", "main"]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="diagnosis",
+        description="Probabilistic fault diagnosis for service platforms.",
+    )
+    from diagnosis import __version__
+
+    parser.add_argument("--version", action="version", version=f"diagnosis {__version__}")
+    verbs = parser.add_subparsers(dest="verb", metavar="VERB", required=True)
+
+    for group in (model_cli, logs_cli, learning_cli, telemetry_cli, inference_cli, postmortem_cli):
+        group.register(verbs)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None, *, stdout: TextIO | None = None, stderr: TextIO | None = None) -> int:
+    """Run the CLI; return the exit code.
+
+    Parameters
+    ----------
+    argv : sequence of str, optional
+        Arguments without the program name (default: ``sys.argv[1:]``).
+    stdout, stderr : text streams, optional
+        Where to write (default: the process's streams).
+    """
+    stdout = stdout or sys.stdout
+    stderr = stderr or sys.stderr
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:  # argparse already printed the usage error
+        return int(exc.code or 0)
+    try:
+        with warnings.catch_warnings():
+            # A warning (an approximation, an unconverged fit) is one line for people, not a source excerpt.
+            warnings.showwarning = lambda message, category, *_a, **_k: print(
+                f"warning: {message} [{category.__name__}]", file=stderr
+            )
+            args.func(args, stdout, stderr)
+    except DiagnosisError as exc:
+        print(f"error: {exc}", file=stderr)
+        return 1
+    except BrokenPipeError:
+        # The reader went away (`diagnosis ... | head`): stop quietly, as the
+        # Python docs recommend, without a traceback at interpreter exit.
+        if stdout is sys.stdout:
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, sys.stdout.fileno())
+        return 1
+    return 0

@@ -1,0 +1,147 @@
+"""Telemetry verbs: ``detect`` and ``import alertmanager|nezha``."""
+
+from __future__ import annotations
+
+import argparse
+from typing import TextIO
+
+from diagnosis.cli._common import time_offset as _offset
+from diagnosis.model.topology import load_topology
+
+__all__ = ["register"]
+
+
+def register(verbs) -> None:
+    """Add this group's verbs to the ``diagnosis`` parser."""
+    p = verbs.add_parser(
+        "detect", help="metrics (and traces) -> symptom evidence per incident window, as an incident log"
+    )
+    p.add_argument("--topology", "-t", required=True, metavar="T")
+    p.add_argument(
+        "--metrics",
+        required=True,
+        nargs="+",
+        metavar="PATH",
+        help="metric files or folders: long tables (timestamp, entity, metric, value) or Nezha per-pod CSVs",
+    )
+    p.add_argument(
+        "--traces", nargs="+", metavar="PATH", help="span files or folders (OpenTelemetry-shaped CSV or OTLP JSON)"
+    )
+    p.add_argument(
+        "--windows",
+        required=True,
+        metavar="WINDOWS",
+        help="incident windows: CSV or JSON Lines (id, start, optional end and baseline, ground truth)",
+    )
+    p.add_argument("--out", required=True, metavar="INCIDENTS", help="incident log to write (.jsonl, .parquet)")
+    p.add_argument(
+        "--entities",
+        metavar="MAP.yaml",
+        help="entity -> component patterns (default: strip the pod's two trailing -<hash> parts)",
+    )
+    p.add_argument(
+        "--evidence",
+        choices=("soft", "hard"),
+        default="soft",
+        help="likelihoods from the scores (default) or fired/passed",
+    )
+    p.add_argument(
+        "--lead", default="0s", metavar="D", help="start each incident window D earlier (clock offsets; default 0s)"
+    )
+    p.add_argument(
+        "--metrics-offset", metavar="D", help="add D to every metric timestamp (clock offset between sources)"
+    )
+    p.add_argument("--traces-offset", metavar="D", help="add D to every span timestamp")
+    p.set_defaults(func=_detect)
+    p = verbs.add_parser("import", help="import incidents from other tools")
+    sub = p.add_subparsers(dest="source", metavar="SOURCE", required=True)
+    a = sub.add_parser(
+        "alertmanager", help="Prometheus Alertmanager webhook payloads -> incidents, grouped by time window"
+    )
+    a.add_argument(
+        "payloads",
+        nargs="+",
+        metavar="PAYLOADS",
+        help="files of webhook payloads: one JSON payload, a JSON array, or JSON Lines",
+    )
+    a.add_argument(
+        "--topology",
+        "-t",
+        required=True,
+        metavar="T",
+        help="topology whose 'alerts' rules map alert labels to symptoms",
+    )
+    a.add_argument(
+        "--out",
+        required=True,
+        metavar="INCIDENTS",
+        help="incident log to write (.jsonl, .parquet, or a CSV folder with --format csv)",
+    )
+    a.add_argument("--format", choices=("jsonl", "parquet", "csv"))
+    a.add_argument(
+        "--window",
+        default="15min",
+        metavar="GAP",
+        help="alerts starting within GAP of the previous one join its incident (default 15min)",
+    )
+    nz = sub.add_parser("nezha", help="Nezha fault lists (fault_list.json) -> a windows file for `diagnosis detect`")
+    nz.add_argument("fault_list", metavar="FAULT_LIST.json")
+    nz.add_argument("--out", required=True, metavar="WINDOWS", help="windows file: .csv or .jsonl")
+    nz.add_argument(
+        "--duration", default="5min", metavar="D", help="incident window after each injection (default 5min)"
+    )
+    nz.add_argument("--baseline", default="10min", metavar="B", help="baseline window before it (default 10min)")
+    a.set_defaults(func=_import_alertmanager)
+    nz.set_defaults(func=_import_nezha)
+
+
+def _detect(args: argparse.Namespace, out: TextIO, err: TextIO) -> None:
+    from diagnosis.logs.formats import write_incidents, write_rejects
+    from diagnosis.telemetry import detect, load_entity_map, read_metrics, read_spans, read_windows
+
+    topology = load_topology(args.topology)
+    entities = load_entity_map(args.entities)
+    windows, wrejects = read_windows(args.windows)
+    metrics = read_metrics(args.metrics, entity_map=entities, time_offset=_offset(args.metrics_offset))
+    spans = (
+        read_spans(args.traces, entity_map=entities, time_offset=_offset(args.traces_offset)) if args.traces else None
+    )
+    frame, rejects, report = detect(topology, metrics, windows, traces=spans, evidence=args.evidence, lead=args.lead)
+    path = write_incidents(frame, args.out)
+    rejects = list(wrejects) + list(rejects)
+    rej = write_rejects(rejects, f"{args.out}.rejects.jsonl")
+    print(f"wrote {len(frame)} incidents to {path}; {len(rejects)} windows set aside (listed in {rej})", file=out)
+    for line in metrics.report.lines():
+        print(f"  metrics: {line}", file=out)
+    if spans is not None:
+        for line in spans.report.lines():
+            print(f"  traces: {line}", file=out)
+    for line in report.lines():
+        print(f"  {line}", file=out)
+
+
+def _import_nezha(args: argparse.Namespace, out: TextIO, err: TextIO) -> None:
+    from diagnosis.telemetry import import_nezha, write_windows
+
+    windows, info = import_nezha(args.fault_list, duration=args.duration, baseline=args.baseline)
+    path = write_windows(windows, args.out)
+    print(f"wrote {len(windows)} windows to {path}", file=out)
+    for line in info.lines():
+        print(f"  {line}", file=out)
+
+
+def _import_alertmanager(args: argparse.Namespace, out: TextIO, err: TextIO) -> None:
+    from diagnosis.logs.formats import write_incidents, write_rejects
+    from diagnosis.telemetry.alertmanager import import_alertmanager
+
+    topology = load_topology(args.topology)
+    frame, rejects, summary = import_alertmanager(args.payloads, topology, window=args.window)
+    path = write_incidents(frame, args.out, format=args.format)
+    rej = write_rejects(rejects, f"{args.out}.rejects.jsonl")
+    print(
+        f"read {summary.payloads} payloads with {summary.alerts} alert notifications ({summary.duplicates} repeats merged); "
+        f"wrote {summary.incidents} incidents to {path}; {len(rejects)} set aside (listed in {rej})",
+        file=out,
+    )
+    for name, count in sorted(summary.unmatched.items()):
+        print(f"  no rule maps alertname {name!r} ({count} alerts)", file=out)

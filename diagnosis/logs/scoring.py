@@ -1,0 +1,768 @@
+"""Batch scoring of incident logs: per-incident answers, accuracy and calibration.
+
+:func:`score_frame` diagnoses a chunk of incidents in one batched engine call
+and returns one row per incident plus additive :class:`ScoreStats`.
+:func:`score_log` streams a whole log through it chunk by chunk (memory stays
+flat), is resumable, and can run on a Dask cluster; ``docs/incidents.md``
+documents the output and the metrics.
+
+Metrics, each at two levels: *location* (component + fault mode, ranked by
+``P(fault_c = m | D)``) and *component* (ranked by ``P(fault_c != ok | D)``):
+
+* ``AC@k``: share of incidents with a known root cause whose root cause is in
+  the top ``k`` (rank = 1 + number of candidates with a strictly higher
+  probability); ``Avg@5`` = mean of AC@1..AC@5; ``MRR`` = mean of 1 / rank.
+* Calibration, over every (incident, candidate) pair of incidents whose
+  truth is known (the full fault list when the log has it, else the root
+  cause alone): ``brier`` = mean (p - y)^2, ``log_loss`` = mean Bernoulli
+  log loss (p clipped to [1e-15, 1 - 1e-15]), ``ece`` = sum over 15
+  equal-width bins of (bin share) x |mean p - observed frequency|, with its
+  reliability table. Most pairs are near-certain negatives, so ``ece`` is
+  small for any sane model; ``ece_top1`` (and ``reliability_top1``) bins
+  only each incident's top candidate: its probability against whether it is
+  truly faulty, the confidence calibration a person reading the top answer
+  relies on.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+import shutil
+import sys
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from diagnosis._files import atomic_write
+from diagnosis.exceptions import EvidenceError, IncidentLogError
+from diagnosis.logs.schema import IncidentFrame, Reject, parse_faults, validate_frame
+from diagnosis.model.network import FAULT_OK, SYMPTOM_STATES, Network, build_network
+from diagnosis.model.topology import Topology
+
+__all__ = ["LEVELS", "N_BINS", "ScoreStats", "ScoreSummary", "score_frame", "score_log"]
+
+LEVELS = ("location", "component")
+N_BINS = 15
+K_MAX = 5
+_EPS = 1e-15
+
+
+@dataclass
+class _LevelStats:
+    n_ranked: int = 0
+    hits: np.ndarray = field(default_factory=lambda: np.zeros(K_MAX, dtype=np.int64))
+    sum_rr: float = 0.0
+    n_pairs: int = 0
+    sum_sq: float = 0.0
+    sum_ll: float = 0.0
+    bin_n: np.ndarray = field(default_factory=lambda: np.zeros(N_BINS, dtype=np.int64))
+    bin_p: np.ndarray = field(default_factory=lambda: np.zeros(N_BINS))
+    bin_y: np.ndarray = field(default_factory=lambda: np.zeros(N_BINS))
+    top_n: np.ndarray = field(default_factory=lambda: np.zeros(N_BINS, dtype=np.int64))
+    top_p: np.ndarray = field(default_factory=lambda: np.zeros(N_BINS))
+    top_y: np.ndarray = field(default_factory=lambda: np.zeros(N_BINS))
+
+    def add(self, other: _LevelStats) -> None:
+        self.n_ranked += other.n_ranked
+        self.hits = self.hits + other.hits
+        self.sum_rr += other.sum_rr
+        self.n_pairs += other.n_pairs
+        self.sum_sq += other.sum_sq
+        self.sum_ll += other.sum_ll
+        self.bin_n = self.bin_n + other.bin_n
+        self.bin_p = self.bin_p + other.bin_p
+        self.bin_y = self.bin_y + other.bin_y
+        self.top_n = self.top_n + other.top_n
+        self.top_p = self.top_p + other.top_p
+        self.top_y = self.top_y + other.top_y
+
+    def to_json(self) -> dict:
+        return {
+            "n_ranked": self.n_ranked, "hits": self.hits.tolist(), "sum_rr": self.sum_rr, "n_pairs": self.n_pairs,
+            "sum_sq": self.sum_sq, "sum_ll": self.sum_ll, "bin_n": self.bin_n.tolist(), "bin_p": self.bin_p.tolist(), "bin_y": self.bin_y.tolist(),
+            "top_n": self.top_n.tolist(), "top_p": self.top_p.tolist(), "top_y": self.top_y.tolist(),
+        }  # fmt: skip
+
+    @classmethod
+    def from_json(cls, d: Mapping) -> _LevelStats:
+        return cls(
+            int(d["n_ranked"]), np.array(d["hits"], dtype=np.int64), float(d["sum_rr"]), int(d["n_pairs"]), float(d["sum_sq"]),
+            float(d["sum_ll"]), np.array(d["bin_n"], dtype=np.int64), np.array(d["bin_p"], dtype=float), np.array(d["bin_y"], dtype=float),
+            np.array(d["top_n"], dtype=np.int64), np.array(d["top_p"], dtype=float), np.array(d["top_y"], dtype=float),
+        )  # fmt: skip
+
+    def metrics(self) -> dict[str, Any]:
+        ac = self.hits / self.n_ranked if self.n_ranked else np.full(K_MAX, math.nan)
+
+        def table(bn, bp, by):
+            rows = []
+            for b in range(N_BINS):
+                n = int(bn[b])
+                rows.append(
+                    {
+                        "bin": f"[{b / N_BINS:.3f}, {(b + 1) / N_BINS:.3f}{']' if b == N_BINS - 1 else ')'}",
+                        "n": n,
+                        "mean_p": bp[b] / n if n else None,
+                        "observed": by[b] / n if n else None,
+                    }
+                )
+            return rows
+
+        ece = float(np.sum(np.abs(self.bin_p - self.bin_y)) / self.n_pairs) if self.n_pairs else math.nan
+        n_top = int(self.top_n.sum())
+        ece_top1 = float(np.sum(np.abs(self.top_p - self.top_y)) / n_top) if n_top else math.nan
+        return {
+            "n_ranked": self.n_ranked,
+            **{f"AC@{k}": float(ac[k - 1]) for k in (1, 2, 3, 4, 5)},
+            "Avg@5": float(np.mean(ac)),
+            "MRR": self.sum_rr / self.n_ranked if self.n_ranked else math.nan,
+            "n_pairs": self.n_pairs,
+            "brier": self.sum_sq / self.n_pairs if self.n_pairs else math.nan,
+            "log_loss": self.sum_ll / self.n_pairs if self.n_pairs else math.nan,
+            "ece": ece,
+            "ece_top1": ece_top1,
+            "reliability": table(self.bin_n, self.bin_p, self.bin_y),
+            "reliability_top1": table(self.top_n, self.top_p, self.top_y),
+        }
+
+
+@dataclass
+class ScoreStats:
+    """Additive sufficient statistics of a scored chunk (sum them across chunks)."""
+
+    n_scored: int = 0
+    n_rejected: int = 0
+    levels: dict[str, _LevelStats] = field(default_factory=lambda: {lvl: _LevelStats() for lvl in LEVELS})
+
+    def add(self, other: ScoreStats) -> ScoreStats:
+        self.n_scored += other.n_scored
+        self.n_rejected += other.n_rejected
+        for lvl in LEVELS:
+            self.levels[lvl].add(other.levels[lvl])
+        return self
+
+    def to_json(self) -> dict:
+        return {
+            "n_scored": self.n_scored,
+            "n_rejected": self.n_rejected,
+            "levels": {k: v.to_json() for k, v in self.levels.items()},
+        }
+
+    @classmethod
+    def from_json(cls, d: Mapping) -> ScoreStats:
+        return cls(
+            int(d["n_scored"]), int(d["n_rejected"]), {k: _LevelStats.from_json(v) for k, v in d["levels"].items()}
+        )
+
+
+@dataclass(frozen=True)
+class ScoreSummary:
+    """The outcome of scoring a log.
+
+    Attributes
+    ----------
+    n_scored, n_rejected : int
+    metrics : Mapping[str, dict]
+        Level (``location``, ``component``) -> metric name -> value (see the module docstring).
+    n_chunks, n_chunks_resumed : int
+        Chunks in the log, and chunks found already done and not redone.
+    engine : str
+    """
+
+    n_scored: int
+    n_rejected: int
+    metrics: Mapping[str, dict]
+    n_chunks: int = 0
+    n_chunks_resumed: int = 0
+    engine: str = ""
+
+    @classmethod
+    def from_stats(cls, stats: ScoreStats, **kw) -> ScoreSummary:
+        return cls(stats.n_scored, stats.n_rejected, {k: v.metrics() for k, v in stats.levels.items()}, **kw)
+
+    def to_dict(self) -> dict:
+        return {
+            "n_scored": self.n_scored,
+            "n_rejected": self.n_rejected,
+            "n_chunks": self.n_chunks,
+            "n_chunks_resumed": self.n_chunks_resumed,
+            "engine": self.engine,
+            "metrics": {k: dict(v) for k, v in self.metrics.items()},
+        }
+
+
+# --------------------------------------------------------------------------- one chunk
+def _evidence_arrays(network: Network, frame: IncidentFrame):
+    """Engine evidence arrays from the observations of a validated frame."""
+    n = len(frame)
+    pos = pd.Index(frame.incidents["id"]).get_indexer(frame.observations["incident_id"])
+    var = frame.observations["symptom"].map(network.symptom_variable).to_numpy()
+    value = frame.observations["value"].to_numpy()
+    hard: dict[str, np.ndarray] = {}
+    soft: dict[str, np.ndarray] = {}
+    fired = SYMPTOM_STATES.index("fired")
+    passed = SYMPTOM_STATES.index("passed")
+    df = pd.DataFrame(
+        {
+            "pos": pos,
+            "var": var,
+            "value": value,
+            "pf": frame.observations["p_fired"].to_numpy(),
+            "pp": frame.observations["p_passed"].to_numpy(),
+        }
+    )
+    for v, g in df.groupby("var", sort=False):
+        h = g[g["value"] != "soft"]
+        if len(h):
+            arr = np.full(n, -1, dtype=np.int64)
+            arr[h["pos"].to_numpy()] = np.where(h["value"].to_numpy() == "fired", fired, passed)
+            hard[v] = arr
+        s = g[g["value"] == "soft"]
+        if len(s):
+            lik = np.ones((n, len(SYMPTOM_STATES)))
+            lik[s["pos"].to_numpy(), fired] = s["pf"].to_numpy()
+            lik[s["pos"].to_numpy(), passed] = s["pp"].to_numpy()
+            soft[v] = lik
+    return hard, soft
+
+
+def _query(engine, targets, hard, soft, n) -> tuple[dict[str, np.ndarray], np.ndarray]:
+    """Batch query; cases whose evidence has probability 0 are isolated and marked bad."""
+    ok = np.ones(n, dtype=bool)
+    try:
+        return engine.query(targets, hard, soft, n_cases=n), ok
+    except EvidenceError:
+        if n == 1:
+            ok[0] = False
+            return {t: np.full((1, 1), np.nan) for t in targets}, ok
+    half = n // 2
+    parts = []
+    for sl in (slice(0, half), slice(half, n)):
+        h = {k: v[sl] for k, v in hard.items()}
+        s = {k: v[sl] for k, v in soft.items()}
+        parts.append(_query(engine, targets, h, s, sl.stop - sl.start))
+    out = {}
+    for t in targets:
+        a, b = parts[0][0][t], parts[1][0][t]
+        width = max(a.shape[1], b.shape[1])
+        pad = lambda x: x if x.shape[1] == width else np.full((x.shape[0], width), np.nan)  # noqa: E731, B023 (used at once)
+        out[t] = np.concatenate([pad(a), pad(b)])
+    return out, np.concatenate([parts[0][1], parts[1][1]])
+
+
+def _ranks(p: np.ndarray, true_idx: np.ndarray) -> np.ndarray:
+    """1 + number of candidates with a strictly higher probability than the true one."""
+    rows = np.arange(len(p))
+    pt = p[rows, true_idx]
+    return 1 + (p > pt[:, None]).sum(axis=1)
+
+
+def _calibration(stats: _LevelStats, p: np.ndarray, y: np.ndarray) -> None:
+    p = p.ravel()
+    y = y.ravel().astype(float)
+    stats.n_pairs += len(p)
+    stats.sum_sq += float(np.sum((p - y) ** 2))
+    pc = np.clip(p, _EPS, 1 - _EPS)
+    stats.sum_ll += float(-np.sum(y * np.log(pc) + (1 - y) * np.log1p(-pc)))
+    b = np.minimum((p * N_BINS).astype(np.int64), N_BINS - 1)
+    stats.bin_n += np.bincount(b, minlength=N_BINS)
+    stats.bin_p += np.bincount(b, weights=p, minlength=N_BINS)
+    stats.bin_y += np.bincount(b, weights=y, minlength=N_BINS)
+
+
+def score_frame(
+    network: Network, engine, frame: IncidentFrame, *, top_k: int = 5, source: str = ""
+) -> tuple[pd.DataFrame, ScoreStats, list[Reject]]:
+    """Diagnose every incident of a validated frame in one batch and score it.
+
+    Returns
+    -------
+    rows : DataFrame
+        One row per scored incident: ``incident_id``, ``n_observations``,
+        ``top_locations`` (JSON list of ``[component, fault_mode, p]``, top ``top_k``),
+        ``top_component``, ``p_top_component``, ``recommended_action``,
+        ``recommended_target``, ``expected_success``, ``true_component``,
+        ``true_fault_mode``, ``rank_location``, ``rank_component``,
+        ``p_true_location``, ``posterior`` (JSON object ``"component:mode" -> p``).
+    stats : ScoreStats
+    rejects : list of Reject
+        Incidents whose evidence has probability 0 under the model.
+    """
+    topo = network.topology
+    comps = topo.components
+    n = len(frame)
+    stats = ScoreStats()
+    if n == 0:
+        return pd.DataFrame(), stats, []
+    targets = [network.fault_variable[c.name] for c in comps]
+    hard, soft = _evidence_arrays(network, frame)
+    post, ok = _query(engine, targets, hard, soft, n)
+    rejects = []
+    if not ok.all():
+        for iid in frame.incidents["id"].to_numpy()[~ok]:
+            rejects.append(
+                Reject(
+                    source,
+                    frame.location.get(iid, f"incident {iid}"),
+                    iid,
+                    "observations",
+                    "",
+                    "the evidence has probability 0 under the model",
+                )
+            )
+        keep = frame.incidents["id"].to_numpy()[ok]
+        frame = frame.select(keep)
+        post = {t: v[ok] for t, v in post.items()}
+        n = len(frame)
+        stats.n_rejected = int((~ok).sum())
+        if n == 0:
+            return pd.DataFrame(), stats, rejects
+    # Location matrix (n, L) and its labels.
+    loc_labels, loc_comp, blocks = [], [], []
+    p_any = np.empty((n, len(comps)))
+    for j, c in enumerate(comps):
+        m = post[targets[j]]
+        m = m / m.sum(axis=1, keepdims=True)
+        states = network.variable(targets[j]).states
+        p_any[:, j] = 1.0 - m[:, states.index(FAULT_OK)]
+        for _s_i, s in enumerate(states):
+            if s != FAULT_OK:
+                loc_labels.append((c.name, s))
+                loc_comp.append(j)
+        blocks.append(np.delete(m, states.index(FAULT_OK), axis=1))
+    P = np.concatenate(blocks, axis=1)
+    labels = np.array([f"{c}:{m}" for c, m in loc_labels], dtype=object)
+    loc_index = {lab: i for i, lab in enumerate(labels)}
+    comp_index = {c.name: j for j, c in enumerate(comps)}
+
+    # Top-k and recommendation.
+    k = min(top_k, P.shape[1])
+    top = np.argsort(-P, axis=1, kind="stable")[:, :k]
+    top_json = [
+        json.dumps([[loc_labels[i][0], loc_labels[i][1], round(float(P[r, i]), 10)] for i in top[r]]) for r in range(n)
+    ]
+    actions = topo.actions
+    A = np.zeros((n, len(actions)))
+    for a_i, a in enumerate(actions):
+        for mode, p_s in a.success.items():
+            A[:, a_i] += p_s * P[:, loc_index[f"{a.component}:{mode}"]]
+    costs = np.array([a.cost for a in actions])
+    if len(actions):
+        order = _best_actions(A, costs)
+        rec_action = np.array([actions[i].name for i in order], dtype=object)
+        rec_target = np.array([actions[i].component for i in order], dtype=object)
+        rec_es = A[np.arange(n), order]
+    else:
+        rec_action = rec_target = np.full(n, None, dtype=object)
+        rec_es = np.full(n, np.nan)
+
+    # Truth.
+    inc = frame.incidents
+    cc = inc["cause_component"].to_numpy(dtype=object)
+    cm = inc["cause_fault_mode"].to_numpy(dtype=object)
+    has_loc = np.array([c is not None and m is not None for c, m in zip(cc, cm)])
+    has_comp = np.array([c is not None for c in cc])
+    rank_loc = np.full(n, np.nan)
+    rank_comp = np.full(n, np.nan)
+    p_true = np.full(n, np.nan)
+    if has_loc.any():
+        ti = np.array([loc_index[f"{c}:{m}"] for c, m in zip(cc[has_loc], cm[has_loc])])
+        r = _ranks(P[has_loc], ti)
+        rank_loc[has_loc] = r
+        p_true[has_loc] = P[has_loc][np.arange(len(ti)), ti]
+        lv = stats.levels["location"]
+        lv.n_ranked += len(r)
+        lv.hits += np.array([(r <= kk).sum() for kk in range(1, K_MAX + 1)])
+        lv.sum_rr += float(np.sum(1.0 / r))
+    if has_comp.any():
+        tj = np.array([comp_index[c] for c in cc[has_comp]])
+        r = _ranks(p_any[has_comp], tj)
+        rank_comp[has_comp] = r
+        lv = stats.levels["component"]
+        lv.n_ranked += len(r)
+        lv.hits += np.array([(r <= kk).sum() for kk in range(1, K_MAX + 1)])
+        lv.sum_rr += float(np.sum(1.0 / r))
+    # Calibration: the full fault list when known, else the root cause alone.
+    faults = inc["faults"].to_numpy(dtype=object)
+    Y = np.zeros_like(P, dtype=bool)
+    Yc = np.zeros_like(p_any, dtype=bool)
+    known = np.zeros(n, dtype=bool)
+    for r_i in range(n):
+        if faults[r_i] is not None:
+            known[r_i] = True
+            for c, m in parse_faults(faults[r_i]):
+                Y[r_i, loc_index[f"{c}:{m}"]] = True
+                Yc[r_i, comp_index[c]] = True
+        elif has_loc[r_i]:
+            known[r_i] = True
+            Y[r_i, loc_index[f"{cc[r_i]}:{cm[r_i]}"]] = True
+            Yc[r_i, comp_index[cc[r_i]]] = True
+    if known.any():
+        _calibration(stats.levels["location"], P[known], Y[known])
+        _calibration(stats.levels["component"], p_any[known], Yc[known])
+        for lvl, M, T in (("location", P, Y), ("component", p_any, Yc)):
+            best = np.argmax(M[known], axis=1)
+            rows_k = np.arange(int(known.sum()))
+            p_top = M[known][rows_k, best]
+            y_top = T[known][rows_k, best].astype(float)
+            b = np.minimum((p_top * N_BINS).astype(np.int64), N_BINS - 1)
+            lv = stats.levels[lvl]
+            lv.top_n += np.bincount(b, minlength=N_BINS)
+            lv.top_p += np.bincount(b, weights=p_top, minlength=N_BINS)
+            lv.top_y += np.bincount(b, weights=y_top, minlength=N_BINS)
+    stats.n_scored = n
+
+    n_obs = (
+        frame.observations.groupby("incident_id", sort=False).size().reindex(inc["id"]).fillna(0).astype(int).to_numpy()
+    )
+    best_c = np.argmax(p_any, axis=1)
+    rows = pd.DataFrame(
+        {
+            "incident_id": inc["id"].to_numpy(dtype=object),
+            "n_observations": n_obs,
+            "top_locations": top_json,
+            "top_component": np.array([comps[j].name for j in best_c], dtype=object),
+            "p_top_component": p_any[np.arange(n), best_c],
+            "recommended_action": rec_action,
+            "recommended_target": rec_target,
+            "expected_success": rec_es,
+            "true_component": cc,
+            "true_fault_mode": cm,
+            "rank_location": rank_loc,
+            "rank_component": rank_comp,
+            "p_true_location": p_true,
+            "posterior": [json.dumps(dict(zip(labels.tolist(), np.round(P[r], 12).tolist()))) for r in range(n)],
+        }
+    )
+    return rows, stats, rejects
+
+
+def _best_actions(A: np.ndarray, costs: np.ndarray) -> np.ndarray:
+    """Per row, the action with the highest expected success; ties to the lower cost, then declaration order."""
+    best = A.max(axis=1, keepdims=True)
+    tied = A >= best  # exact ties, as in recovery.choose_action
+    c = np.where(tied, costs[None, :], np.inf)
+    return np.argmin(c, axis=1)
+
+
+# --------------------------------------------------------------------------- whole logs
+@dataclass(frozen=True, slots=True)
+class _Chunk:
+    """One unit of work: a Parquet row group (or a slice of one), or the k-th run of records."""
+
+    index: int
+    file: str
+    row_group: int | None = None
+    offset: int = 0
+    length: int | None = None
+
+
+def _plan(path: Path, fmt: str, chunk_size: int) -> list[_Chunk] | None:
+    """Chunks of a Parquet log (row groups, split when larger than ``chunk_size``); None for streamed formats."""
+    if fmt != "parquet":
+        return None
+    import pyarrow.parquet as pq
+
+    from diagnosis.logs.formats import _parquet_files
+
+    chunks = []
+    for file in _parquet_files(path):
+        md = pq.ParquetFile(file).metadata
+        for rg in range(md.num_row_groups):
+            rows = md.row_group(rg).num_rows
+            for off in range(0, max(rows, 1), chunk_size):
+                chunks.append(_Chunk(len(chunks), str(file), rg, off, min(chunk_size, rows - off)))
+    return chunks
+
+
+def _read_chunk(chunk: _Chunk) -> tuple[IncidentFrame, list[Reject]]:
+    import pyarrow.parquet as pq
+
+    from diagnosis.logs.formats import _parquet_chunk
+
+    pf = pq.ParquetFile(chunk.file)
+    start_row = sum(pf.metadata.row_group(i).num_rows for i in range(chunk.row_group)) + chunk.offset
+    table = pf.read_row_group(chunk.row_group).slice(chunk.offset, chunk.length)
+    parts, start = [], start_row
+    for batch in table.to_batches():
+        parts.append((chunk.file, start, batch))
+        start += batch.num_rows
+    if not parts:
+        return IncidentFrame.empty(), []
+    return _parquet_chunk(parts)
+
+
+_ENGINE_CACHE: dict[str, tuple[Network, Any]] = {}
+
+
+def _network_and_engine(topology: Topology, engine: str):
+    """Build (and cache per process, for Dask workers) the network and engine of a topology."""
+    from diagnosis.inference import make_engine
+
+    key = hashlib.sha256(json.dumps([topology.to_dict(), engine], sort_keys=True).encode()).hexdigest()
+    if key not in _ENGINE_CACHE:
+        network = build_network(topology)
+        _ENGINE_CACHE.clear()
+        _ENGINE_CACHE[key] = (network, make_engine(network, engine))
+    return _ENGINE_CACHE[key]
+
+
+def _score_chunk(
+    topology: Topology, frame: IncidentFrame, rejects: list[Reject], *, engine: str, top_k: int, source: str
+):
+    network, eng = _network_and_engine(topology, engine)
+    good, bad = validate_frame(frame, topology, source=source)
+    rows, stats, more = score_frame(network, eng, good, top_k=top_k, source=source)
+    all_rejects = list(rejects) + bad + more
+    stats.n_rejected = len(all_rejects)
+    return rows, stats, all_rejects
+
+
+def _chunk_task(topology_doc: dict, chunk: _Chunk, engine: str, top_k: int):
+    """What a Dask worker runs: read one Parquet chunk and score it (pure function of its inputs)."""
+    topology = Topology.from_dict(topology_doc)
+    frame, rejects = _read_chunk(chunk)
+    rows, stats, rejects = _score_chunk(topology, frame, rejects, engine=engine, top_k=top_k, source=chunk.file)
+    return chunk.index, rows, stats.to_json(), [r.to_dict() for r in rejects]
+
+
+def _fingerprint(topology: Topology, path: Path, chunk_size: int, top_k: int, engine: str) -> str:
+    files = sorted(path.rglob("*")) if path.is_dir() else [path]
+    meta = [(str(f.resolve()), f.stat().st_size, f.stat().st_mtime_ns) for f in files if f.is_file()]
+    doc = {
+        "topology": topology.to_dict(),
+        "input": meta,
+        "chunk_size": chunk_size,
+        "top_k": top_k,
+        "engine": engine,
+        "version": 1,
+    }
+    return hashlib.sha256(json.dumps(doc, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def _atomic_write(path: Path, write) -> None:
+    atomic_write(path, write)
+
+
+def _write_part(parts: Path, index: int, rows: pd.DataFrame, stats_json: dict, rejects: list[dict]) -> None:
+    """Write one chunk's outputs; the stats file, written last, marks the chunk done."""
+    stem = parts / f"part-{index:06d}"
+    _atomic_write(stem.with_suffix(".parquet"), lambda tmp: rows.to_parquet(tmp, index=False))
+    _atomic_write(
+        Path(f"{stem}.rejects.jsonl"), lambda tmp: Path(tmp).write_text("".join(json.dumps(r) + "\n" for r in rejects))
+    )
+    _atomic_write(Path(f"{stem}.stats.json"), lambda tmp: Path(tmp).write_text(json.dumps(stats_json)))
+
+
+def _done(parts: Path) -> set[int]:
+    return {int(p.name[5:11]) for p in parts.glob("part-*.stats.json")}
+
+
+def _progress(total: int | None, enabled: bool):
+    if not enabled:
+        return None
+    from tqdm import tqdm
+
+    return tqdm(total=total, unit="chunk", file=sys.stderr, desc="scoring")
+
+
+def score_log(
+    topology: Topology,
+    incidents: str | os.PathLike,
+    out: str | os.PathLike,
+    *,
+    chunk_size: int = 10_000,
+    top_k: int = 5,
+    engine: str = "auto",
+    scheduler: Any = None,
+    progress: bool = False,
+) -> ScoreSummary:
+    """Score an incident log chunk by chunk; resumable; optionally on a Dask cluster.
+
+    Parameters
+    ----------
+    topology : Topology
+    incidents : path-like
+        The log (JSON Lines, Parquet file or folder, CSV folder).
+    out : path-like
+        The scored rows: ``.parquet``, ``.jsonl`` or ``.csv``. Beside it the run
+        writes ``OUT.summary.json`` (the metrics) and ``OUT.rejects.jsonl``
+        (every record set aside, with its reason).
+    chunk_size : int
+        Incidents per chunk (Parquet: at most this many per row group slice).
+    top_k : int
+        Locations kept per incident.
+    engine : str
+        Engine name for :func:`diagnosis.inference.make_engine`.
+    scheduler : str or distributed.Client, optional
+        A Dask scheduler address (or client): score Parquet chunks on the cluster.
+    progress : bool
+        Show a progress bar on stderr.
+
+    Returns
+    -------
+    ScoreSummary
+
+    Notes
+    -----
+    **Resuming.** Work happens in ``OUT.parts/``: one Parquet file of rows, one
+    rejects file and one stats file per chunk, each written to a temporary
+    name and renamed; the stats file is written last and marks the chunk
+    done. A run started again with the same arguments finds the done chunks,
+    does not redo them, and writes each chunk's rows exactly once. The folder
+    holds a fingerprint of the arguments (topology, input files' sizes and
+    modification times, chunk size, top-k, engine); a different fingerprint is
+    an error rather than a silent mix. When every chunk is done the parts are
+    merged into ``OUT`` (atomically), the summary is the sum of the chunks'
+    statistics in chunk order, and ``OUT.parts/`` is removed.
+    """
+    from diagnosis.logs.formats import _write_text, detect_format, iter_incident_frames
+
+    inp = Path(incidents)
+    out = Path(out)
+    if not inp.exists():
+        raise IncidentLogError(f"{inp}: file not found")
+    out_fmt = {".parquet": "parquet", ".jsonl": "jsonl", ".csv": "csv"}.get(out.suffix.lower())
+    if out_fmt is None:
+        raise IncidentLogError(f"{out}: the output must end in .parquet, .jsonl or .csv")
+    if not out.parent.is_dir():
+        raise IncidentLogError(f"{out}: folder {str(out.parent)!r} does not exist")
+    if not isinstance(chunk_size, int) or chunk_size < 1:
+        raise IncidentLogError(f"chunk_size must be an int >= 1. Got {chunk_size!r} instead.")
+    fmt = detect_format(inp)
+    plan = _plan(inp, fmt, chunk_size)
+    if scheduler is not None and plan is None:
+        raise IncidentLogError(
+            f"{inp}: a Dask run needs a Parquet log (file or folder of parts); convert it with `diagnosis convert`"
+        )
+    from diagnosis.inference import engine_label
+
+    network, eng = _network_and_engine(topology, engine)
+    engine_name = engine_label(eng)
+
+    parts = out.parent / f"{out.name}.parts"
+    parts.mkdir(exist_ok=True)
+    fp = _fingerprint(topology, inp, chunk_size, top_k, engine)
+    manifest = parts / "manifest.json"
+    if manifest.exists():
+        old = json.loads(manifest.read_text())
+        if old.get("fingerprint") != fp:
+            raise IncidentLogError(
+                f"{parts} holds a run with different arguments or input; delete it to start over, or choose another --out"
+            )
+    else:
+        _atomic_write(
+            manifest,
+            lambda tmp: Path(tmp).write_text(
+                json.dumps({"fingerprint": fp, "input": str(inp), "chunk_size": chunk_size})
+            ),
+        )
+    done = _done(parts)
+    n_resumed = len(done)
+    source = str(inp)
+
+    if plan is not None:
+        todo = [c for c in plan if c.index not in done]
+        bar = _progress(len(plan), progress)
+        if bar:
+            bar.update(len(plan) - len(todo))
+        if scheduler is not None:
+            from distributed import Client
+
+            client = scheduler if isinstance(scheduler, Client) else Client(scheduler)
+            try:
+                doc = topology.to_dict()
+                futures = client.map(
+                    _chunk_task, [doc] * len(todo), todo, [engine] * len(todo), [top_k] * len(todo), pure=False
+                )
+                from distributed import as_completed
+
+                for fut in as_completed(futures):
+                    index, rows, stats_json, rejects = fut.result()
+                    _write_part(parts, index, rows, stats_json, rejects)
+                    if bar:
+                        bar.update(1)
+            finally:
+                if not isinstance(scheduler, Client):
+                    client.close()
+        else:
+            for chunk in todo:
+                frame, rejects = _read_chunk(chunk)
+                rows, stats, rj = _score_chunk(topology, frame, rejects, engine=engine, top_k=top_k, source=chunk.file)
+                _write_part(parts, chunk.index, rows, stats.to_json(), [r.to_dict() for r in rj])
+                if bar:
+                    bar.update(1)
+        n_chunks = len(plan)
+    else:
+        first_todo = 0
+        while first_todo in done:
+            first_todo += 1
+        bar = _progress(None, progress)
+        if bar:
+            bar.update(first_todo)
+        index = first_todo
+        for frame, rejects in iter_incident_frames(inp, chunk_size=chunk_size, skip=first_todo * chunk_size):
+            if index not in done:
+                rows, stats, rj = _score_chunk(topology, frame, rejects, engine=engine, top_k=top_k, source=source)
+                _write_part(parts, index, rows, stats.to_json(), [r.to_dict() for r in rj])
+            index += 1
+            if bar:
+                bar.update(1)
+        n_chunks = index
+    if bar:
+        bar.close()
+
+    # Merge, in chunk order.
+    total = ScoreStats()
+    indexes = sorted(_done(parts))
+    for i in indexes:
+        total.add(ScoreStats.from_json(json.loads((parts / f"part-{i:06d}.stats.json").read_text())))
+    summary = ScoreSummary.from_stats(total, n_chunks=n_chunks, n_chunks_resumed=n_resumed, engine=engine_name)
+    files = [parts / f"part-{i:06d}.parquet" for i in indexes]
+    _merge(files, out, out_fmt)
+    rej_lines = (p.read_text() for p in (parts / f"part-{i:06d}.rejects.jsonl" for i in indexes))
+    _write_text(Path(f"{out}.rejects.jsonl"), rej_lines)
+    _write_text(Path(f"{out}.summary.json"), [json.dumps(summary.to_dict(), indent=2, allow_nan=True) + "\n"])
+    shutil.rmtree(parts)
+    return summary
+
+
+def _merge(files: list[Path], out: Path, fmt: str) -> None:
+    """Concatenate the part files into ``out`` one part at a time (memory stays flat)."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    def write(tmp):
+        if fmt == "parquet":
+            writer = None
+            for f in files:
+                t = pq.read_table(f)
+                if t.num_rows == 0:
+                    continue
+                if writer is None:
+                    writer = pq.ParquetWriter(tmp, t.schema)
+                writer.write_table(t.cast(writer.schema))
+            if writer is None:
+                pq.write_table(pa.table({"incident_id": pa.array([], pa.string())}), tmp)
+            else:
+                writer.close()
+        else:
+            with open(tmp, "w", encoding="utf-8") as fh:
+                header = True
+                for f in files:
+                    df = pd.read_parquet(f)
+                    if fmt == "csv":
+                        if len(df) or header:
+                            fh.write(df.to_csv(index=False, header=header))
+                            header = False if len(df.columns) else header
+                    else:
+                        fh.write(df.to_json(orient="records", lines=True))
+
+    _atomic_write(out, write)

@@ -1,0 +1,924 @@
+"""The topology spec: components, dependencies, fault modes, detectors and actions.
+
+A :class:`Topology` is an immutable, validated description of a platform. It is
+read from YAML (or a plain mapping) by :func:`load_topology` /
+:meth:`Topology.from_dict`; every mistake raises :class:`TopologyError` naming
+the file, the path inside it and the bad value. The format is documented in
+``docs/topology.md``; the defaults by kind live in ``diagnosis/data/defaults.yaml``.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import re
+import string
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field, replace
+from functools import cache
+from importlib import resources
+from pathlib import Path
+from types import MappingProxyType
+from typing import Any
+
+import yaml
+
+from diagnosis.exceptions import TopologyError, suggest
+
+__all__ = [
+    "COMPONENT_KINDS",
+    "DEPENDENCY_TYPES",
+    "IMPAIRED",
+    "Action",
+    "AlertRule",
+    "Component",
+    "Dependency",
+    "Detector",
+    "FaultMode",
+    "Topology",
+    "load_topology",
+]
+
+#: The trigger name a detector uses to watch a component's impairment.
+IMPAIRED = "impaired"
+#: Component kinds that have defaults; ``uses`` may only target the datastore kinds.
+COMPONENT_KINDS = ("service", "load_balancer", "database", "cache", "queue", "host")
+DATASTORE_KINDS = ("database", "cache", "queue")
+#: Dependency types: a synchronous call, a datastore use, placement on a host.
+DEPENDENCY_TYPES = ("call", "datastore", "host")
+CYCLE_POLICIES = ("reject", "break")
+_NAME_RE = re.compile(r"^[A-Za-z][A-Za-z0-9_.\-]*$")
+_IDENT_RE = re.compile(r"^[a-z][a-z0-9_]*$")
+
+
+def _frozen(mapping: Mapping) -> Mapping:
+    return MappingProxyType(dict(mapping))
+
+
+@dataclass(frozen=True, slots=True)
+class FaultMode:
+    """One way a component can fail.
+
+    Parameters
+    ----------
+    name : str
+        Identifier (``[a-z][a-z0-9_]*``), unique within the component.
+    prior : float
+        P(component is in this fault mode) per incident, in [0, 1].
+    impact : float
+        P(component impaired | this fault mode), in [0, 1].
+    """
+
+    name: str
+    prior: float
+    impact: float = 1.0
+
+    def __post_init__(self):
+        _check_probability(self.prior, f"fault mode {self.name!r} prior")
+        _check_probability(self.impact, f"fault mode {self.name!r} impact")
+
+
+@dataclass(frozen=True, slots=True)
+class Detector:
+    """A monitor or check on one component, and its reliability.
+
+    Parameters
+    ----------
+    name : str
+        Identifier, unique within the component. The symptom is named
+        ``"<component>.<name>"``.
+    component : str
+        The component it watches.
+    watches : str
+        The signal: ``latency``, ``error_rate``, ``cpu``, ``health_check``, ...
+    sensitivity : Mapping[str, float]
+        Trigger -> P(fired | that trigger active). A trigger is ``"impaired"``
+        (the component's impairment) or one of the component's fault modes.
+    false_alarm : float
+        P(fired | no trigger active).
+    cost : float
+        Cost of running the check (used to rank the next check).
+    """
+
+    name: str
+    component: str
+    watches: str
+    sensitivity: Mapping[str, float]
+    false_alarm: float
+    cost: float = 1.0
+
+    def __post_init__(self):
+        object.__setattr__(self, "sensitivity", _frozen(self.sensitivity))
+        for trigger, p in self.sensitivity.items():
+            _check_probability(p, f"detector {self.symptom!r} sensitivity to {trigger!r}")
+        _check_probability(self.false_alarm, f"detector {self.symptom!r} false_alarm")
+        if not self.sensitivity:
+            raise TopologyError(f"detector {self.symptom!r} is raised by nothing")
+
+    @property
+    def symptom(self) -> str:
+        """The symptom name evidence uses: ``"<component>.<detector>"``."""
+        return f"{self.component}.{self.name}"
+
+
+@dataclass(frozen=True, slots=True)
+class Action:
+    """A recovery action on one component.
+
+    Parameters
+    ----------
+    name : str
+        Identifier, unique within the component.
+    component : str
+        The target.
+    success : Mapping[str, float]
+        Fault mode -> P(the action removes the fault | the target is in that mode).
+        Modes not listed have success 0.
+    cost : float
+        Cost of trying the action (time, risk), in the topology's unit.
+    """
+
+    name: str
+    component: str
+    success: Mapping[str, float]
+    cost: float = 1.0
+
+    def __post_init__(self):
+        object.__setattr__(self, "success", _frozen(self.success))
+        for mode, p in self.success.items():
+            _check_probability(p, f"action {self.name!r} on {self.component!r} success for {mode!r}")
+        if not (isinstance(self.cost, (int, float)) and math.isfinite(self.cost) and self.cost >= 0):
+            raise TopologyError(f"action {self.name!r} cost must be a number >= 0. Got {self.cost!r} instead.")
+
+
+@dataclass(frozen=True, slots=True)
+class Dependency:
+    """``source`` depends on ``target``: impairment flows from target to source.
+
+    Parameters
+    ----------
+    source, target : str
+        Component names.
+    type : {"call", "datastore", "host"}
+        A synchronous call, a datastore use, or placement on a host.
+    strength : float
+        P(source impaired | target impaired), the noisy-OR link probability.
+    """
+
+    source: str
+    target: str
+    type: str
+    strength: float
+
+    def __post_init__(self):
+        _check_probability(self.strength, f"dependency {self.source!r} -> {self.target!r} strength")
+
+
+@dataclass(frozen=True, slots=True)
+class AlertRule:
+    """Maps Prometheus Alertmanager alerts to a symptom.
+
+    An alert matches when every ``match`` label equals its value and every
+    ``match_re`` label fully matches its regular expression. The symptom is
+    ``symptom`` with ``{label}`` placeholders filled from the alert's labels
+    (``"{service}.latency"``).
+    """
+
+    symptom: str
+    match: Mapping[str, str]
+    match_re: Mapping[str, str] = field(default_factory=dict)
+
+    def __post_init__(self):
+        object.__setattr__(self, "match", _frozen(self.match))
+        object.__setattr__(self, "match_re", _frozen(self.match_re))
+
+    def symptom_for(self, labels: Mapping[str, str]) -> str | None:
+        """The symptom this alert maps to, or None when the rule does not match."""
+        for k, v in self.match.items():
+            if labels.get(k) != v:
+                return None
+        for k, pattern in self.match_re.items():
+            if k not in labels or re.fullmatch(pattern, str(labels[k])) is None:
+                return None
+        try:
+            return self.symptom.format_map(dict(labels))
+        except (KeyError, ValueError, IndexError):
+            return None
+
+
+@dataclass(frozen=True, slots=True)
+class Component:
+    """A component of the platform with its fault modes, detectors and actions."""
+
+    name: str
+    kind: str
+    host: str | None = None
+    fault_modes: tuple[FaultMode, ...] = ()
+    detectors: tuple[Detector, ...] = ()
+    actions: tuple[Action, ...] = ()
+
+    def __post_init__(self):
+        total = math.fsum(m.prior for m in self.fault_modes)
+        if total > 1.0 + 1e-12:
+            raise TopologyError(
+                f"the fault-mode priors of component {self.name!r} sum to {total!r}; they must sum to at most 1"
+            )
+
+    @property
+    def p_ok(self) -> float:
+        """Prior probability that the component has none of its fault modes."""
+        return max(0.0, 1.0 - math.fsum(m.prior for m in self.fault_modes))
+
+    def fault_mode(self, name: str) -> FaultMode:
+        """Return the fault mode called ``name``."""
+        for m in self.fault_modes:
+            if m.name == name:
+                return m
+        raise KeyError(name)
+
+
+@dataclass(frozen=True, slots=True)
+class Topology:
+    """A validated platform description.
+
+    Use :func:`load_topology` or :meth:`from_dict` to make one.
+
+    Attributes
+    ----------
+    name : str
+        The platform's name.
+    components : tuple of Component
+        In declaration order.
+    dependencies : tuple of Dependency
+        The dependency edges the model uses (cycle-breaking already applied).
+    dropped_dependencies : tuple of Dependency
+        Edges removed to break call cycles (``cycles: break``); empty otherwise.
+    alert_rules : tuple of AlertRule
+        How Alertmanager alerts map to symptoms (first matching rule wins).
+    leak : float
+        P(impaired | no modelled cause), the noisy-OR leak.
+    source : str or None
+        The file it was read from.
+    """
+
+    name: str
+    components: tuple[Component, ...]
+    dependencies: tuple[Dependency, ...]
+    leak: float = 0.001
+    dropped_dependencies: tuple[Dependency, ...] = ()
+    source: str | None = None
+    alert_rules: tuple[AlertRule, ...] = ()
+    _index: Mapping[str, Component] = field(default=None, repr=False, compare=False)  # type: ignore[assignment]
+
+    def __post_init__(self):
+        object.__setattr__(self, "_index", _frozen({c.name: c for c in self.components}))
+        _check_probability(self.leak, "leak")
+
+    def component(self, name: str) -> Component:
+        """Return the component called ``name``, or raise TopologyError with suggestions."""
+        try:
+            return self._index[name]
+        except KeyError:
+            raise TopologyError(f"unknown component {name!r}{suggest(name, self._index)}", source=self.source) from None
+
+    @property
+    def component_names(self) -> tuple[str, ...]:
+        return tuple(c.name for c in self.components)
+
+    @property
+    def detectors(self) -> tuple[Detector, ...]:
+        """Every detector, in component order."""
+        return tuple(d for c in self.components for d in c.detectors)
+
+    @property
+    def symptoms(self) -> tuple[str, ...]:
+        """Every symptom name (``component.detector``), as evidence takes them."""
+        return tuple(d.symptom for d in self.detectors)
+
+    @property
+    def actions(self) -> tuple[Action, ...]:
+        """Every recovery action, in component order."""
+        return tuple(a for c in self.components for a in c.actions)
+
+    def dependencies_of(self, name: str) -> tuple[Dependency, ...]:
+        """The edges whose source is ``name`` (what it depends on), in order."""
+        return tuple(d for d in self.dependencies if d.source == name)
+
+    def dependency_order(self) -> list[str]:
+        """Component names with every dependency before its dependents.
+
+        Ties keep declaration order (a lexicographic topological sort by
+        position), so the order is the same on every run.
+        """
+        import networkx as nx
+
+        g = nx.DiGraph()
+        g.add_nodes_from(self.component_names)
+        g.add_edges_from((d.target, d.source) for d in self.dependencies)
+        index = {n: i for i, n in enumerate(self.component_names)}
+        return list(nx.lexicographical_topological_sort(g, key=index.__getitem__))
+
+    @classmethod
+    def from_dict(cls, data: Any, *, source: str | None = None) -> Topology:
+        """Validate a parsed topology mapping and build a Topology.
+
+        Parameters
+        ----------
+        data : mapping
+            The parsed YAML document (see ``docs/topology.md``).
+        source : str, optional
+            File name used in error messages.
+
+        Raises
+        ------
+        TopologyError
+            On any invalid field, naming ``source`` and the path inside it.
+        """
+        return _Parser(source).parse(data)
+
+    def with_scaled_priors(self, factor: float) -> Topology:
+        """A copy with every fault-mode prior multiplied by ``factor``.
+
+        For sensitivity analysis ("what if our priors are off by 10x?") and for
+        building mis-specified models in calibration tests.
+
+        Raises
+        ------
+        TopologyError
+            If a prior leaves [0, 1] or a component's priors sum past 1.
+
+        Examples
+        --------
+        >>> from diagnosis import bundled_topology, load_topology
+        >>> topo = load_topology(bundled_topology("webshop"))
+        >>> topo.with_scaled_priors(10).component("db").fault_mode("down").prior
+        0.03
+        """
+        if isinstance(factor, bool) or not isinstance(factor, (int, float)) or not math.isfinite(factor) or factor < 0:
+            raise TopologyError(f"the prior scale factor must be a number >= 0. Got {factor!r} instead.")
+        components = tuple(
+            replace(c, fault_modes=tuple(replace(m, prior=m.prior * factor) for m in c.fault_modes))
+            for c in self.components
+        )
+        return replace(self, components=components)
+
+    def to_dict(self) -> dict:
+        """A plain mapping that :meth:`from_dict` reads back to an equal topology."""
+        comps = []
+        for c in self.components:
+            deps = self.dependencies_of(c.name) + tuple(d for d in self.dropped_dependencies if d.source == c.name)
+            entry: dict[str, Any] = {"name": c.name, "kind": c.kind}
+            if c.host:
+                entry["host"] = c.host
+            for key, typ in (("calls", "call"), ("uses", "datastore")):
+                edges = [{"to": d.target, "strength": d.strength} for d in deps if d.type == typ]
+                if edges:
+                    entry[key] = edges
+            host_edge = [d for d in deps if d.type == "host"]
+            if host_edge:
+                entry["host_strength"] = host_edge[0].strength
+            entry["fault_modes"] = {m.name: {"prior": m.prior, "impact": m.impact} for m in c.fault_modes}
+            entry["detectors"] = {
+                d.name: {
+                    "watches": d.watches,
+                    "raised_by": dict(d.sensitivity),
+                    "false_alarm": d.false_alarm,
+                    "cost": d.cost,
+                }
+                for d in c.detectors
+            }
+            entry["actions"] = {a.name: {"success": dict(a.success), "cost": a.cost} for a in c.actions}
+            entry["replace_defaults"] = True
+            comps.append(entry)
+        out = {"name": self.name, "leak": self.leak, "components": comps}
+        if self.dropped_dependencies:
+            out["cycles"] = "break"
+        if self.alert_rules:
+            out["alerts"] = [
+                {"symptom": r.symptom, "match": dict(r.match), **({"match_re": dict(r.match_re)} if r.match_re else {})}
+                for r in self.alert_rules
+            ]
+        return out
+
+
+def load_topology(path: str | Path) -> Topology:
+    """Read and validate a topology YAML file.
+
+    Parameters
+    ----------
+    path : str or path-like
+        The YAML file.
+
+    Returns
+    -------
+    Topology
+
+    Raises
+    ------
+    TopologyError
+        If the file is missing, is not YAML, or is invalid; the message names
+        the file, the path inside it and the bad value.
+
+    Examples
+    --------
+    >>> from diagnosis import load_topology, bundled_topology
+    >>> topo = load_topology(bundled_topology("webshop"))
+    >>> topo.component_names
+    ('frontend', 'backend', 'db', 'db-host')
+    """
+    path = Path(path)
+    source = str(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise TopologyError("file not found", source=source) from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise TopologyError(f"cannot read file: {exc}", source=source) from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise TopologyError(f"not valid YAML: {exc}", source=source) from None
+    _check_duplicate_keys(text, source)
+    return Topology.from_dict(data, source=source)
+
+
+def _check_duplicate_keys(text: str, source: str) -> None:
+    """Reject duplicate mapping keys, which ``yaml.safe_load`` silently overwrites.
+
+    Walks the composed node tree (no object construction), so it is as safe as
+    ``safe_load``.
+    """
+    root = yaml.compose(text, Loader=yaml.SafeLoader)
+    stack = [(root, "")]
+    while stack:
+        node, path = stack.pop()
+        if isinstance(node, yaml.MappingNode):
+            seen: dict[str, int] = {}
+            for key, value in node.value:
+                k = key.value if isinstance(key, yaml.ScalarNode) else str(key)
+                line = key.start_mark.line + 1
+                if k in seen:
+                    raise TopologyError(
+                        f"duplicate key {k!r} (line {line}; first at line {seen[k]})", source=source, path=path or None
+                    )
+                seen[k] = line
+                stack.append((value, f"{path}.{k}" if path else k))
+        elif isinstance(node, yaml.SequenceNode):
+            stack.extend((v, f"{path}[{i}]") for i, v in enumerate(node.value))
+
+
+@cache
+def _defaults() -> dict:
+    text = resources.files("diagnosis").joinpath("data/defaults.yaml").read_text(encoding="utf-8")
+    return yaml.safe_load(text)
+
+
+def _check_probability(p: Any, what: str) -> None:
+    if isinstance(p, bool) or not isinstance(p, (int, float)) or not (0.0 <= float(p) <= 1.0) or math.isnan(p):
+        raise TopologyError(f"{what} must be a probability in [0, 1]. Got {p!r} instead.")
+
+
+class _Parser:
+    """Turns a parsed YAML document into a Topology, tracking paths for errors."""
+
+    def __init__(self, source: str | None):
+        self.source = source
+
+    def fail(self, path: str, message: str) -> TopologyError:
+        return TopologyError(message, source=self.source, path=path)
+
+    # --- small typed getters -------------------------------------------------
+    def mapping(self, value: Any, path: str) -> Mapping:
+        if not isinstance(value, Mapping):
+            raise self.fail(path, f"expected a mapping. Got {value!r} instead.")
+        return value
+
+    def prob(self, value: Any, path: str) -> float:
+        if (
+            isinstance(value, bool)
+            or not isinstance(value, (int, float))
+            or math.isnan(value)
+            or not 0.0 <= value <= 1.0
+        ):
+            raise self.fail(path, f"must be a probability in [0, 1]. Got {value!r} instead.")
+        return float(value)
+
+    def cost(self, value: Any, path: str) -> float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:
+            raise self.fail(path, f"must be a number >= 0. Got {value!r} instead.")
+        return float(value)
+
+    def ident(self, value: Any, path: str, what: str) -> str:
+        if not isinstance(value, str) or not _IDENT_RE.match(value):
+            raise self.fail(path, f"{what} must match [a-z][a-z0-9_]*. Got {value!r} instead.")
+        return value
+
+    def check_keys(self, spec: Mapping, allowed: Iterable[str], path: str) -> None:
+        allowed = tuple(allowed)
+        for key in spec:
+            if key not in allowed:
+                raise self.fail(
+                    f"{path}.{key}" if path else str(key),
+                    f"unknown field {key!r}{suggest(str(key), allowed)}; allowed: {sorted(allowed)}",
+                )
+
+    # --- the document ----------------------------------------------------------
+    def parse(self, data: Any) -> Topology:
+        doc = self.mapping(data, "(top level)") if data is not None else None
+        if doc is None:
+            raise self.fail("(top level)", "the file is empty; expected a mapping with 'name' and 'components'")
+        self.check_keys(
+            doc, ("name", "description", "source", "leak", "cycles", "defaults", "components", "alerts"), ""
+        )
+        name = doc.get("name")
+        if not isinstance(name, str) or not name:
+            raise self.fail("name", f"must be a non-empty string. Got {name!r} instead.")
+        defaults = copy.deepcopy(_defaults())
+        self.merge_defaults(defaults, doc.get("defaults"), "defaults")
+        leak = self.prob(doc["leak"], "leak") if "leak" in doc else float(defaults["leak"])
+        cycles = doc.get("cycles", "reject")
+        if cycles not in CYCLE_POLICIES:
+            raise self.fail("cycles", f"must be one of {list(CYCLE_POLICIES)}. Got {cycles!r} instead.")
+        raw = doc.get("components")
+        if not isinstance(raw, list) or not raw:
+            raise self.fail("components", f"must be a non-empty list of components. Got {raw!r} instead.")
+
+        names: dict[str, int] = {}
+        for i, spec in enumerate(raw):
+            path = f"components[{i}]"
+            spec = self.mapping(spec, path)
+            cname = spec.get("name")
+            if not isinstance(cname, str) or not _NAME_RE.match(cname):
+                raise self.fail(
+                    f"{path}.name", f"must be a name matching [A-Za-z][A-Za-z0-9_.-]*. Got {cname!r} instead."
+                )
+            if cname in names:
+                raise self.fail(f"{path}.name", f"duplicate component {cname!r} (first at components[{names[cname]}])")
+            names[cname] = i
+        kinds = {}
+        for i, spec in enumerate(raw):
+            kind = spec.get("kind", "service")
+            if kind not in COMPONENT_KINDS:
+                raise self.fail(
+                    f"components[{i}].kind",
+                    f"unknown kind {kind!r} for component {spec['name']!r}{suggest(str(kind), COMPONENT_KINDS)}; "
+                    f"allowed: {list(COMPONENT_KINDS)}",
+                )
+            kinds[spec["name"]] = kind
+
+        components, edges = [], []
+        for i, spec in enumerate(raw):
+            comp, comp_edges = self.component(spec, f"components[{i}]", kinds, defaults)
+            components.append(comp)
+            edges.extend(comp_edges)
+        kept, dropped = self.resolve_cycles(components, edges, cycles, {n: i for i, n in enumerate(names)})
+        symptoms = {d.symptom for c in components for d in c.detectors}
+        rules = self.alert_rules(doc.get("alerts"), symptoms)
+        return Topology(
+            name=name,
+            components=tuple(components),
+            dependencies=tuple(kept),
+            leak=leak,
+            dropped_dependencies=tuple(dropped),
+            source=self.source,
+            alert_rules=rules,
+        )
+
+    def alert_rules(self, raw: Any, symptoms: set[str]) -> tuple[AlertRule, ...]:
+        if raw is None:
+            return ()
+        if not isinstance(raw, list):
+            raise self.fail("alerts", f"must be a list of rules. Got {raw!r} instead.")
+        rules = []
+        for i, spec in enumerate(raw):
+            path = f"alerts[{i}]"
+            spec = self.mapping(spec, path)
+            self.check_keys(spec, ("symptom", "match", "match_re"), path)
+            symptom = spec.get("symptom")
+            if not isinstance(symptom, str) or not symptom:
+                raise self.fail(
+                    f"{path}.symptom",
+                    f"must be a symptom name or a template like '{{service}}.latency'. Got {symptom!r} instead.",
+                )
+            try:
+                fields = [f for _, f, _, _ in string.Formatter().parse(symptom) if f is not None]
+            except ValueError as exc:
+                raise self.fail(f"{path}.symptom", f"bad template {symptom!r}: {exc}") from None
+            if not fields and symptom not in symptoms:
+                raise self.fail(f"{path}.symptom", f"unknown symptom {symptom!r}{suggest(symptom, symptoms)}")
+            match = self.mapping(spec.get("match", {}), f"{path}.match")
+            match_re = self.mapping(spec.get("match_re", {}), f"{path}.match_re")
+            if not match and not match_re:
+                raise self.fail(path, "a rule needs 'match' or 'match_re' labels")
+            for k, v in {**match, **match_re}.items():
+                if not isinstance(v, str):
+                    raise self.fail(f"{path}.match.{k}", f"label values must be strings. Got {v!r} instead.")
+            for k, v in match_re.items():
+                try:
+                    re.compile(v)
+                except re.error as exc:
+                    raise self.fail(f"{path}.match_re.{k}", f"bad regular expression {v!r}: {exc}") from None
+            for f in fields:
+                if not f.isidentifier():
+                    raise self.fail(
+                        f"{path}.symptom", f"template fields must be label names. Got {{{f}}} in {symptom!r}"
+                    )
+            rules.append(AlertRule(symptom, match, match_re))
+        return tuple(rules)
+
+    def merge_defaults(self, defaults: dict, override: Any, path: str) -> None:
+        if override is None:
+            return
+        override = self.mapping(override, path)
+        self.check_keys(override, ("leak", "edge_strength", "kinds"), path)
+        if "leak" in override:
+            defaults["leak"] = self.prob(override["leak"], f"{path}.leak")
+        for typ, value in self.mapping(override.get("edge_strength", {}), f"{path}.edge_strength").items():
+            if typ not in DEPENDENCY_TYPES:
+                raise self.fail(
+                    f"{path}.edge_strength.{typ}",
+                    f"unknown dependency type {typ!r}{suggest(str(typ), DEPENDENCY_TYPES)}; allowed: {list(DEPENDENCY_TYPES)}",
+                )
+            defaults["edge_strength"][typ] = self.prob(value, f"{path}.edge_strength.{typ}")
+        for kind, spec in self.mapping(override.get("kinds", {}), f"{path}.kinds").items():
+            kpath = f"{path}.kinds.{kind}"
+            if kind not in COMPONENT_KINDS:
+                raise self.fail(
+                    kpath,
+                    f"unknown kind {kind!r}{suggest(str(kind), COMPONENT_KINDS)}; allowed: {list(COMPONENT_KINDS)}",
+                )
+            spec = self.mapping(spec, kpath)
+            self.check_keys(spec, ("fault_modes", "detectors", "actions"), kpath)
+            for section in ("fault_modes", "detectors", "actions"):
+                if section in spec:
+                    merged = self.merge_section(defaults["kinds"][kind][section], spec[section], f"{kpath}.{section}")
+                    defaults["kinds"][kind][section] = merged
+
+    def merge_section(self, base: Mapping, override: Any, path: str, *, replace: bool = False) -> dict:
+        """Merge ``override`` (name -> spec or null) into ``base`` (name -> spec).
+
+        A mapping overrides the named fields of a default of the same name; a
+        bare number is shorthand for ``{prior: number}`` (fault modes); null
+        removes the default.
+        """
+        result = {} if replace else copy.deepcopy(dict(base))
+        if override is None:
+            return result
+        override = self.mapping(override, path)
+        for key, value in override.items():
+            if value is None:
+                if key not in result:
+                    raise self.fail(
+                        f"{path}.{key}",
+                        f"cannot remove {key!r}: no such default{suggest(str(key), result)}; defaults: {sorted(result)}",
+                    )
+                del result[key]
+            elif isinstance(value, Mapping) and isinstance(result.get(key), Mapping):
+                result[key] = {**result[key], **value}
+            elif (
+                isinstance(value, (int, float)) and not isinstance(value, bool) and isinstance(result.get(key), Mapping)
+            ):
+                result[key] = {**result[key], "prior": value}
+            else:
+                result[key] = value
+        return result
+
+    def component(self, spec: Mapping, path: str, kinds: Mapping[str, str], defaults: Mapping):
+        self.check_keys(
+            spec,
+            (
+                "name",
+                "kind",
+                "host",
+                "host_strength",
+                "calls",
+                "uses",
+                "fault_modes",
+                "detectors",
+                "actions",
+                "replace_defaults",
+                "description",
+            ),
+            path,
+        )
+        name = spec["name"]
+        kind = kinds[name]
+        kind_defaults = defaults["kinds"][kind]
+        replace = spec.get("replace_defaults", False)
+        if not isinstance(replace, bool):
+            raise self.fail(f"{path}.replace_defaults", f"must be true or false. Got {replace!r} instead.")
+
+        # fault modes
+        raw_modes = self.merge_section(
+            kind_defaults["fault_modes"], spec.get("fault_modes"), f"{path}.fault_modes", replace=replace
+        )
+        modes = []
+        for mname, mspec in raw_modes.items():
+            mpath = f"{path}.fault_modes.{mname}"
+            mname = self.ident(mname, mpath, "a fault mode name")
+            if mname in ("ok", IMPAIRED):
+                raise self.fail(mpath, f"{mname!r} is reserved and cannot be a fault mode name")
+            if isinstance(mspec, (int, float)) and not isinstance(mspec, bool):
+                mspec = {"prior": mspec}
+            mspec = self.mapping(mspec, mpath)
+            self.check_keys(mspec, ("prior", "impact"), mpath)
+            if "prior" not in mspec:
+                raise self.fail(f"{mpath}.prior", "is required")
+            modes.append(
+                FaultMode(
+                    mname,
+                    self.prob(mspec["prior"], f"{mpath}.prior"),
+                    self.prob(mspec.get("impact", 1.0), f"{mpath}.impact"),
+                )
+            )
+        total = math.fsum(m.prior for m in modes)
+        if total > 1.0 + 1e-12:
+            raise self.fail(
+                f"{path}.fault_modes", f"priors of component {name!r} sum to {total!r}; they must sum to at most 1"
+            )
+        mode_names = [m.name for m in modes]
+
+        # detectors
+        raw_dets = self.merge_section(
+            kind_defaults["detectors"], spec.get("detectors"), f"{path}.detectors", replace=replace
+        )
+        detectors = []
+        triggers_allowed = [IMPAIRED, *mode_names]
+        user_dets = spec.get("detectors") if isinstance(spec.get("detectors"), Mapping) else {}
+        for dname, dspec in raw_dets.items():
+            dpath = f"{path}.detectors.{dname}"
+            dname = self.ident(dname, dpath, "a detector name")
+            dspec = self.mapping(dspec, dpath)
+            self.check_keys(dspec, ("watches", "raised_by", "sensitivity", "false_alarm", "cost"), dpath)
+            raised = dspec.get("raised_by")
+            if isinstance(raised, str):
+                raised = [raised]
+            if not replace and "raised_by" not in (user_dets.get(dname) or {}) and isinstance(raised, Mapping):
+                # A default detector: keep only the triggers this component has (its
+                # fault modes may have been removed or replaced); drop it if none is left.
+                raised = {t: p for t, p in raised.items() if t in triggers_allowed}
+                if not raised:
+                    continue
+            if isinstance(raised, list):
+                if "sensitivity" not in dspec:
+                    raise self.fail(f"{dpath}.sensitivity", "is required when raised_by is a list")
+                sens = self.prob(dspec["sensitivity"], f"{dpath}.sensitivity")
+                raised = {t: sens for t in raised}
+            elif isinstance(raised, Mapping):
+                if "sensitivity" in dspec:
+                    raise self.fail(
+                        f"{dpath}.sensitivity", "give sensitivities inside raised_by when it is a mapping, not both"
+                    )
+            else:
+                raise self.fail(
+                    f"{dpath}.raised_by",
+                    f"must be a list of triggers or a mapping trigger -> sensitivity. Got {raised!r} instead.",
+                )
+            sensitivity = {}
+            for trig, p in raised.items():
+                if trig not in triggers_allowed:
+                    raise self.fail(
+                        f"{dpath}.raised_by.{trig}",
+                        f"unknown trigger {trig!r} for component {name!r}{suggest(str(trig), triggers_allowed)}; "
+                        f"allowed: {triggers_allowed}",
+                    )
+                sensitivity[trig] = self.prob(p, f"{dpath}.raised_by.{trig}")
+            if not sensitivity:
+                raise self.fail(f"{dpath}.raised_by", "must name at least one trigger")
+            if "false_alarm" not in dspec:
+                raise self.fail(f"{dpath}.false_alarm", "is required")
+            watches = dspec.get("watches", dname)
+            if not isinstance(watches, str):
+                raise self.fail(f"{dpath}.watches", f"must be a string. Got {watches!r} instead.")
+            detectors.append(
+                Detector(
+                    name=dname,
+                    component=name,
+                    watches=watches,
+                    sensitivity=sensitivity,
+                    false_alarm=self.prob(dspec["false_alarm"], f"{dpath}.false_alarm"),
+                    cost=self.cost(dspec.get("cost", 1.0), f"{dpath}.cost"),
+                )
+            )
+
+        # actions
+        raw_actions = self.merge_section(
+            kind_defaults["actions"], spec.get("actions"), f"{path}.actions", replace=replace
+        )
+        actions = []
+        user_actions = spec.get("actions") if isinstance(spec.get("actions"), Mapping) else {}
+        for aname, aspec in raw_actions.items():
+            apath = f"{path}.actions.{aname}"
+            aname = self.ident(aname, apath, "an action name")
+            aspec = self.mapping(aspec, apath)
+            self.check_keys(aspec, ("success", "cost"), apath)
+            success = {}
+            from_default = not replace and "success" not in (user_actions.get(aname) or {})
+            raw_success = self.mapping(aspec.get("success", {}), f"{apath}.success")
+            if from_default:
+                # A default action: keep the modes this component has; drop it if none is left.
+                raw_success = {m: p for m, p in raw_success.items() if m in mode_names}
+                if not raw_success:
+                    continue
+            for mode, p in raw_success.items():
+                if mode not in mode_names:
+                    raise self.fail(
+                        f"{apath}.success.{mode}",
+                        f"unknown fault mode {mode!r} for component {name!r}{suggest(str(mode), mode_names)}; allowed: {mode_names}",
+                    )
+                success[mode] = self.prob(p, f"{apath}.success.{mode}")
+            actions.append(Action(aname, name, success, self.cost(aspec.get("cost", 1.0), f"{apath}.cost")))
+
+        # dependencies
+        edges: list[tuple[Dependency, str]] = []
+        seen_targets: dict[str, str] = {}
+        for key, typ in (("calls", "call"), ("uses", "datastore")):
+            items = spec.get(key, [])
+            if not isinstance(items, list):
+                raise self.fail(f"{path}.{key}", f"must be a list. Got {items!r} instead.")
+            for j, item in enumerate(items):
+                epath = f"{path}.{key}[{j}]"
+                if isinstance(item, str):
+                    target, strength = item, defaults["edge_strength"][typ]
+                else:
+                    item = self.mapping(item, epath)
+                    self.check_keys(item, ("to", "strength"), epath)
+                    target = item.get("to")
+                    strength = self.prob(item.get("strength", defaults["edge_strength"][typ]), f"{epath}.strength")
+                edges.append((self.edge(name, target, typ, strength, epath, kinds, seen_targets), epath))
+        host = spec.get("host")
+        if host is not None:
+            hs = self.prob(spec.get("host_strength", defaults["edge_strength"]["host"]), f"{path}.host_strength")
+            edges.append((self.edge(name, host, "host", hs, f"{path}.host", kinds, seen_targets), f"{path}.host"))
+        elif "host_strength" in spec:
+            raise self.fail(f"{path}.host_strength", "given without a host")
+        comp = Component(name, kind, host, tuple(modes), tuple(detectors), tuple(actions))
+        return comp, edges
+
+    def edge(self, source, target, typ, strength, path, kinds, seen_targets) -> Dependency:
+        if not isinstance(target, str) or target not in kinds:
+            raise self.fail(path, f"unknown component {target!r}{suggest(str(target), kinds)}")
+        if target == source:
+            raise self.fail(path, f"component {source!r} cannot depend on itself")
+        if target in seen_targets:
+            raise self.fail(path, f"duplicate dependency {source!r} -> {target!r} (already at {seen_targets[target]})")
+        seen_targets[target] = path
+        tkind = kinds[target]
+        if typ == "host" and tkind != "host":
+            raise self.fail(path, f"host {target!r} has kind {tkind!r}; a host must have kind 'host'")
+        if typ == "datastore" and tkind not in DATASTORE_KINDS:
+            raise self.fail(
+                path, f"'uses' target {target!r} has kind {tkind!r}; allowed kinds: {list(DATASTORE_KINDS)}"
+            )
+        if typ == "call" and tkind in DATASTORE_KINDS:
+            raise self.fail(path, f"call target {target!r} is a {tkind}; list datastores under 'uses'")
+        if typ == "call" and tkind == "host":
+            raise self.fail(path, f"call target {target!r} is a host; give it as 'host'")
+        return Dependency(source, target, typ, strength)
+
+    def resolve_cycles(self, components, edges, policy, order):
+        """Reject dependency cycles, or break them deterministically.
+
+        Breaking: a depth-first search visits components in declaration order
+        and follows each component's edges in declaration order; an edge that
+        reaches a component still on the search stack closes a cycle and is
+        dropped. Every other edge is kept.
+        """
+        out: dict[str, list[tuple[Dependency, str]]] = {c.name: [] for c in components}
+        for dep, path in edges:
+            out[dep.source].append((dep, path))
+        state: dict[str, int] = {}  # 1 = on stack, 2 = done
+        kept_ids, dropped = set(), []
+        for root in (c.name for c in components):
+            if root in state:
+                continue
+            stack = [(root, iter(out[root]))]
+            state[root] = 1
+            trail = [root]
+            while stack:
+                node, it = stack[-1]
+                nxt = next(it, None)
+                if nxt is None:
+                    state[node] = 2
+                    stack.pop()
+                    trail.pop()
+                    continue
+                dep, path = nxt
+                s = state.get(dep.target)
+                if s == 1:
+                    cycle = trail[trail.index(dep.target) :] + [dep.target]
+                    if policy == "reject":
+                        raise self.fail(
+                            path,
+                            "dependency cycle " + " -> ".join(cycle) + "; remove an edge or set 'cycles: break' "
+                            "at the top level to drop the edge that closes each cycle (see docs/topology.md)",
+                        )
+                    dropped.append(dep)
+                    continue
+                kept_ids.add(id(dep))
+                if s is None:
+                    state[dep.target] = 1
+                    trail.append(dep.target)
+                    stack.append((dep.target, iter(out[dep.target])))
+        kept = [dep for dep, _ in edges if id(dep) in kept_ids]
+        return kept, dropped

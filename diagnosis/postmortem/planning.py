@@ -1,0 +1,1052 @@
+"""What to check next, and what to do: the next best check and the check-or-act plan.
+
+**The next best check** (:func:`rank_checks`). The candidates are the
+detectors not yet observed (a health check, a file-system integrity check, a
+database consistency check, a metric nobody looked at). For a candidate
+``S`` with outcomes ``o`` in {passed, fired}:
+
+* information gain on the fault location, in bits::
+
+      IG(S) = sum_c [ H(F_c | D) - sum_o P(o | D) H(F_c | D, S = o) ] = sum_c I(F_c ; S | D)
+
+  (the faults of different components are not exclusive, so the location is
+  measured as the sum of the components' fault-variable entropies);
+* expected change in the best action's success::
+
+      dR(S) = sum_o P(o | D) max_a P(R | D, S = o, a)  -  max_a P(R | D, a)
+
+  over the actions not yet tried (always >= 0);
+* ranking by value per unit of the check's cost (``IG / cost`` by default,
+  ``dR / cost`` with ``by="success"``).
+
+**The check-or-act plan** (:func:`next_step`, :func:`plan_recovery`)
+follows the decision-theoretic troubleshooting of Heckerman, Breese and
+Rommelse (1995), adapted to this model:
+
+* each step runs a check, tries a recovery action or escalates (the
+  "service call" of the paper: a fixed cost ``escalation_cost`` that ends
+  the incident);
+* a failed action is evidence: the posterior is multiplied by
+  ``P(fail | F_t = m) = 1 - P(R | F_t = m, a)`` on the target's fault
+  variable (virtual evidence); an action is tried at most once;
+* by default (``assume_fault=True``) the beliefs are conditioned on "some
+  component is faulty" (the incident is real):
+  ``P(R | D, some fault, a) = P(R | D, a) / P(some fault | D)``, and check
+  outcomes likewise;
+* the expected cost of repair of the actions-only sequence, ``ECR(D)``:
+  the untried actions with ``P(R | D, a) / cost(a) > 1 / escalation_cost``
+  in decreasing order of that ratio, then escalation. Its expected cost is
+  computed exactly under the model (chain rule over the failures);
+* the expected cost of a check, ``ECO(S) = cost(S) + sum_o P(o | D) ECR(D, S = o)``.
+  The plan runs the check of least ``ECO`` when it is below ``ECR(D)``,
+  else it takes the first action of the sequence (or escalates when the
+  sequence is empty) -- the paper's myopic rule.
+
+The baseline is the **naive order**, "fix the most likely cause first": the
+most probable location ``(c, m)`` under the current posterior that an untried
+action can repair, with the action most likely to repair it (ties: lower
+cost), whatever its cost; no checks. Failures update its posterior the same
+way. Every policy escalates when no untried action is worth trying
+(``P(R | D, a) / cost(a) <= 1 / escalation_cost`` for all of them) or after
+``max_steps`` steps. ``docs/post_mortem.md`` defines the cost model.
+:func:`compare_policies` measures the policies on incidents sampled from the
+model.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from types import MappingProxyType
+from typing import Any
+
+import numpy as np
+
+from diagnosis.exceptions import DiagnosisError
+from diagnosis.model.evidence import Evidence
+from diagnosis.model.network import SYMPTOM_STATES, Network
+from diagnosis.model.topology import Topology
+from diagnosis.postmortem.session import BeliefState, Context, entropy_bits, findings_from, state_of
+
+__all__ = [
+    "ESCALATION_COST",
+    "POLICIES",
+    "CheckValue",
+    "Plan",
+    "PlanStep",
+    "PolicyComparison",
+    "PolicyResult",
+    "compare_policies",
+    "next_step",
+    "plan_recovery",
+    "rank_checks",
+]
+
+#: Default cost of escalating (the paper's service call), in the topology's cost unit.
+ESCALATION_COST = 30.0
+#: Policies: the check-or-act plan, the actions-only plan (same order, no checks),
+#: the naive order (most likely cause first) and "recommended" (highest P(R | D, a) first).
+POLICIES = ("plan", "actions", "naive", "recommended")
+_TINY = 1e-12
+_FIRED = SYMPTOM_STATES.index("fired")
+
+
+# ============================================================================ values
+@dataclass(frozen=True, slots=True)
+class CheckValue:
+    """The value of running one check now.
+
+    Attributes
+    ----------
+    symptom : str
+        ``component.detector``.
+    component, detector : str
+    cost : float
+        Cost of running the check.
+    p_fired : float
+        ``P(S = fired | D)``.
+    information_gain : float
+        Expected information gain on the fault location, bits.
+    success_gain : float
+        Expected increase of the best untried action's ``P(R | D, a)``.
+    """
+
+    symptom: str
+    component: str
+    detector: str
+    cost: float
+    p_fired: float
+    information_gain: float
+    success_gain: float
+
+    @property
+    def information_per_cost(self) -> float:
+        return _per_cost(self.information_gain, self.cost)
+
+    @property
+    def success_per_cost(self) -> float:
+        return _per_cost(self.success_gain, self.cost)
+
+
+def _per_cost(value: float, cost: float) -> float:
+    if cost > 0:
+        return value / cost
+    return math.inf if value > 0 else 0.0
+
+
+@dataclass(frozen=True, slots=True)
+class PlanStep:
+    """One step of a plan.
+
+    Attributes
+    ----------
+    kind : {"check", "action", "escalate"}
+    name : str
+        The symptom checked, the action tried, or ``"escalate"``.
+    target : str or None
+        The action's target component (the check's component for checks).
+    cost : float
+    probability : float
+        Checks: ``P(fired | D)``; actions: ``P(R | D, a)``; escalation: 1.
+    expected_cost : float
+        Expected cost to recovery when taking this step now: ``ECO`` for a
+        check, ``ECR`` of the sequence it starts for an action, the escalation
+        cost for escalation. NaN when the policy does not compute it.
+    assumed_outcome : str or None
+        On a plan's displayed path: the outcome assumed to continue (the more
+        likely result of a check; ``failure`` for an action).
+    """
+
+    kind: str
+    name: str
+    target: str | None
+    cost: float
+    probability: float
+    expected_cost: float = math.nan
+    assumed_outcome: str | None = None
+
+    def describe(self) -> str:
+        if self.kind == "check":
+            return f"check {self.name}"
+        if self.kind == "action":
+            return f"{self.name} {self.target}"
+        return "escalate"
+
+
+@dataclass(frozen=True, slots=True)
+class Plan:
+    """A policy's course of action from one state of an incident.
+
+    Attributes
+    ----------
+    policy : str
+        One of :data:`POLICIES`.
+    steps : tuple of PlanStep
+        The path followed when every action fails and every check gives its
+        more likely outcome (each step's ``assumed_outcome``), up to the first
+        escalation.
+    expected_cost : float
+        Expected cost to recovery of the policy under the model (checks,
+        actions and escalation; see ``docs/post_mortem.md``).
+    exact : bool
+        True when ``expected_cost`` expands the whole decision tree; False when
+        the node budget cut it and the remaining branches were valued by the
+        actions-only sequence from there.
+    escalation_cost : float
+    """
+
+    policy: str
+    steps: tuple[PlanStep, ...]
+    expected_cost: float
+    exact: bool
+    escalation_cost: float
+
+    @property
+    def first(self) -> PlanStep:
+        return self.steps[0]
+
+
+@dataclass(frozen=True, slots=True)
+class PolicyResult:
+    """One policy's costs on simulated incidents (see :func:`compare_policies`).
+
+    Attributes
+    ----------
+    policy : str
+    costs : tuple of float
+        Cost to recovery per incident, in incident order.
+    n_checks, n_actions : tuple of int
+        Checks run and actions tried per incident.
+    escalated : tuple of bool
+        Whether the incident ended by escalation.
+    """
+
+    policy: str
+    costs: tuple[float, ...]
+    n_checks: tuple[int, ...]
+    n_actions: tuple[int, ...]
+    escalated: tuple[bool, ...]
+
+    @property
+    def mean_cost(self) -> float:
+        return float(np.mean(self.costs)) if self.costs else math.nan
+
+    @property
+    def se_cost(self) -> float:
+        """Standard error of the mean cost."""
+        n = len(self.costs)
+        return float(np.std(self.costs, ddof=1) / math.sqrt(n)) if n > 1 else math.nan
+
+    def summary(self) -> dict[str, float]:
+        return {
+            "mean_cost": self.mean_cost,
+            "se_cost": self.se_cost,
+            "mean_checks": float(np.mean(self.n_checks)) if self.n_checks else math.nan,
+            "mean_actions": float(np.mean(self.n_actions)) if self.n_actions else math.nan,
+            "share_escalated": float(np.mean(self.escalated)) if self.escalated else math.nan,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class PolicyComparison:
+    """Policies run on the same simulated incidents (common random numbers).
+
+    Attributes
+    ----------
+    topology : str
+    n_incidents : int
+    escalation_cost : float
+    max_steps : int
+    seed : Any
+        The ``rng`` argument (an int reproduces the run).
+    require_fault, assume_fault : bool
+        Whether the incidents all have a true fault; whether the policies plan given one.
+    results : Mapping[str, PolicyResult]
+    """
+
+    topology: str
+    n_incidents: int
+    escalation_cost: float
+    max_steps: int
+    seed: Any
+    require_fault: bool = True
+    assume_fault: bool = True
+    results: Mapping[str, PolicyResult] = field(default_factory=dict)
+
+    def saving(self, policy: str = "plan", baseline: str = "naive") -> dict[str, float]:
+        """Paired saving of ``policy`` against ``baseline``.
+
+        Returns
+        -------
+        dict
+            ``saving`` (mean cost difference baseline - policy), ``se`` (its
+            standard error over incidents), ``relative`` (saving / baseline mean)
+            and ``share_cheaper`` / ``share_dearer`` (incidents where the policy
+            cost less / more).
+        """
+        for name in (policy, baseline):
+            if name not in self.results:
+                raise DiagnosisError(f"policy {name!r} was not run; run: {list(self.results)}")
+        a = np.asarray(self.results[policy].costs)
+        b = np.asarray(self.results[baseline].costs)
+        d = b - a
+        n = len(d)
+        return {
+            "saving": float(d.mean()),
+            "se": float(d.std(ddof=1) / math.sqrt(n)) if n > 1 else math.nan,
+            "relative": float(d.mean() / b.mean()) if b.mean() > 0 else math.nan,
+            "share_cheaper": float(np.mean(d > 1e-9)),
+            "share_dearer": float(np.mean(d < -1e-9)),
+        }
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "topology": self.topology,
+            "n_incidents": self.n_incidents,
+            "escalation_cost": self.escalation_cost,
+            "max_steps": self.max_steps,
+            "seed": self.seed if isinstance(self.seed, (int, type(None))) else repr(self.seed),
+            "require_fault": self.require_fault,
+            "assume_fault": self.assume_fault,
+            "policies": {p: r.summary() for p, r in self.results.items()},
+            "saving_vs_naive": {p: self.saving(p, "naive") for p in self.results if p != "naive"}
+            if "naive" in self.results
+            else {},
+        }
+
+
+# ============================================================================ public API
+def rank_checks(
+    model: Topology | Network,
+    evidence: Evidence | Mapping[str, Any] | None = None,
+    *,
+    actions: Sequence[Any] = (),
+    by: str = "information",
+    assume_fault: bool = True,
+    engine: Any = "auto",
+) -> tuple[CheckValue, ...]:
+    """Value of every check not yet run, best value per unit of cost first.
+
+    Parameters
+    ----------
+    model : Topology or Network
+    evidence : Evidence or mapping symptom -> observation, optional
+    actions : sequence, optional
+        Recovery attempts so far (``ActionAttempt`` or ``(action, target, outcome)``);
+        their outcomes are evidence and tried actions are not counted in the
+        success gain.
+    by : {"information", "success"}
+        Rank by information gain per cost (ties: success gain per cost) or the
+        other way round; then lower cost, then declaration order.
+    assume_fault : bool, default True
+        Condition on "some component is faulty" (the incident is real); see
+        ``docs/post_mortem.md``. False uses the plain posterior.
+    engine : str or engine, default "auto"
+
+    Returns
+    -------
+    tuple of CheckValue
+
+    Examples
+    --------
+    >>> from diagnosis import bundled_topology, load_topology
+    >>> topo = load_topology(bundled_topology("webshop"))
+    >>> best = rank_checks(topo, {"frontend.latency": "fired", "db.latency": "fired"})[0]
+    >>> best.symptom, round(best.information_gain, 3)
+    ('db-host.ping', 0.664)
+    """
+    if by not in ("information", "success"):
+        raise DiagnosisError(f"by must be 'information' or 'success'. Got {by!r} instead.")
+    ctx = Context(model, engine)
+    findings = findings_from(evidence, actions)
+    state = state_of(ctx, findings)
+    tried = frozenset(ctx.action_index(f.name, f.target) for f in findings if f.kind == "action")
+    values = _check_values(ctx, state, tried, bool(assume_fault))
+    order = {d.symptom: i for i, d in enumerate(ctx.detectors)}
+    if by == "information":
+        key = lambda v: (-v.information_per_cost, -v.success_per_cost, v.cost, order[v.symptom])  # noqa: E731
+    else:
+        key = lambda v: (-v.success_per_cost, -v.information_per_cost, v.cost, order[v.symptom])  # noqa: E731
+    return tuple(sorted(values, key=key))
+
+
+def next_step(
+    model: Topology | Network,
+    evidence: Evidence | Mapping[str, Any] | None = None,
+    *,
+    actions: Sequence[Any] = (),
+    policy: str = "plan",
+    escalation_cost: float = ESCALATION_COST,
+    assume_fault: bool = True,
+    engine: Any = "auto",
+) -> PlanStep:
+    """The step a policy takes now.
+
+    Parameters
+    ----------
+    model : Topology or Network
+    evidence : Evidence or mapping, optional
+        What has been observed.
+    actions : sequence, optional
+        Recovery attempts so far with their outcomes (tried actions are not
+        tried again; failures are evidence).
+    policy : {"plan", "actions", "naive", "recommended"}
+    escalation_cost : float, default 30
+    assume_fault : bool, default True
+        Plan given that some component is faulty (the incident is real):
+        ``P(R | D, a)`` becomes ``P(R | D, a) / P(some fault | D)``, and check
+        outcomes are conditioned the same way. False plans on the plain posterior.
+    engine : str or engine, default "auto"
+
+    Returns
+    -------
+    PlanStep
+
+    Examples
+    --------
+    >>> from diagnosis import bundled_topology, load_topology
+    >>> topo = load_topology(bundled_topology("webshop"))
+    >>> ev = {"frontend.latency": "fired", "backend.latency": "fired", "db.latency": "fired"}
+    >>> next_step(topo, ev).describe()
+    'check db-host.disk_usage'
+    >>> next_step(topo, ev, policy="naive").describe()
+    'failover db'
+    """
+    planner, state, tried = _setup(model, evidence, actions, policy, escalation_cost, engine, assume_fault=assume_fault)
+    return planner.decide([_Node(state, tried, 0)], policy)[0]
+
+
+def plan_recovery(
+    model: Topology | Network,
+    evidence: Evidence | Mapping[str, Any] | None = None,
+    *,
+    actions: Sequence[Any] = (),
+    policy: str = "plan",
+    escalation_cost: float = ESCALATION_COST,
+    max_steps: int = 20,
+    max_nodes: int = 200,
+    assume_fault: bool = True,
+    engine: Any = "auto",
+) -> Plan:
+    """A policy's plan from the current state, with its expected cost to recovery.
+
+    Parameters
+    ----------
+    model : Topology or Network
+    evidence, actions : as :func:`next_step`
+    policy : {"plan", "actions", "naive", "recommended"}
+    escalation_cost : float, default 30
+    max_steps : int, default 20
+        A branch that reaches this many steps escalates.
+    max_nodes : int, default 200
+        Decisions evaluated in the expected-cost tree; beyond, branches are
+        valued by the actions-only sequence (``Plan.exact`` is then False).
+    assume_fault : bool, default True
+        As :func:`next_step`; the expected cost is then over incidents with a fault.
+    engine : str or engine, default "auto"
+
+    Returns
+    -------
+    Plan
+
+    Examples
+    --------
+    >>> from diagnosis import bundled_topology, load_topology
+    >>> topo = load_topology(bundled_topology("webshop"))
+    >>> ev = {"frontend.latency": "fired", "backend.latency": "fired", "db.latency": "fired"}
+    >>> plan, naive = (plan_recovery(topo, ev, policy=p) for p in ("plan", "naive"))
+    >>> [s.describe() for s in plan.steps][:3]
+    ['check db-host.disk_usage', 'check db.disk_usage', 'restart db']
+    >>> round(plan.expected_cost, 2), round(naive.expected_cost, 2)
+    (16.24, 22.51)
+    """
+    if not isinstance(max_nodes, (int, np.integer)) or max_nodes < 1:
+        raise DiagnosisError(f"max_nodes must be an int >= 1. Got {max_nodes!r} instead.")
+    planner, state, tried = _setup(model, evidence, actions, policy, escalation_cost, engine, max_steps, assume_fault)
+    steps, cost, exact = planner.walk(_Node(state, tried, 0), policy, max_nodes=int(max_nodes))
+    return Plan(policy, tuple(steps), cost, exact, float(escalation_cost))
+
+
+def compare_policies(
+    model: Topology | Network,
+    n: int,
+    *,
+    policies: Sequence[str] = POLICIES,
+    rng: int | np.random.Generator | None = None,
+    escalation_cost: float = ESCALATION_COST,
+    max_steps: int = 20,
+    p_observed: Mapping[str, float] | None = None,
+    require_fault: bool = True,
+    assume_fault: bool | None = None,
+    engine: Any = "auto",
+) -> PolicyComparison:
+    """Run troubleshooting policies on incidents sampled from the model.
+
+    Each incident is a joint sample of every network variable (as
+    :func:`diagnosis.logs.simulate.simulate` draws them): its true faults, the
+    value every detector would show, and which detectors were observed when
+    it was opened (:data:`diagnosis.logs.simulate.P_OBSERVED`; an incident opens
+    when an observed detector fired). A policy starts from the observed
+    detectors; a check it runs shows the sampled value; an action on target
+    ``t`` succeeds when ``u < P(R | F_t = true mode, a)``, with one uniform
+    ``u`` per incident and action shared by every policy (common random
+    numbers, so the comparison is paired). The incident ends at the first
+    success or at escalation.
+
+    Parameters
+    ----------
+    model : Topology or Network
+    n : int
+        Number of incidents.
+    policies : sequence of str
+        Among :data:`POLICIES`.
+    rng : int, Generator or None
+        Seed; the same seed gives the same incidents and costs.
+    escalation_cost : float, default 30
+    max_steps : int, default 20
+    p_observed : mapping, optional
+        Overrides of :data:`diagnosis.logs.simulate.P_OBSERVED`.
+    require_fault : bool, default True
+        Keep only incidents with at least one true fault (an incident opened
+        by false alarms alone has nothing to repair).
+    assume_fault : bool, optional
+        Whether the policies plan given that some component is faulty; by
+        default the same as ``require_fault``, so that their beliefs match the
+        incidents they are run on.
+    engine : str or engine, default "auto"
+
+    Returns
+    -------
+    PolicyComparison
+    """
+    if not isinstance(n, (int, np.integer)) or isinstance(n, bool) or n < 1:
+        raise DiagnosisError(f"n must be an int >= 1. Got {n!r} instead.")
+    for p in policies:
+        _check_policy(p)
+    ctx = Context(model, engine)
+    assume = bool(require_fault) if assume_fault is None else bool(assume_fault)
+    planner = _Planner(ctx, _check_cost(escalation_cost), _check_steps(max_steps), assume)
+    gen = np.random.default_rng(rng)
+    truth = _sample_incidents(ctx, int(n), gen, p_observed, require_fault)
+    u = gen.random((int(n), len(ctx.actions)))
+    results = {}
+    for p in policies:
+        results[p] = _run_policy(planner, truth, u, p)
+    return PolicyComparison(ctx.topology.name, int(n), float(escalation_cost), int(max_steps), rng,
+                            bool(require_fault), assume, MappingProxyType(results))  # fmt: skip
+
+
+# ============================================================================ internals
+def _check_policy(policy: str) -> None:
+    if policy not in POLICIES:
+        raise DiagnosisError(f"unknown policy {policy!r}; allowed: {list(POLICIES)}")
+
+
+def _check_cost(c: float) -> float:
+    if isinstance(c, bool) or not isinstance(c, (int, float)) or not math.isfinite(c) or c <= 0:
+        raise DiagnosisError(f"escalation_cost must be a number > 0. Got {c!r} instead.")
+    return float(c)
+
+
+def _check_steps(k: int) -> int:
+    if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1:
+        raise DiagnosisError(f"max_steps must be an int >= 1. Got {k!r} instead.")
+    return int(k)
+
+
+def _setup(model, evidence, actions, policy, escalation_cost, engine, max_steps=20, assume_fault=True):
+    _check_policy(policy)
+    ctx = model if isinstance(model, Context) else Context(model, engine)
+    planner = _Planner(ctx, _check_cost(escalation_cost), _check_steps(max_steps), bool(assume_fault))
+    findings = findings_from(evidence, actions)
+    state = state_of(ctx, findings)
+    tried = frozenset(ctx.action_index(f.name, f.target) for f in findings if f.kind == "action")
+    return planner, state, tried
+
+
+@dataclass(frozen=True, slots=True)
+class _Node:
+    state: BeliefState
+    tried: frozenset
+    depth: int
+
+
+def _given_fault(m: np.ndarray, q: np.ndarray) -> np.ndarray:
+    """Fault-variable marginals (B, card) given that some component is faulty (``q = P(some fault | D)``)."""
+    out = np.array(m, dtype=np.float64)
+    out[:, 0] -= 1.0 - q
+    out /= np.maximum(q, _TINY)[:, None]
+    return np.clip(out, 0.0, 1.0)
+
+
+def _check_values(ctx: Context, state: BeliefState, tried: frozenset, assume_fault: bool = True) -> list[CheckValue]:
+    cand = [k for k, sv in enumerate(ctx.symptom_vars) if not state.observes(sv)]
+    if not cand:
+        return []
+    batch = ctx.batch([state])
+    cand_vars = [ctx.symptom_vars[k] for k in cand]
+    base = ctx.query(batch, targets=list(ctx.fault_vars) + cand_vars)
+    p_f = np.array([base[sv][0, _FIRED] for sv in cand_vars])
+    q0 = np.ones(1)
+    if assume_fault:
+        ok = ctx.all_ok(batch)
+        q0 = ctx.p_some_fault(batch, ok)
+        m_ok = ctx.query(ok, targets=cand_vars)
+        f_ok = np.array([m_ok[sv][0, _FIRED] for sv in cand_vars])
+        p_f = np.clip((p_f - (1.0 - q0[0]) * f_ok) / max(q0[0], _TINY), 0.0, 1.0)
+        base = {**base, **{fv: _given_fault(base[fv], q0) for fv in ctx.fault_vars}}
+    h0 = sum(float(entropy_bits(base[fv][0])) for fv in ctx.fault_vars)
+    untried = np.array([i not in tried for i in range(len(ctx.actions))], dtype=bool)
+    best0 = float(np.max(ctx.success(base)[0][untried])) if untried.any() else 0.0
+    rows = []
+    for j, k in enumerate(cand):
+        for o, p in ((0, 1.0 - p_f[j]), (1, p_f[j])):
+            if p > _TINY:
+                rows.append((j, k, o, float(p)))
+    exp_h = np.zeros(len(cand))
+    exp_r = np.zeros(len(cand))
+    if rows:
+        out_batch = _outcome_batch(ctx, batch, [(0, k, o, p) for _, k, o, p in rows])
+        marg = ctx.query(out_batch)
+        if assume_fault:
+            q = ctx.p_some_fault(out_batch)
+            marg = {fv: _given_fault(marg[fv], q) for fv in ctx.fault_vars}
+        ent = sum(entropy_bits(marg[fv]) for fv in ctx.fault_vars)
+        succ = ctx.success(marg)[:, untried].max(axis=1) if untried.any() else np.zeros(len(rows))
+        for r, (j, _k, _o, p) in enumerate(rows):
+            exp_h[j] += p * ent[r]
+            exp_r[j] += p * succ[r]
+    values = []
+    for j, k in enumerate(cand):
+        d = ctx.detectors[k]
+        values.append(
+            CheckValue(
+                symptom=d.symptom,
+                component=d.component,
+                detector=d.name,
+                cost=float(d.cost),
+                p_fired=float(p_f[j]),
+                information_gain=max(0.0, h0 - float(exp_h[j])),
+                success_gain=max(0.0, float(exp_r[j]) - best0),
+            )
+        )
+    return values
+
+
+def _outcome_batch(ctx: Context, batch, rows: Sequence[tuple[int, int, int, float]]):
+    """Cases ``batch[b]`` with detector ``k`` observed in state ``o``, one per row ``(b, k, o, p)``."""
+    out = batch.take(np.array([r[0] for r in rows], dtype=np.int64))
+    ks = np.array([r[1] for r in rows], dtype=np.int64)
+    os_ = np.array([r[2] for r in rows], dtype=np.int64)
+    for k in np.unique(ks):
+        out.set_hard(ctx.symptom_vars[k], np.where(ks == k, os_, -1))
+    return out
+
+
+class _Planner:
+    """Batched decisions of every policy (see the module docstring)."""
+
+    def __init__(self, ctx: Context, escalation_cost: float, max_steps: int, assume_fault: bool = True):
+        self.ctx = ctx
+        self.assume_fault = bool(assume_fault)
+        self.c_esc = float(escalation_cost)
+        self.max_steps = int(max_steps)
+        self.check_cost = np.array([d.cost for d in ctx.detectors], dtype=np.float64)
+        self.target_vars = sorted(set(ctx.action_var))
+        # Location index -> (fault var column, component index).
+        self.loc_comp = np.array([ci for ci, c in enumerate(ctx.components) for _ in c.fault_modes], dtype=np.int64)
+        self.loc_state = np.array([si + 1 for c in ctx.components for si in range(len(c.fault_modes))], dtype=np.int64)
+        comp_index = {c.name: i for i, c in enumerate(ctx.components)}
+        self.action_comp = np.array([comp_index[a.component] for a in ctx.actions], dtype=np.int64)
+
+    # ------------------------------------------------------------------ probabilities
+    def _success(self, batch, marg, q: np.ndarray | None = None) -> np.ndarray:
+        """``P(R | D, a)`` per case and action; with ``assume_fault``, given that some component is faulty:
+        ``P(R | D, a) / P(some fault | D)`` (an action only succeeds on a faulty target)."""
+        p = self.ctx.success(marg)
+        if not self.assume_fault:
+            return p
+        if q is None:
+            q = self.ctx.p_some_fault(batch)
+        return np.minimum(p / np.maximum(q, _TINY)[:, None], 1.0)
+
+    # ------------------------------------------------------------------ sequences
+    def _sequences(self, p: np.ndarray, tried: Sequence[frozenset]) -> tuple[np.ndarray, np.ndarray]:
+        """Actions-only sequences, one per row of ``p`` (B, n_actions).
+
+        The worthwhile untried actions (``P / cost > 1 / escalation cost``) by
+        decreasing ``P / cost`` (ties: higher P, lower cost, declaration order).
+
+        Returns
+        -------
+        (seq, lengths)
+            ``seq[b, :lengths[b]]`` are action indices; the rest is -1.
+        """
+        p = np.asarray(p, dtype=np.float64)
+        n_rows, n_act = p.shape
+        if n_act == 0:
+            return np.zeros((n_rows, 0), dtype=np.int64), np.zeros(n_rows, dtype=np.int64)
+        cost = self.ctx.action_cost
+        mask = p * self.c_esc > cost[None, :]
+        for r, t in enumerate(tried):
+            if t:
+                mask[r, list(t)] = False
+        safe = np.where(cost > 0, cost, 1.0)
+        ratio = np.where(cost[None, :] > 0, p / safe[None, :], np.where(p > 0, np.inf, 0.0))
+        rows = np.repeat(np.arange(n_rows), n_act)
+        cols = np.tile(np.arange(n_act), n_rows)
+        order = np.lexsort((cols, np.tile(cost, n_rows), -p.ravel(), -ratio.ravel(), ~mask.ravel(), rows))
+        seq = cols[order].reshape(n_rows, n_act)
+        lengths = mask.sum(axis=1)
+        seq = np.where(np.arange(n_act)[None, :] < lengths[:, None], seq, -1)
+        return seq, lengths
+
+    def _ecr(self, batch, rows: np.ndarray, seq: np.ndarray, lengths: np.ndarray, p_first: np.ndarray) -> np.ndarray:
+        """Exact expected cost of each actions-only sequence (then escalation) from case ``rows[i]``.
+
+        ``p_first[i]`` holds ``P(R | D, a)`` at the case itself for every action.
+        Chain rule: ``P(a_k fails | D, a_1..a_{k-1} failed)`` from the posterior
+        with those failures multiplied in (one case per prefix).
+        """
+        rows = np.asarray(rows, dtype=np.int64)
+        n_rows = len(rows)
+        out = np.empty(n_rows)
+        # Chunk the rows so that a chunk's prefix cases stay bounded in memory.
+        start = 0
+        while start < n_rows:
+            stop, cases = start, 0
+            while stop < n_rows and (stop == start or cases + lengths[stop] <= 40_000):
+                cases += int(lengths[stop])
+                stop += 1
+            sl = slice(start, stop)
+            out[sl] = self._ecr_chunk(batch, rows[sl], seq[sl], lengths[sl], p_first[sl])
+            start = stop
+        return out
+
+    def _ecr_chunk(self, batch, rows, seq, lengths, p_first) -> np.ndarray:
+        ctx = self.ctx
+        n_rows = len(rows)
+        lmax = int(lengths.max()) if n_rows else 0
+        if lmax == 0:
+            return np.full(n_rows, self.c_esc)
+        valid = np.arange(lmax)[None, :] < lengths[:, None]
+        act = np.where(valid, seq[:, :lmax], 0)
+        costs = np.where(valid, ctx.action_cost[act], 0.0)
+        pf = np.ones((n_rows, lmax))
+        has = lengths > 0
+        pf[has, 0] = 1.0 - p_first[has, act[has, 0]]
+        ii, kk = np.nonzero(valid[:, 1:])
+        kk = kk + 1
+        if len(ii):
+            pre = batch.take(rows[ii])
+            for var in self.target_vars:
+                if var not in pre.soft:
+                    pre.soft[var] = np.ones((pre.n, ctx.cards[var]))
+            big = np.iinfo(np.int64).max
+            pos = np.full((n_rows, len(ctx.actions)), big, dtype=np.int64)
+            vr, vk = np.nonzero(valid)
+            pos[vr, act[vr, vk]] = vk
+            for j in np.unique(act[valid]):
+                m = pos[ii, j] < kk
+                if m.any():
+                    pre.soft[ctx.action_var[j]][m] *= ctx.failure_likelihood(j)
+            marg = ctx.query(pre, targets=self.target_vars)
+            q = np.maximum(ctx.p_some_fault(pre), _TINY) if self.assume_fault else np.ones(pre.n)
+            aj = act[ii, kk]
+            for j in np.unique(aj):
+                m = aj == j
+                pf[ii[m], kk[m]] = 1.0 - (marg[ctx.action_var[j]][m] @ ctx.action_success[j]) / q[m]
+        pf = np.clip(pf, 0.0, 1.0)
+        alive = np.cumprod(pf, axis=1)
+        before = np.concatenate([np.ones((n_rows, 1)), alive[:, :-1]], axis=1)
+        return (before * costs).sum(axis=1) + alive[:, -1] * self.c_esc
+
+    # ------------------------------------------------------------------ decisions
+    def decide(self, nodes: Sequence[_Node], policy: str) -> list[PlanStep]:
+        """The step ``policy`` takes at each node (batched)."""
+        if not nodes:
+            return []
+        ctx = self.ctx
+        want_symptoms = policy == "plan"
+        targets = list(ctx.fault_vars) + (list(ctx.symptom_vars) if want_symptoms else [])
+        batch = ctx.batch([nd.state for nd in nodes])
+        marg = ctx.query(batch, targets=targets)
+        ok = ctx.all_ok(batch) if self.assume_fault else None
+        q = ctx.p_some_fault(batch, ok) if self.assume_fault else None
+        p = self._success(batch, marg, q)
+        p_fired = None
+        if want_symptoms:
+            p_fired = (
+                np.stack([marg[sv][:, _FIRED] for sv in ctx.symptom_vars], axis=1)
+                if ctx.symptom_vars
+                else np.zeros((len(nodes), 0))
+            )
+            if (
+                self.assume_fault
+            ):  # P(o | D, some fault) = (P(o | D) - P(all ok | D) P(o | D, all ok)) / P(some fault | D)
+                m_ok = ctx.query(ok, targets=list(ctx.symptom_vars))
+                f_ok = np.stack([m_ok[sv][:, _FIRED] for sv in ctx.symptom_vars], axis=1)
+                z = (1.0 - q)[:, None]
+                p_fired = np.clip((p_fired - z * f_ok) / np.maximum(q, _TINY)[:, None], 0.0, 1.0)
+        steps: list[PlanStep | None] = [None] * len(nodes)
+        escalate = PlanStep("escalate", "escalate", None, self.c_esc, 1.0, self.c_esc)
+        if policy in ("naive", "recommended"):
+            locs = ctx.location_matrix(marg) if policy == "naive" else None
+            for b, nd in enumerate(nodes):
+                if nd.depth >= self.max_steps:
+                    steps[b] = escalate
+                    continue
+                mask = self._worthwhile(p[b], nd.tried)
+                if not mask.any():  # the shared stopping rule
+                    steps[b] = escalate
+                    continue
+                if policy == "naive":  # cost-blind: any untried action may serve the most likely cause
+                    untried = np.ones(len(ctx.actions), dtype=bool)
+                    untried[list(nd.tried)] = False
+                    j = self._naive_choice(locs[b], untried)
+                else:
+                    j = self._recommended_choice(p[b], mask)
+                steps[b] = escalate if j is None else self._action_step(j, p[b][j], math.nan)
+            return steps  # type: ignore[return-value]
+
+        seq, lengths = self._sequences(p, [nd.tried for nd in nodes])
+        if policy == "actions":
+            for b, nd in enumerate(nodes):
+                if nd.depth >= self.max_steps or lengths[b] == 0:
+                    steps[b] = escalate
+                else:
+                    steps[b] = self._action_step(int(seq[b, 0]), p[b][seq[b, 0]], math.nan)
+            return steps  # type: ignore[return-value]
+
+        # The check-or-act plan.
+        ecr0 = self._ecr(batch, np.arange(len(nodes)), seq, lengths, p)
+        rows = []  # (node b, detector k, outcome o, P(o))
+        for b, nd in enumerate(nodes):
+            if nd.depth >= self.max_steps:
+                continue
+            for k, sv in enumerate(ctx.symptom_vars):
+                if self.check_cost[k] >= ecr0[b] or nd.state.observes(sv):
+                    continue
+                p_f = float(p_fired[b, k])
+                if not _TINY < p_f < 1.0 - _TINY:
+                    continue
+                rows.append((b, k, 0, 1.0 - p_f))
+                rows.append((b, k, 1, p_f))
+        eco: list[dict[int, float]] = [{} for _ in nodes]
+        if rows:
+            out_batch = _outcome_batch(ctx, batch, rows)
+            op = self._success(out_batch, ctx.query(out_batch))
+            oseq, olen = self._sequences(op, [nodes[r[0]].tried for r in rows])
+            oecr = self._ecr(out_batch, np.arange(len(rows)), oseq, olen, op)
+            for r, (b, k, _o, po) in enumerate(rows):
+                eco[b][k] = eco[b].get(k, self.check_cost[k]) + po * oecr[r]
+        for b, nd in enumerate(nodes):
+            if nd.depth >= self.max_steps:
+                steps[b] = escalate
+                continue
+            if eco[b]:
+                v, _, k = min((v, self.check_cost[k], k) for k, v in eco[b].items())
+                if v < ecr0[b] - 1e-12:
+                    d = ctx.detectors[k]
+                    steps[b] = PlanStep("check", d.symptom, d.component, float(d.cost), float(p_fired[b, k]), float(v))
+                    continue
+            if lengths[b]:
+                steps[b] = self._action_step(int(seq[b, 0]), p[b][seq[b, 0]], float(ecr0[b]))
+            else:
+                steps[b] = escalate
+        return steps  # type: ignore[return-value]
+
+    def _worthwhile(self, p: np.ndarray, tried: frozenset) -> np.ndarray:
+        """Mask of untried actions worth trying before escalating: P / cost > 1 / escalation cost."""
+        mask = p * self.c_esc > self.ctx.action_cost
+        if tried:
+            mask[list(tried)] = False
+        return mask
+
+    def _action_step(self, j: int, p: float, ecr: float) -> PlanStep:
+        a = self.ctx.actions[j]
+        return PlanStep("action", a.name, a.component, float(a.cost), float(p), ecr)
+
+    def _naive_choice(self, locs: np.ndarray, mask: np.ndarray) -> int | None:
+        """The most probable location with an untried action that can repair it; that action (ties: lower cost)."""
+        ctx = self.ctx
+        for li in np.argsort(-locs, kind="stable"):
+            if locs[li] <= 0:
+                break
+            comp, state = self.loc_comp[li], self.loc_state[li]
+            best, key = None, None
+            for j in np.flatnonzero(mask & (self.action_comp == comp)):
+                s = ctx.action_success[j][state]
+                if s <= 0:
+                    continue
+                cand = (-s, ctx.action_cost[j], j)
+                if key is None or cand < key:
+                    best, key = int(j), cand
+            if best is not None:
+                return best
+        return None
+
+    def _recommended_choice(self, p: np.ndarray, mask: np.ndarray) -> int | None:
+        idx = np.flatnonzero(mask)
+        if not len(idx):
+            return None
+        return int(min(idx, key=lambda j: (-p[j], self.ctx.action_cost[j], j)))
+
+    # ------------------------------------------------------------------ transitions
+    def child(self, node: _Node, step: PlanStep, outcome: str) -> _Node:
+        ctx = self.ctx
+        if step.kind == "check":
+            var = ctx.network.symptom_variable[step.name]
+            return _Node(node.state.observe(var, SYMPTOM_STATES.index(outcome)), node.tried, node.depth + 1)
+        j = ctx.action_index(step.name, step.target)
+        return _Node(ctx.after_action(node.state, j, "failure"), node.tried | {j}, node.depth + 1)
+
+    def walk(self, root: _Node, policy: str, *, max_nodes: int) -> tuple[list[PlanStep], float, bool]:
+        """The displayed path and the expected cost of ``policy`` from ``root``, in one pass.
+
+        The decision tree is expanded level by level (every level's nodes
+        decided in one batch): a check branches on both outcomes, an action
+        continues on failure. Past ``max_nodes`` decisions the open branches are
+        valued by their actions-only sequence (``exact`` False), and the path is
+        finished alone.
+
+        Returns
+        -------
+        (steps, expected_cost, exact)
+        """
+        frontier = [(root, 1.0, True)]  # (node, probability of reaching it, on the displayed path)
+        total, used, exact = 0.0, 0, True
+        path: list[PlanStep] = []
+        on_path: _Node | None = root
+        while frontier:
+            if used + len(frontier) > max_nodes:
+                exact = False
+                nodes = [nd for nd, _, _ in frontier]
+                batch = self.ctx.batch([nd.state for nd in nodes])
+                p = self._success(batch, self.ctx.query(batch))
+                seq, lengths = self._sequences(p, [nd.tried for nd in nodes])
+                ecr = self._ecr(batch, np.arange(len(nodes)), seq, lengths, p)
+                total += float(sum(w * c for (_, w, _), c in zip(frontier, ecr)))
+                on_path = next((nd for nd, _, flag in frontier if flag), None)
+                break
+            steps = self.decide([nd for nd, _, _ in frontier], policy)
+            used += len(frontier)
+            nxt = []
+            on_path = None
+            for (nd, w, flag), st in zip(frontier, steps):
+                total += w * st.cost
+                assumed = _assumed(st)
+                if flag:
+                    path.append(_with_outcome(st, assumed))
+                if st.kind == "check":
+                    for outcome, po in (("passed", 1.0 - st.probability), ("fired", st.probability)):
+                        if po > _TINY or (flag and outcome == assumed):
+                            nxt.append((self.child(nd, st, outcome), w * po, flag and outcome == assumed))
+                elif st.kind == "action":
+                    pf = 1.0 - st.probability
+                    if pf > _TINY or flag:
+                        nxt.append((self.child(nd, st, "failure"), w * pf, flag))
+            frontier = nxt
+        node = on_path
+        while node is not None:  # finish the displayed path past the node budget
+            st = self.decide([node], policy)[0]
+            assumed = _assumed(st)
+            path.append(_with_outcome(st, assumed))
+            node = None if st.kind == "escalate" else self.child(node, st, assumed)
+        return path, total, exact
+
+
+def _assumed(step: PlanStep) -> str | None:
+    """The outcome the displayed path continues with: the more likely check result, an action's failure."""
+    if step.kind == "check":
+        return "fired" if step.probability >= 0.5 else "passed"
+    return "failure" if step.kind == "action" else None
+
+
+def _with_outcome(step: PlanStep, outcome: str | None) -> PlanStep:
+    return PlanStep(step.kind, step.name, step.target, step.cost, step.probability, step.expected_cost, outcome)
+
+
+# ============================================================================ simulation
+@dataclass(frozen=True, slots=True)
+class _Truth:
+    faults: np.ndarray  # (n, n_components) true fault state index
+    symptoms: np.ndarray  # (n, n_detectors) true symptom state index
+    observed: np.ndarray  # (n, n_detectors) bool: observed when opened
+
+
+def _sample_incidents(ctx: Context, n: int, gen: np.random.Generator, p_observed, require_fault: bool) -> _Truth:
+    from diagnosis.logs.simulate import P_OBSERVED, P_OBSERVED_OTHER, sample_network
+
+    probs = dict(P_OBSERVED)
+    probs.update(p_observed or {})
+    for k, p in probs.items():
+        if not 0.0 <= p <= 1.0:
+            raise DiagnosisError(f"p_observed[{k!r}] must be in [0, 1]. Got {p!r} instead.")
+    p_obs = np.array([probs.get(d.watches, P_OBSERVED_OTHER) for d in ctx.detectors])
+    faults, symptoms, observed = [], [], []
+    kept, rounds = 0, 0
+    while kept < n:
+        rounds += 1
+        if rounds > 1000:
+            raise DiagnosisError("sampling made no progress: observed detectors almost never fire")
+        m = 20_000
+        s = sample_network(ctx.network, m, gen)
+        sym = np.stack([s[v] for v in ctx.symptom_vars], axis=1).astype(np.int64)
+        flt = np.stack([s[v] for v in ctx.fault_vars], axis=1).astype(np.int64)
+        obs = gen.random((m, len(ctx.detectors))) < p_obs
+        keep = ((sym == _FIRED) & obs).any(axis=1)
+        if require_fault:
+            keep &= (flt > 0).any(axis=1)
+        idx = np.flatnonzero(keep)[: n - kept]
+        faults.append(flt[idx])
+        symptoms.append(sym[idx])
+        observed.append(obs[idx])
+        kept += len(idx)
+    return _Truth(np.concatenate(faults), np.concatenate(symptoms), np.concatenate(observed))
+
+
+def _run_policy(planner: _Planner, truth: _Truth, u: np.ndarray, policy: str) -> PolicyResult:
+    ctx = planner.ctx
+    n = truth.faults.shape[0]
+    comp_index = {c.name: i for i, c in enumerate(ctx.components)}
+    sym_index = {d.symptom: k for k, d in enumerate(ctx.detectors)}
+    nodes = []
+    for i in range(n):
+        hard = {ctx.symptom_vars[k]: int(truth.symptoms[i, k]) for k in np.flatnonzero(truth.observed[i])}
+        nodes.append(_Node(BeliefState(hard, {}), frozenset(), 0))
+    cost = np.zeros(n)
+    n_checks = np.zeros(n, dtype=np.int64)
+    n_actions = np.zeros(n, dtype=np.int64)
+    escalated = np.zeros(n, dtype=bool)
+    active = list(range(n))
+    while active:
+        steps = planner.decide([nodes[i] for i in active], policy)
+        still = []
+        for i, st in zip(active, steps):
+            cost[i] += st.cost
+            if st.kind == "escalate":
+                escalated[i] = True
+                continue
+            if st.kind == "check":
+                n_checks[i] += 1
+                outcome = SYMPTOM_STATES[int(truth.symptoms[i, sym_index[st.name]])]
+                nodes[i] = planner.child(nodes[i], st, outcome)
+                still.append(i)
+                continue
+            n_actions[i] += 1
+            j = ctx.action_index(st.name, st.target)
+            true_state = truth.faults[i, comp_index[st.target]]
+            if u[i, j] < ctx.action_success[j][true_state]:
+                continue  # repaired
+            nodes[i] = planner.child(nodes[i], st, "failure")
+            still.append(i)
+        active = still
+    return PolicyResult(
+        policy,
+        tuple(float(c) for c in cost),
+        tuple(int(c) for c in n_checks),
+        tuple(int(c) for c in n_actions),
+        tuple(bool(e) for e in escalated),
+    )

@@ -1,0 +1,154 @@
+"""Batch scoring: metrics by hand, calibration sanity, resuming, and Dask equal to local."""
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from diagnosis import IncidentLogError, build_network, diagnose, make_engine
+from diagnosis.logs.formats import read_incidents, write_incidents
+from diagnosis.logs.scoring import score_frame, score_log
+from diagnosis.logs.simulate import simulate
+
+
+def test_score_frame_agrees_with_diagnose(webshop):
+    frame = simulate(webshop, 60, rng=8)
+    net = build_network(webshop)
+    rows, stats, rejects = score_frame(net, make_engine(net), frame)
+    assert not rejects and len(rows) == 60 and stats.n_scored == 60
+    for rec, row in zip(list(frame.records())[:10], rows.itertuples()):
+        d = diagnose(net, rec.observation_mapping(), engine="reference")
+        top = json.loads(row.top_locations)
+        assert [top[0][0], top[0][1]] == [d.locations[0].component, d.locations[0].fault_mode]
+        assert top[0][2] == pytest.approx(d.locations[0].probability, abs=1e-9)
+        assert row.recommended_action == d.recommended.action and row.recommended_target == d.recommended.target
+        assert row.expected_success == pytest.approx(d.recommended.expected_success, abs=1e-9)
+        if rec.cause_component:
+            true_p = d.posteriors[rec.cause_component][rec.cause_fault_mode]
+            assert row.p_true_location == pytest.approx(true_p, abs=1e-9)
+            assert row.rank_location == 1 + sum(loc.probability > true_p for loc in d.locations)
+
+
+def test_metrics_by_hand(webshop):
+    # Rebuild AC@k, MRR and Brier from the per-incident rows and compare with the summary.
+    frame = simulate(webshop, 400, rng=9)
+    net = build_network(webshop)
+    rows, stats, _ = score_frame(net, make_engine(net), frame)
+    m = {lvl: s.metrics() for lvl, s in stats.levels.items()}
+    r = rows["rank_location"].dropna().to_numpy()
+    assert m["location"]["n_ranked"] == len(r)
+    for k in (1, 3, 5):
+        assert m["location"][f"AC@{k}"] == pytest.approx(np.mean(r <= k))
+    assert m["location"]["Avg@5"] == pytest.approx(np.mean([np.mean(r <= k) for k in range(1, 6)]))
+    assert m["location"]["MRR"] == pytest.approx(np.mean(1 / r))
+    # Brier over every (incident, location) pair, against the full fault list.
+    sq, n = 0.0, 0
+    for post, faults in zip(rows["posterior"], frame.incidents["faults"]):
+        truth = set(faults.split("|")) if faults != "none" else set()
+        p = json.loads(post)
+        sq += sum((v - (k in truth)) ** 2 for k, v in p.items())
+        n += len(p)
+    assert m["location"]["brier"] == pytest.approx(sq / n)
+    assert m["location"]["ece"] >= 0 and len(m["location"]["reliability"]) == 15
+
+
+def test_calibration_sanity(boutique):
+    # Simulated from the same model: well calibrated. Priors 10x too high: visibly not.
+    frame = simulate(boutique, 3000, rng=21)
+    net = build_network(boutique)
+    _, good, _ = score_frame(net, make_engine(net), frame)
+    wrong = build_network(boutique.with_scaled_priors(10.0))
+    _, bad, _ = score_frame(wrong, make_engine(wrong), frame)
+    g, b = good.levels["location"].metrics(), bad.levels["location"].metrics()
+    assert g["ece_top1"] < 0.03
+    assert b["ece_top1"] > 3 * g["ece_top1"] and b["ece_top1"] > 0.1
+    assert b["log_loss"] > g["log_loss"]
+
+
+def test_score_log_outputs(tmp_path, webshop):
+    frame = simulate(webshop, 250, rng=2)
+    log = write_incidents(frame, tmp_path / "log.jsonl")
+    summary = score_log(webshop, log, tmp_path / "scored.csv", chunk_size=100)
+    assert summary.n_scored == 250 and summary.n_chunks == 3
+    rows = pd.read_csv(tmp_path / "scored.csv")
+    assert list(rows["incident_id"]) == list(frame.incidents["id"])
+    doc = json.loads((tmp_path / "scored.csv.summary.json").read_text())
+    assert doc["n_scored"] == 250 and "AC@1" in doc["metrics"]["component"]
+    assert (tmp_path / "scored.csv.rejects.jsonl").read_text() == ""
+    assert not (tmp_path / "scored.csv.parts").exists()
+    with pytest.raises(IncidentLogError, match="must end in .parquet, .jsonl or .csv"):
+        score_log(webshop, log, tmp_path / "scored.txt")
+
+
+def test_resume_does_not_redo_chunks(tmp_path, webshop, monkeypatch):
+    import diagnosis.logs.scoring as scoring
+
+    frame = simulate(webshop, 500, rng=3)
+    log = write_incidents(frame, tmp_path / "log.jsonl")
+    full = score_log(webshop, log, tmp_path / "full.parquet", chunk_size=100)
+
+    calls = []
+    real = scoring._score_chunk
+
+    def flaky(*args, **kw):
+        calls.append(1)
+        if len(calls) == 3:
+            raise KeyboardInterrupt  # the run is interrupted during chunk 3
+        return real(*args, **kw)
+
+    monkeypatch.setattr(scoring, "_score_chunk", flaky)
+    with pytest.raises(KeyboardInterrupt):
+        score_log(webshop, log, tmp_path / "resumed.parquet", chunk_size=100)
+    assert len(list((tmp_path / "resumed.parquet.parts").glob("*.stats.json"))) == 2
+    calls.clear()
+    monkeypatch.setattr(scoring, "_score_chunk", lambda *a, **k: (calls.append(1), real(*a, **k))[1])
+    resumed = score_log(webshop, log, tmp_path / "resumed.parquet", chunk_size=100)
+    assert len(calls) == 3 and resumed.n_chunks_resumed == 2
+    a, b = pd.read_parquet(tmp_path / "full.parquet"), pd.read_parquet(tmp_path / "resumed.parquet")
+    pd.testing.assert_frame_equal(a, b)
+    assert b["incident_id"].is_unique
+    assert resumed.metrics == full.metrics
+
+
+def test_resume_refuses_different_arguments(tmp_path, webshop):
+    log = write_incidents(simulate(webshop, 50, rng=1), tmp_path / "log.jsonl")
+    parts = tmp_path / "out.parquet.parts"
+    parts.mkdir()
+    (parts / "manifest.json").write_text(json.dumps({"fingerprint": "something else"}))
+    with pytest.raises(IncidentLogError, match="different arguments"):
+        score_log(webshop, log, tmp_path / "out.parquet", chunk_size=10)
+
+
+def test_bad_records_are_scored_apart(tmp_path, webshop):
+    frame = simulate(webshop, 40, rng=6)
+    path = write_incidents(frame, tmp_path / "log.jsonl")
+    lines = path.read_text().splitlines()
+    lines[3] = lines[3][:50]  # truncated
+    lines[7] = lines[7].replace('"opened":"', '"opened":"x')  # bad timestamp
+    lines[9] = lines[9].replace('"symptom":"db.', '"symptom":"dbx.', 1)  # unknown component's symptom
+    path.write_text("\n".join(lines) + "\n")
+    summary = score_log(webshop, path, tmp_path / "s.parquet", chunk_size=16)
+    assert summary.n_scored == 37 and summary.n_rejected == 3
+    rej = [json.loads(x) for x in (tmp_path / "s.parquet.rejects.jsonl").read_text().splitlines()]
+    assert sorted(r["location"] for r in rej) == ["line 10", "line 4", "line 8"]
+
+
+def test_dask_equals_local(tmp_path, webshop):
+    distributed = pytest.importorskip("distributed")
+    frame = simulate(webshop, 600, rng=7)
+    folder = tmp_path / "log"
+    folder.mkdir()
+    for k in range(3):  # three Parquet partitions
+        ids = frame.incidents["id"].iloc[k * 200 : (k + 1) * 200]
+        write_incidents(frame.select(ids), folder / f"part-{k}.parquet")
+    local = score_log(webshop, folder, tmp_path / "local.parquet", chunk_size=150)
+    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None) as cluster:
+        with distributed.Client(cluster) as client:
+            remote = score_log(webshop, folder, tmp_path / "dask.parquet", chunk_size=150, scheduler=client)
+    assert remote.n_chunks == local.n_chunks == 6
+    assert remote.metrics == local.metrics
+    pd.testing.assert_frame_equal(
+        pd.read_parquet(tmp_path / "local.parquet"), pd.read_parquet(tmp_path / "dask.parquet")
+    )
+    assert len(read_incidents(folder)[0]) == 600
