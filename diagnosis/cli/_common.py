@@ -5,8 +5,6 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import TextIO
 
-from diagnosis.exceptions import DiagnosisError
-
 __all__ = ["table", "time_offset"]
 
 
@@ -20,9 +18,6 @@ def table(header: Sequence[str], rows: Sequence[Sequence[str]], out: TextIO) -> 
 def time_offset(text: str | None):
     if text is None:
         return None
-    import pandas as pd
+    from diagnosis._time import parse_duration
 
-    try:
-        return pd.Timedelta(text)
-    except ValueError:
-        raise DiagnosisError(f"cannot read the time offset {text!r}; use e.g. '8h', '-90s', '2min'") from None
+    return parse_duration(text, name="--metrics-offset/--traces-offset", caller="diagnosis detect", allow_negative=True)

@@ -36,7 +36,11 @@ def register(verbs) -> None:
     p.add_argument(
         "--no-pooling", action="store_true", help="do not pool fault priors across components of the same kind"
     )
-    p.add_argument("--half-life", metavar="DAYS", help="old incidents count less, halving every DAYS days (e.g. 90)")
+    p.add_argument(
+        "--half-life",
+        metavar="DURATION",
+        help="old incidents count less, halving every DURATION (e.g. 90d; a bare number is seconds)",
+    )
     p.add_argument("--interval", type=float, default=0.9, metavar="P", help="credible-interval mass (default 0.9)")
     p.add_argument("--max-iter", type=int, default=200, metavar="N", help="most EM iterations (default 200)")
     p.add_argument("--format", choices=("table", "json"), default="table")
@@ -46,19 +50,13 @@ def register(verbs) -> None:
 def _fit(args: argparse.Namespace, out: TextIO, err: TextIO) -> None:
     from diagnosis.learning import fit_topology
 
-    half_life = None
-    if args.half_life is not None:
-        try:
-            half_life = float(args.half_life)
-        except ValueError:
-            half_life = args.half_life
     report = fit_topology(
         load_topology(args.topology),
         args.incidents,
         args.out,
         prior_weight=args.prior_weight,
         pooling=not args.no_pooling,
-        half_life=half_life,
+        half_life=args.half_life,
         interval=args.interval,
         max_iter=args.max_iter,
     )

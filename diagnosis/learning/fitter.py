@@ -19,7 +19,8 @@ from scipy.stats import beta as _beta
 from scipy.stats import gamma as _gamma
 
 from diagnosis._files import atomic_write_text
-from diagnosis.exceptions import DiagnosisError, IncidentLogError, NotFittedError
+from diagnosis._time import parse_duration
+from diagnosis.exceptions import DiagnosisError, IncidentLogError, NotFittedError, ParameterError
 from diagnosis.learning._em import e_step, m_step
 from diagnosis.learning._history import History
 from diagnosis.learning._model import SECTIONS, Layout
@@ -82,8 +83,9 @@ class PriorFitter:
         fitted by marginal likelihood).
     half_life : float, str, timedelta or None, default None
         Down-weight old incidents: an incident ``half_life`` older than the
-        newest counts half. A number is days; a string is a pandas Timedelta
-        (``"90D"``). None: every incident counts fully.
+        newest counts half. A duration (``"90d"``, a timedelta; a bare number
+        is seconds, and less than an hour is refused as a likely slip for days,
+        see :mod:`diagnosis._time`). None: every incident counts fully.
     selection : {"observed", "none"}, default "observed"
         ``"observed"``: incidents are opened when one of the checks run in them
         fires (as :func:`diagnosis.logs.simulate.simulate` does), so the log is
@@ -208,8 +210,8 @@ class PriorFitter:
             )
         raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
 
-    def _fail(self, name: str, allowed: str) -> DiagnosisError:
-        return DiagnosisError(
+    def _fail(self, name: str, allowed: str) -> ParameterError:
+        return ParameterError(
             f"The {name!r} parameter of PriorFitter must be {allowed}. Got {getattr(self, name)!r} instead."
         )
 
@@ -526,19 +528,11 @@ def _same(a, b) -> bool:
 
 
 def _half_life_days(h, fail) -> float | None:
+    """The half-life in days, from a duration (:func:`diagnosis._time.parse_duration`: a bare number is seconds)."""
     if h is None:
         return None
-    if _positive(h):
-        return float(h)
-    if isinstance(h, (str, _dt.timedelta, pd.Timedelta)):
-        try:
-            td = pd.Timedelta(h)
-        except (ValueError, TypeError):
-            raise fail("half_life", "None, a number of days > 0, or a positive duration ('90D', a timedelta)") from None
-        days = td / pd.Timedelta(days=1)
-        if days > 0:
-            return float(days)
-    raise fail("half_life", "None, a number of days > 0, or a positive duration ('90D', a timedelta)")
+    td = parse_duration(h, name="half_life", caller="PriorFitter", allow_zero=False, minimum=pd.Timedelta(hours=1))
+    return float(td / pd.Timedelta(days=1))
 
 
 def _read(incidents, topology: Topology):

@@ -14,6 +14,7 @@ import numpy as np
 import pandas as pd
 
 from diagnosis import _files
+from diagnosis._time import parse_duration
 from diagnosis.exceptions import DiagnosisError
 
 _GO_MONOTONIC = re.compile(r"\s+m=[+-][0-9.]+$")
@@ -177,22 +178,9 @@ def _epoch(values: list) -> pd.Series:
     return t.where(ok)
 
 
-def to_timedelta(value, what: str) -> pd.Timedelta:
-    """A duration from a Timedelta, a number of seconds or a string (``5min``, ``PT5M``, ``300s``)."""
-    if isinstance(value, pd.Timedelta):
-        return value
-    try:
-        if isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, bool):
-            td = pd.Timedelta(seconds=float(value))
-        else:
-            td = pd.Timedelta(value)
-    except (ValueError, TypeError):
-        raise DiagnosisError(
-            f"{what} must be a duration such as '5min', '300s' or 'PT5M'. Got {value!r} instead."
-        ) from None
-    if pd.isna(td):
-        raise DiagnosisError(f"{what} must be a duration such as '5min', '300s' or 'PT5M'. Got {value!r} instead.")
-    return td
+def to_timedelta(value, what: str, *, caller: str = "diagnosis.telemetry") -> pd.Timedelta:
+    """A duration by :func:`diagnosis._time.parse_duration` (a bare number is seconds); may be negative."""
+    return parse_duration(value, name=what, caller=caller, allow_negative=True)
 
 
 def atomic_write(path: Path, write: Callable[[str], None]) -> Path:

@@ -52,6 +52,7 @@ from typing import Any
 
 import pandas as pd
 
+from diagnosis._time import parse_duration
 from diagnosis._validation import short_repr
 from diagnosis.exceptions import IncidentLogError, suggest
 from diagnosis.logs.schema import (
@@ -274,13 +275,7 @@ def _as_paths(paths) -> list[Path]:
 
 
 def _window(window) -> pd.Timedelta:
-    try:
-        gap = pd.Timedelta(window)
-    except (TypeError, ValueError):
-        gap = pd.NaT
-    if pd.isna(gap) or gap < pd.Timedelta(0):
-        raise IncidentLogError(f"window must be a duration >= 0 such as '15min' or '1h'. Got {window!r} instead.")
-    return gap
+    return parse_duration(window, name="window", caller="import_alertmanager", error=IncidentLogError)
 
 
 # --------------------------------------------------------------------------- reading

@@ -385,7 +385,7 @@ def test_report_parameter_lookup_suggests(fitted):
 def test_fit_topology_writes_yaml_and_provenance(tmp_path, webshop, log):
     src = write_incidents(log, tmp_path / "log.jsonl")
     out = tmp_path / "fitted.yaml"
-    report = fit_topology(webshop, src, out, prior_weight={"actions": 5.0}, half_life=365)
+    report = fit_topology(webshop, src, out, prior_weight={"actions": 5.0}, half_life="365d")
     text = out.read_text()
     assert text.startswith("# Fitted by diagnosis")
     assert "600 incidents (0 rejected)" in text and "sha256" in text
@@ -418,8 +418,9 @@ def test_rejected_records_are_counted(tmp_path, webshop, log):
         ("prior_weight", -1, "a number > 0 or a mapping"),
         ("prior_weight", {"detectors": 0}, "a number > 0 or a mapping"),
         ("pooling", "yes", "True or False"),
-        ("half_life", "soon", "None, a number of days > 0, or a positive duration"),
-        ("half_life", -3, "None, a number of days > 0, or a positive duration"),
+        ("half_life", "soon", "a duration such as '300s', '5min', '8h', '90d' or 'PT5M'"),
+        ("half_life", -3, "a duration > 0"),
+        ("half_life", 365, r"at least 3600 seconds \(a bare number is seconds\)"),
         ("selection", "fired", r"one of \['observed', 'none'\]"),
         ("sections", ["priors"], "a non-empty list of"),
         ("sections", "detectors", "a non-empty list of"),

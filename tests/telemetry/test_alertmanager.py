@@ -174,7 +174,9 @@ def test_window_splits_and_same_symptom_is_observed_once(tmp_path, shop):
     assert frame.observations["time"].tolist() == [ts("2024-05-01T10:00:00Z"), ts("2024-05-01T10:10:00Z")]
     frame, _, _ = import_alertmanager(path, shop, window=pd.Timedelta("6min"), topology_name="shop-prod")
     assert len(frame) == 1 and frame.incidents["topology"].tolist() == ["shop-prod"]
-    with pytest.raises(IncidentLogError, match=r"window must be a duration >= 0.*Got '-5min'"):
+    with pytest.raises(
+        IncidentLogError, match=r"'window' parameter of import_alertmanager must be a duration >= 0.*Got '-5min'"
+    ):
         import_alertmanager(path, shop, window="-5min")
     with pytest.raises(IncidentLogError, match=r"window.*Got 'soon'"):
         import_alertmanager(path, shop, window="soon")

@@ -78,7 +78,7 @@ def test_errors(tmp_path):
     (tmp_path / "w.csv").write_text("name,when\nx,y\n")
     with pytest.raises(DiagnosisError, match="missing \\['id', 'start'\\]"):
         read_windows(tmp_path / "w.csv")
-    with pytest.raises(DiagnosisError, match="duration must be a duration"):
+    with pytest.raises(DiagnosisError, match="'duration' parameter of .* must be a duration"):
         make_windows([], duration="soon")
     with pytest.raises(DiagnosisError, match="baseline must be positive"):
         make_windows([], baseline="-5min")
