@@ -7,7 +7,7 @@ import json
 from typing import TextIO
 
 from diagnosis.cli._common import table as _table
-from diagnosis.exceptions import DiagnosisError
+from diagnosis.exceptions import ParameterError
 from diagnosis.inference import ENGINES
 from diagnosis.model.topology import load_topology
 
@@ -64,7 +64,7 @@ def _simulate(args: argparse.Namespace, out: TextIO, err: TextIO) -> None:
 
     topology = load_topology(args.topology)
     if args.n < 0:
-        raise DiagnosisError(f"-n must be >= 0. Got {args.n!r} instead.")
+        raise ParameterError(f"-n must be >= 0. Got {args.n!r} instead.")
     counts = {"incidents": 0, "cause": 0, "observations": 0, "actions": 0}
 
     def counted(frames):

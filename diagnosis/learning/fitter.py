@@ -224,7 +224,7 @@ class PriorFitter:
             if unknown:
                 from diagnosis.exceptions import suggest
 
-                raise DiagnosisError(
+                raise ParameterError(
                     f"The 'prior_weight' parameter of PriorFitter names unknown section {unknown[0]!r}"
                     f"{suggest(str(unknown[0]), SECTIONS)}; allowed: {list(SECTIONS)}"
                 )

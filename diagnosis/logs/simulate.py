@@ -32,7 +32,7 @@ from collections.abc import Iterator, Mapping
 import numpy as np
 import pandas as pd
 
-from diagnosis.exceptions import DiagnosisError
+from diagnosis.exceptions import DiagnosisError, ParameterError
 from diagnosis.logs.schema import (
     ACTION_COLUMNS,
     INCIDENT_COLUMNS,
@@ -156,19 +156,23 @@ def iter_simulate(
     Parameters as :func:`simulate`.
     """
     if not isinstance(n, (int, np.integer)) or n < 0:
-        raise DiagnosisError(f"n must be an int >= 0. Got {n!r} instead.")
+        raise ParameterError(f"The 'n' parameter of simulate must be an int >= 0. Got {n!r} instead.")
     if not isinstance(block_size, (int, np.integer)) or block_size < 1:
-        raise DiagnosisError(f"block_size must be an int >= 1. Got {block_size!r} instead.")
+        raise ParameterError(f"The 'block_size' parameter of simulate must be an int >= 1. Got {block_size!r} instead.")
     network = model if isinstance(model, Network) else build_network(model)
     probs = dict(P_OBSERVED)
     probs.update(p_observed or {})
     for k, p in probs.items():
         if not 0.0 <= p <= 1.0:
-            raise DiagnosisError(f"p_observed[{k!r}] must be in [0, 1]. Got {p!r} instead.")
+            raise ParameterError(
+                f"The 'p_observed' parameter of simulate must map signals to probabilities in [0, 1]; p_observed[{k!r}] is {p!r}."
+            )
     if mean_gap_hours is None:
         mean_gap_hours = min(6.0, 3 * 365 * 24 / max(int(n), 1))
     if not (isinstance(mean_gap_hours, (int, float)) and 0 < mean_gap_hours and np.isfinite(mean_gap_hours)):
-        raise DiagnosisError(f"mean_gap_hours must be a number > 0. Got {mean_gap_hours!r} instead.")
+        raise ParameterError(
+            f"The 'mean_gap_hours' parameter of simulate must be a number > 0. Got {mean_gap_hours!r} instead."
+        )
     parent = np.random.default_rng(rng)
     t0 = pd.Timestamp(start)
     t0 = t0.tz_localize("UTC") if t0.tzinfo is None else t0.tz_convert("UTC")
@@ -190,7 +194,7 @@ def _simulate_block(network, n, gen, *, probs, max_actions, t0, mean_gap_hours, 
     sym_vars = [network.symptom_variable[d.symptom] for d in detectors]
     p_obs = np.array([probs.get(d.watches, P_OBSERVED_OTHER) for d in detectors])
     if n > 0 and not np.any(p_obs > 0):
-        raise DiagnosisError("no detector is ever observed (every p_observed is 0): no incident would open")
+        raise ParameterError("no detector is ever observed (every p_observed is 0): no incident would open")
 
     comps = topo.components
     fault_vars = [network.fault_variable[c.name] for c in comps]

@@ -9,7 +9,7 @@ from __future__ import annotations
 from importlib import resources
 from pathlib import Path
 
-from diagnosis.exceptions import DiagnosisError, suggest
+from diagnosis.exceptions import ParameterError, suggest
 
 __all__ = ["bundled_incident", "bundled_topology", "list_bundled"]
 
@@ -30,7 +30,9 @@ def list_bundled(kind: str = "topologies") -> tuple[str, ...]:
     True
     """
     if kind not in ("topologies", "incidents"):
-        raise DiagnosisError(f"kind must be 'topologies' or 'incidents'. Got {kind!r} instead.")
+        raise ParameterError(
+            f"The 'kind' parameter of list_bundled must be one of {{'topologies', 'incidents'}}. Got {kind!r} instead."
+        )
     return tuple(sorted(p.stem for p in _folder(kind).glob("*.yaml")))
 
 
@@ -38,7 +40,7 @@ def _find(kind: str, name: str) -> Path:
     path = _folder(kind) / f"{name}.yaml"
     if not path.is_file():
         known = list_bundled(kind)
-        raise DiagnosisError(f"no bundled {_SINGULAR[kind]} {name!r}{suggest(name, known)}; bundled: {list(known)}")
+        raise ParameterError(f"no bundled {_SINGULAR[kind]} {name!r}{suggest(name, known)}; bundled: {list(known)}")
     return path
 
 

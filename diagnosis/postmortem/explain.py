@@ -38,7 +38,7 @@ from typing import Any
 
 import numpy as np
 
-from diagnosis.exceptions import DiagnosisError
+from diagnosis.exceptions import DiagnosisError, ParameterError
 from diagnosis.localization import Diagnosis
 from diagnosis.model.evidence import Evidence
 from diagnosis.model.network import Network
@@ -276,7 +276,9 @@ def explain(
     [('db', 'backend', 'frontend')]
     """
     if not isinstance(n_hypotheses, (int, np.integer)) or isinstance(n_hypotheses, bool) or n_hypotheses < 1:
-        raise DiagnosisError(f"n_hypotheses must be an int >= 1. Got {n_hypotheses!r} instead.")
+        raise ParameterError(
+            f"The 'n_hypotheses' parameter of explain must be an int >= 1. Got {n_hypotheses!r} instead."
+        )
     ctx = model if isinstance(model, Context) else Context(model, engine)
     findings = findings_from(evidence, actions)
     return _explain(ctx, findings, int(n_hypotheses))

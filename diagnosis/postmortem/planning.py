@@ -63,7 +63,7 @@ from typing import Any
 
 import numpy as np
 
-from diagnosis.exceptions import DiagnosisError
+from diagnosis.exceptions import DiagnosisError, ParameterError, suggest
 from diagnosis.model.evidence import Evidence
 from diagnosis.model.network import SYMPTOM_STATES, Network
 from diagnosis.model.topology import Topology
@@ -287,7 +287,9 @@ class PolicyComparison:
         """
         for name in (policy, baseline):
             if name not in self.results:
-                raise DiagnosisError(f"policy {name!r} was not run; run: {list(self.results)}")
+                raise ParameterError(
+                    f"policy {name!r} was not run{suggest(name, self.results)}; run: {list(self.results)}"
+                )
         a = np.asarray(self.results[policy].costs)
         b = np.asarray(self.results[baseline].costs)
         d = b - a
@@ -357,7 +359,9 @@ def rank_checks(
     ('db-host.ping', 0.664)
     """
     if by not in ("information", "success"):
-        raise DiagnosisError(f"by must be 'information' or 'success'. Got {by!r} instead.")
+        raise ParameterError(
+            f"The 'by' parameter of rank_checks must be one of {{'information', 'success'}}. Got {by!r} instead."
+        )
     ctx = Context(model, engine)
     findings = findings_from(evidence, actions)
     state = state_of(ctx, findings)
@@ -462,7 +466,9 @@ def plan_recovery(
     (16.24, 22.51)
     """
     if not isinstance(max_nodes, (int, np.integer)) or max_nodes < 1:
-        raise DiagnosisError(f"max_nodes must be an int >= 1. Got {max_nodes!r} instead.")
+        raise ParameterError(
+            f"The 'max_nodes' parameter of plan_recovery must be an int >= 1. Got {max_nodes!r} instead."
+        )
     planner, state, tried = _setup(model, evidence, actions, policy, escalation_cost, engine, max_steps, assume_fault)
     steps, cost, exact = planner.walk(_Node(state, tried, 0), policy, max_nodes=int(max_nodes))
     return Plan(policy, tuple(steps), cost, exact, float(escalation_cost))
@@ -521,7 +527,7 @@ def compare_policies(
     PolicyComparison
     """
     if not isinstance(n, (int, np.integer)) or isinstance(n, bool) or n < 1:
-        raise DiagnosisError(f"n must be an int >= 1. Got {n!r} instead.")
+        raise ParameterError(f"The 'n' parameter of compare_policies must be an int >= 1. Got {n!r} instead.")
     for p in policies:
         _check_policy(p)
     ctx = Context(model, engine)
@@ -540,18 +546,18 @@ def compare_policies(
 # ============================================================================ internals
 def _check_policy(policy: str) -> None:
     if policy not in POLICIES:
-        raise DiagnosisError(f"unknown policy {policy!r}; allowed: {list(POLICIES)}")
+        raise ParameterError(f"unknown policy {policy!r}{suggest(str(policy), POLICIES)}; allowed: {list(POLICIES)}")
 
 
 def _check_cost(c: float) -> float:
     if isinstance(c, bool) or not isinstance(c, (int, float)) or not math.isfinite(c) or c <= 0:
-        raise DiagnosisError(f"escalation_cost must be a number > 0. Got {c!r} instead.")
+        raise ParameterError(f"The 'escalation_cost' parameter must be a number > 0. Got {c!r} instead.")
     return float(c)
 
 
 def _check_steps(k: int) -> int:
     if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1:
-        raise DiagnosisError(f"max_steps must be an int >= 1. Got {k!r} instead.")
+        raise ParameterError(f"The 'max_steps' parameter must be an int >= 1. Got {k!r} instead.")
     return int(k)
 
 
@@ -983,7 +989,9 @@ def _sample_incidents(ctx: Context, n: int, gen: np.random.Generator, p_observed
     probs.update(p_observed or {})
     for k, p in probs.items():
         if not 0.0 <= p <= 1.0:
-            raise DiagnosisError(f"p_observed[{k!r}] must be in [0, 1]. Got {p!r} instead.")
+            raise ParameterError(
+                f"The 'p_observed' parameter must map signals to probabilities in [0, 1]; p_observed[{k!r}] is {p!r}."
+            )
     p_obs = np.array([probs.get(d.watches, P_OBSERVED_OTHER) for d in ctx.detectors])
     faults, symptoms, observed = [], [], []
     kept, rounds = 0, 0

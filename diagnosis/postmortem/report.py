@@ -41,7 +41,7 @@ from typing import Any
 
 import pandas as pd
 
-from diagnosis.exceptions import DiagnosisError, IncidentLogError, suggest
+from diagnosis.exceptions import DiagnosisError, IncidentLogError, ParameterError, suggest
 from diagnosis.localization import Diagnosis
 from diagnosis.logs.schema import Incident, IncidentFrame, validate_frame
 from diagnosis.model.network import Network
@@ -164,7 +164,9 @@ def post_mortem(
     ('plan', 'naive')
     """
     if not isinstance(n_hypotheses, int) or isinstance(n_hypotheses, bool) or n_hypotheses < 1:
-        raise DiagnosisError(f"n_hypotheses must be an int >= 1. Got {n_hypotheses!r} instead.")
+        raise ParameterError(
+            f"The 'n_hypotheses' parameter of post_mortem must be an int >= 1. Got {n_hypotheses!r} instead."
+        )
     ctx = Context(model, engine)
     c_esc = _check_cost(escalation_cost)
     timeline = belief_timeline(ctx, incident, escalation_cost=c_esc)
@@ -296,9 +298,9 @@ def write_report(
     formats = tuple(formats)
     for f in formats:
         if f not in FORMATS:
-            raise DiagnosisError(f"unknown report format {f!r}; allowed: {list(FORMATS)}")
+            raise ParameterError(f"unknown report format {f!r}{suggest(str(f), FORMATS)}; allowed: {list(FORMATS)}")
     if not formats:
-        raise DiagnosisError(f"formats is empty; allowed: {list(FORMATS)}")
+        raise ParameterError(f"The 'formats' parameter of write_report is empty; allowed: {list(FORMATS)}")
     if not isinstance(topology, Topology):
         topology = load_topology(topology)
     folder = _prepare_folder(out)

@@ -4,7 +4,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from diagnosis import DiagnosisError, Topology, build_network
+from diagnosis import Topology, build_network
+from diagnosis.exceptions import ParameterError
 from diagnosis.logs.simulate import sample_network, simulate
 
 
@@ -61,9 +62,9 @@ def test_incidents_open_on_a_fired_observation_and_carry_truth(boutique):
 
 
 def test_bad_arguments(boutique):
-    with pytest.raises(DiagnosisError, match="n must be an int >= 0"):
+    with pytest.raises(ParameterError, match="'n' parameter of simulate must be an int >= 0"):
         simulate(boutique, -1)
-    with pytest.raises(DiagnosisError, match=r"p_observed\['latency'\] must be in \[0, 1\]"):
+    with pytest.raises(ParameterError, match=r"probabilities in \[0, 1\]; p_observed\['latency'\] is"):
         simulate(boutique, 5, p_observed={"latency": 2})
 
 

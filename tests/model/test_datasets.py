@@ -1,6 +1,7 @@
 import pytest
 
 from diagnosis import DiagnosisError, bundled_incident, bundled_topology, list_bundled, load_topology, read_evidence
+from diagnosis.exceptions import ParameterError
 
 
 def test_every_bundled_incident_fits_its_topology():
@@ -14,5 +15,5 @@ def test_every_bundled_incident_fits_its_topology():
 def test_unknown_bundled_names():
     with pytest.raises(DiagnosisError, match=r"no bundled topology 'webshp'; did you mean 'webshop'"):
         bundled_topology("webshp")
-    with pytest.raises(DiagnosisError, match="kind must be"):
+    with pytest.raises(ParameterError, match="The 'kind' parameter of list_bundled must be one of"):
         list_bundled("models")

@@ -8,6 +8,7 @@ import pytest
 from helpers import SEEDS, brute_force_marginals, random_topology
 
 from diagnosis import DiagnosisError, EvidenceError, build_network, diagnose
+from diagnosis.exceptions import ParameterError
 from diagnosis.postmortem.explain import explain, propagation_paths
 
 
@@ -142,7 +143,7 @@ def test_to_dict_is_json(webshop):
 
 
 def test_errors(webshop):
-    with pytest.raises(DiagnosisError, match="n_hypotheses must be an int >= 1. Got 0 instead"):
+    with pytest.raises(ParameterError, match="'n_hypotheses' parameter of explain must be an int >= 1. Got 0 instead"):
         explain(webshop, {}, n_hypotheses=0)
     with pytest.raises(
         EvidenceError,

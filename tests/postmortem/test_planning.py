@@ -8,6 +8,7 @@ import pytest
 from helpers import SEEDS, brute_force_marginals, random_topology
 
 from diagnosis import DiagnosisError, EvidenceError, build_network
+from diagnosis.exceptions import ParameterError
 from diagnosis.postmortem.planning import (
     ESCALATION_COST,
     POLICIES,
@@ -202,17 +203,20 @@ def test_node_budget_marks_the_cost_inexact(webshop):
 def test_errors(webshop):
     with pytest.raises(DiagnosisError, match="unknown policy 'random'; allowed"):
         next_step(webshop, {}, policy="random")
-    with pytest.raises(DiagnosisError, match="escalation_cost must be a number > 0. Got 0 instead"):
+    with pytest.raises(ParameterError, match="'escalation_cost' parameter must be a number > 0. Got 0 instead"):
         next_step(webshop, {}, escalation_cost=0)
-    with pytest.raises(DiagnosisError, match="max_steps must be an int >= 1. Got 0 instead"):
+    with pytest.raises(ParameterError, match="'max_steps' parameter must be an int >= 1. Got 0 instead"):
         plan_recovery(webshop, {}, max_steps=0)
-    with pytest.raises(DiagnosisError, match="max_nodes must be an int >= 1"):
+    with pytest.raises(ParameterError, match="'max_nodes' parameter of plan_recovery must be an int >= 1"):
         plan_recovery(webshop, {}, max_nodes=0)
-    with pytest.raises(DiagnosisError, match="by must be 'information' or 'success'. Got 'cost' instead"):
+    with pytest.raises(
+        ParameterError,
+        match="'by' parameter of rank_checks must be one of .'information', 'success'.. Got 'cost' instead",
+    ):
         rank_checks(webshop, {}, by="cost")
-    with pytest.raises(DiagnosisError, match="n must be an int >= 1. Got 0 instead"):
+    with pytest.raises(ParameterError, match="'n' parameter of compare_policies must be an int >= 1. Got 0 instead"):
         compare_policies(webshop, 0)
-    with pytest.raises(DiagnosisError, match=r"p_observed\['latency'\] must be in \[0, 1\]"):
+    with pytest.raises(ParameterError, match=r"probabilities in \[0, 1\]; p_observed\['latency'\] is 2.0"):
         compare_policies(webshop, 5, p_observed={"latency": 2.0})
     with pytest.raises(DiagnosisError, match="policy 'plan' was not run"):
         compare_policies(webshop, 5, policies=["naive"], rng=1).saving()
