@@ -38,7 +38,7 @@ from dataclasses import dataclass
 import numpy as np
 import scipy.sparse
 
-from diagnosis.exceptions import EvidenceError, ModelError
+from diagnosis.exceptions import EvidenceError, ModelError, ParameterError
 from diagnosis.inference._gather import GatherBlock
 from diagnosis.inference.base import TableEngine
 from diagnosis.inference.tables import (
@@ -693,7 +693,9 @@ class LoopyBPEngine(TableEngine):
         memory_budget_bytes: int = 2**31,
     ):
         if not 0.0 <= damping < 1.0:
-            raise ValueError(f"damping must be in [0, 1), got {damping}")
+            raise ParameterError(
+                f"The 'damping' parameter of LoopyBPEngine must be a float in the range [0, 1). Got {damping!r} instead."
+            )
         super().__init__(tables)
         self.max_iterations = int(max_iterations)
         self.tolerance = float(tolerance)

@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from diagnosis._files import atomic_write
-from diagnosis.exceptions import EvidenceError, ModelError, ModelFileError, suggest
+from diagnosis.exceptions import EvidenceError, ModelError, ModelFileError, ParameterError, suggest
 from diagnosis.inference.tables import ModelTables
 
 __all__ = ["ModelFileError", "read_cases", "read_model", "write_posteriors"]
@@ -101,7 +101,9 @@ def _states_of(model) -> Mapping[str, tuple[str, ...]]:
     states = getattr(model, "states", None)
     if isinstance(states, Mapping):
         return states
-    raise TypeError(f"expected a pgmpy network, an engine or a mapping of states, got {type(model).__name__}")
+    raise ParameterError(
+        f"The 'model' parameter must be a pgmpy network, an engine or a mapping of states. Got {type(model).__name__} instead."
+    )
 
 
 def read_cases(path: str | os.PathLike, model) -> tuple[dict[str, np.ndarray], int]:

@@ -210,13 +210,19 @@ class FitReport:
     version: str = ""
 
     def parameter(self, key: str) -> FittedParameter:
-        """The parameter called ``key``."""
+        """The parameter called ``key``.
+
+        Raises
+        ------
+        ParameterError
+            No parameter of that name (with close matches).
+        """
         for p in self.parameters:
             if p.key == key:
                 return p
-        from diagnosis.exceptions import suggest
+        from diagnosis.exceptions import ParameterError, suggest
 
-        raise KeyError(f"no fitted parameter {key!r}{suggest(key, [p.key for p in self.parameters])}")
+        raise ParameterError(f"no fitted parameter {key!r}{suggest(key, [p.key for p in self.parameters])}")
 
     def moved_most(self, k: int = 10) -> tuple[FittedParameter, ...]:
         """The ``k`` fitted parameters that moved furthest from their priors, in posterior standard deviations."""

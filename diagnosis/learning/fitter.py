@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as _dt
 import hashlib
+import inspect
 import json
 import math
 import os
@@ -178,28 +179,17 @@ class PriorFitter:
         self.rng = rng
 
     # ---------------------------------------------------------------- settings
-    _PARAMS = (
-        "prior_weight",
-        "pooling",
-        "half_life",
-        "selection",
-        "sections",
-        "interval",
-        "max_iter",
-        "tol",
-        "accelerate",
-        "window_days",
-        "max_incidents",
-        "memory_budget_bytes",
-        "rng",
-    )
+    @classmethod
+    def _param_names(cls) -> tuple[str, ...]:
+        """The settings' names, from ``__init__``'s signature (as scikit-learn does)."""
+        return tuple(p for p in inspect.signature(cls.__init__).parameters if p != "self")
 
     def get_params(self) -> dict[str, Any]:
         """The settings, as given to ``__init__``."""
-        return {k: getattr(self, k) for k in self._PARAMS}
+        return {k: getattr(self, k) for k in self._param_names()}
 
     def __repr__(self) -> str:
-        defaults = PriorFitter().__dict__
+        defaults = {k: p.default for k, p in inspect.signature(type(self).__init__).parameters.items() if k != "self"}
         changed = [f"{k}={v!r}" for k, v in self.get_params().items() if not _same(v, defaults[k])]
         return f"PriorFitter({', '.join(changed)})"
 

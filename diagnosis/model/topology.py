@@ -230,11 +230,20 @@ class Component:
         return max(0.0, 1.0 - math.fsum(m.prior for m in self.fault_modes))
 
     def fault_mode(self, name: str) -> FaultMode:
-        """Return the fault mode called ``name``."""
+        """Return the fault mode called ``name``.
+
+        Raises
+        ------
+        TopologyError
+            No such fault mode, with the close matches and the modes it has.
+        """
         for m in self.fault_modes:
             if m.name == name:
                 return m
-        raise KeyError(name)
+        modes = [m.name for m in self.fault_modes]
+        raise TopologyError(
+            f"component {self.name!r} has no fault mode {name!r}{suggest(str(name), modes)}; its fault modes: {modes}"
+        )
 
 
 @dataclass(frozen=True, slots=True)

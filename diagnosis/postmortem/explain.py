@@ -38,7 +38,7 @@ from typing import Any
 
 import numpy as np
 
-from diagnosis.exceptions import DiagnosisError, ParameterError
+from diagnosis.exceptions import ParameterError
 from diagnosis.localization import Diagnosis
 from diagnosis.model.evidence import Evidence
 from diagnosis.model.network import Network
@@ -383,12 +383,7 @@ def propagation_paths(
     """
     topo = network.topology
     comp = topo.component(component)
-    try:
-        impact = comp.fault_mode(fault_mode).impact
-    except KeyError:
-        raise DiagnosisError(
-            f"unknown fault mode {fault_mode!r} of component {component!r}; allowed: {[m.name for m in comp.fault_modes]}"
-        ) from None
+    impact = comp.fault_mode(fault_mode).impact  # TopologyError for an unknown mode
     # Max-product paths from `component` along "is depended on by" edges (a DAG): best[x] = (strength, path).
     best: dict[str, tuple[float, tuple[str, ...]]] = {component: (impact, (component,))}
     users: dict[str, list] = {}

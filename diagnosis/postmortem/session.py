@@ -294,16 +294,17 @@ class Context:
 
 
 def entropy_bits(p: np.ndarray) -> np.ndarray:
-    """Entropy in bits of each row of ``p`` (0 log 0 = 0)."""
-    with np.errstate(divide="ignore", invalid="ignore"):
-        terms = np.where(p > 0, -p * np.log2(np.where(p > 0, p, 1.0)), 0.0)
-    return terms.sum(axis=-1)
+    """Entropy in bits of each row of ``p`` (0 log 0 = 0; rows are not renormalised)."""
+    from scipy.special import entr
+
+    return entr(np.asarray(p, dtype=np.float64)).sum(axis=-1) / math.log(2.0)
 
 
 def logit(p: np.ndarray | float) -> np.ndarray:
     """``log(p / (1 - p))`` with ``p`` clipped away from 0 and 1 (natural log)."""
-    q = np.clip(np.asarray(p, dtype=np.float64), 1e-300, 1.0 - 1e-16)
-    return np.log(q) - np.log1p(-q)
+    from scipy.special import logit as _logit
+
+    return _logit(np.clip(np.asarray(p, dtype=np.float64), 1e-300, 1.0 - 1e-16))
 
 
 def finite(x: float) -> float | None:

@@ -23,6 +23,7 @@ from diagnosis import (
     load_topology,
     simulate,
 )
+from diagnosis.exceptions import ParameterError
 from diagnosis.inference.compiled import CompiledEngine
 from diagnosis.inference.tables import ModelTables
 from diagnosis.learning import (
@@ -378,7 +379,7 @@ def test_summary_names_the_biggest_moves_and_the_prior_dominated(fitted):
 
 
 def test_report_parameter_lookup_suggests(fitted):
-    with pytest.raises(KeyError, match="did you mean 'prior frontend:crash'"):
+    with pytest.raises(ParameterError, match="did you mean 'prior frontend:crash'"):
         fitted.report_.parameter("prior frontend:crsh")
 
 

@@ -345,3 +345,13 @@ def test_alert_rules_map_labels():
     assert health.symptom_for({"alertname": "KubePodNotReady", "service": "api"}) == "api.health_check"
     assert health.symptom_for({"alertname": "KubePodNotReadyish", "service": "api"}) is None  # full match only
     assert Topology.from_dict(topo.to_dict()).alert_rules == topo.alert_rules
+
+
+def test_unknown_fault_mode_is_a_topology_error_with_a_suggestion(webshop):
+    from diagnosis.exceptions import TopologyError
+
+    db = webshop.component("db")
+    with pytest.raises(
+        TopologyError, match=r"component 'db' has no fault mode 'slow_query'; did you mean 'slow_queries'\?"
+    ):
+        db.fault_mode("slow_query")

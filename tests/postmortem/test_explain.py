@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 from helpers import SEEDS, brute_force_marginals, random_topology
 
-from diagnosis import DiagnosisError, EvidenceError, build_network, diagnose
-from diagnosis.exceptions import ParameterError
+from diagnosis import EvidenceError, build_network, diagnose
+from diagnosis.exceptions import ParameterError, TopologyError
 from diagnosis.postmortem.explain import explain, propagation_paths
 
 
@@ -154,5 +154,5 @@ def test_errors(webshop):
         explain(webshop, {}, actions=[("restart", "backend", "failed")])
     with pytest.raises(EvidenceError, match="must be \\(action, target, outcome\\)"):
         explain(webshop, {}, actions=["restart"])
-    with pytest.raises(DiagnosisError, match="unknown fault mode 'melted' of component 'db'"):
+    with pytest.raises(TopologyError, match="component 'db' has no fault mode 'melted'"):
         propagation_paths(build_network(webshop), "db", "melted")
