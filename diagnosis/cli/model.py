@@ -150,42 +150,7 @@ def _check(topology: Topology, out: TextIO) -> None:
 def _show(topology: Topology, fmt: str, out: TextIO) -> None:
     network = build_network(topology)
     if fmt == "json":
-        doc = {
-            "name": topology.name,
-            "components": [
-                {
-                    "name": c.name,
-                    "kind": c.kind,
-                    "host": c.host,
-                    "fault_variable": network.fault_variable[c.name],
-                    "fault_modes": {m.name: {"prior": m.prior, "impact": m.impact} for m in c.fault_modes},
-                    "depends_on": [
-                        {"component": d.target, "type": d.type, "strength": d.strength}
-                        for d in topology.dependencies_of(c.name)
-                    ],
-                }
-                for c in topology.components
-            ],
-            "symptoms": [
-                {
-                    "symptom": d.symptom,
-                    "component": d.component,
-                    "watches": d.watches,
-                    "raised_by": dict(d.sensitivity),
-                    "false_alarm": d.false_alarm,
-                    "cost": d.cost,
-                    "variable": network.symptom_variable[d.symptom],
-                }
-                for d in topology.detectors
-            ],
-            "actions": [
-                {"action": a.name, "target": a.component, "success": dict(a.success), "cost": a.cost}
-                for a in topology.actions
-            ],
-            "dropped_dependencies": [
-                {"source": d.source, "target": d.target, "type": d.type} for d in topology.dropped_dependencies
-            ],
-        }
+        doc = network.summary()
         json.dump(doc, out, indent=2)
         out.write("\n")
         return

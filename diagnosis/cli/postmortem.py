@@ -86,8 +86,6 @@ def _tried(items: Sequence[str]) -> list[tuple[str, str, str]]:
 
 
 def _explain(args: argparse.Namespace, out: TextIO, err: TextIO) -> None:
-    from dataclasses import asdict
-
     from diagnosis.postmortem.explain import explain
     from diagnosis.postmortem.planning import plan_recovery, rank_checks
 
@@ -106,17 +104,9 @@ def _explain(args: argparse.Namespace, out: TextIO, err: TextIO) -> None:
     if args.format == "json":
         doc = ex.to_dict()
         if not args.no_checks:
-            doc["next_checks"] = [
-                {**asdict(c), "information_per_cost": c.information_per_cost, "success_per_cost": c.success_per_cost}
-                for c in checks
-            ]
+            doc["next_checks"] = [c.to_dict() for c in checks]
         if plan is not None:
-            doc["plan"] = {
-                "policy": plan.policy,
-                "expected_cost": plan.expected_cost,
-                "exact": plan.exact,
-                "steps": [asdict(st) for st in plan.steps],
-            }
+            doc["plan"] = plan.to_dict()
         json.dump(doc, out, indent=2, default=str)
         out.write("\n")
         return

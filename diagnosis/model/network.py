@@ -139,6 +139,53 @@ class Network:
     def variable_names(self) -> tuple[str, ...]:
         return tuple(v.name for v in self.variables)
 
+    def summary(self) -> dict:
+        """A JSON-ready description of the platform as modelled (``diagnosis topology show --format json``).
+
+        Keys: ``name``; ``components`` (kind, host, fault variable, fault modes
+        with prior and impact, what each depends on); ``symptoms`` (component,
+        what it watches, triggers with sensitivities, false alarm, cost, network
+        variable); ``actions`` (target, success by fault mode, cost);
+        ``dropped_dependencies`` (edges removed to break cycles).
+        """
+        topology = self.topology
+        return {
+            "name": topology.name,
+            "components": [
+                {
+                    "name": c.name,
+                    "kind": c.kind,
+                    "host": c.host,
+                    "fault_variable": self.fault_variable[c.name],
+                    "fault_modes": {m.name: {"prior": m.prior, "impact": m.impact} for m in c.fault_modes},
+                    "depends_on": [
+                        {"component": d.target, "type": d.type, "strength": d.strength}
+                        for d in topology.dependencies_of(c.name)
+                    ],
+                }
+                for c in topology.components
+            ],
+            "symptoms": [
+                {
+                    "symptom": d.symptom,
+                    "component": d.component,
+                    "watches": d.watches,
+                    "raised_by": dict(d.sensitivity),
+                    "false_alarm": d.false_alarm,
+                    "cost": d.cost,
+                    "variable": self.symptom_variable[d.symptom],
+                }
+                for d in topology.detectors
+            ],
+            "actions": [
+                {"action": a.name, "target": a.component, "success": dict(a.success), "cost": a.cost}
+                for a in topology.actions
+            ],
+            "dropped_dependencies": [
+                {"source": d.source, "target": d.target, "type": d.type} for d in topology.dropped_dependencies
+            ],
+        }
+
     def to_pgmpy(self):
         """Return an equivalent pgmpy ``DiscreteBayesianNetwork``.
 

@@ -128,6 +128,16 @@ class CheckValue:
     def success_per_cost(self) -> float:
         return _per_cost(self.success_gain, self.cost)
 
+    def to_dict(self) -> dict:
+        """A JSON-ready mapping of the fields and both per-cost ratios."""
+        from dataclasses import asdict
+
+        return {
+            **asdict(self),
+            "information_per_cost": self.information_per_cost,
+            "success_per_cost": self.success_per_cost,
+        }
+
 
 def _per_cost(value: float, cost: float) -> float:
     if cost > 0:
@@ -205,6 +215,17 @@ class Plan:
     @property
     def first(self) -> PlanStep:
         return self.steps[0]
+
+    def to_dict(self) -> dict:
+        """A JSON-ready mapping: ``policy``, ``expected_cost``, ``exact`` and the ``steps``."""
+        from dataclasses import asdict
+
+        return {
+            "policy": self.policy,
+            "expected_cost": self.expected_cost,
+            "exact": self.exact,
+            "steps": [asdict(st) for st in self.steps],
+        }
 
 
 @dataclass(frozen=True, slots=True)
