@@ -28,6 +28,7 @@ The same inputs and seed give the same incidents.
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
@@ -41,10 +42,19 @@ from diagnosis.logs.schema import (
     IncidentFrame,
     _normalise,
 )
-from diagnosis.model.network import Network, build_network
+from diagnosis.model.network import SYMPTOM_STATES, Network, build_network
 from diagnosis.model.topology import Topology
 
-__all__ = ["P_OBSERVED", "iter_simulate", "sample_network", "simulate"]
+__all__ = [
+    "P_OBSERVED",
+    "P_OBSERVED_OTHER",
+    "OpenedIncidents",
+    "iter_simulate",
+    "observation_probabilities",
+    "sample_network",
+    "sample_opened",
+    "simulate",
+]
 
 #: Probability that a detector is observed in an incident, by what it watches.
 P_OBSERVED: Mapping[str, float] = {
@@ -59,6 +69,7 @@ P_OBSERVED: Mapping[str, float] = {
     "consistency_check": 0.2,
 }
 P_OBSERVED_OTHER = 0.5
+_FIRED = SYMPTOM_STATES.index("fired")
 
 
 def sample_network(network: Network, n: int, rng: np.random.Generator) -> dict[str, np.ndarray]:
@@ -160,13 +171,7 @@ def iter_simulate(
     if not isinstance(block_size, (int, np.integer)) or block_size < 1:
         raise ParameterError(f"The 'block_size' parameter of simulate must be an int >= 1. Got {block_size!r} instead.")
     network = model if isinstance(model, Network) else build_network(model)
-    probs = dict(P_OBSERVED)
-    probs.update(p_observed or {})
-    for k, p in probs.items():
-        if not 0.0 <= p <= 1.0:
-            raise ParameterError(
-                f"The 'p_observed' parameter of simulate must map signals to probabilities in [0, 1]; p_observed[{k!r}] is {p!r}."
-            )
+    probs = observation_probabilities(p_observed, caller="simulate")
     if mean_gap_hours is None:
         mean_gap_hours = min(6.0, 3 * 365 * 24 / max(int(n), 1))
     if not (isinstance(mean_gap_hours, (int, float)) and 0 < mean_gap_hours and np.isfinite(mean_gap_hours)):
@@ -188,40 +193,113 @@ def iter_simulate(
         yield frame
 
 
-def _simulate_block(network, n, gen, *, probs, max_actions, t0, mean_gap_hours, id_prefix, index0, batch_size=50_000):
-    topo = network.topology
-    detectors = topo.detectors
+@dataclass(frozen=True, slots=True)
+class OpenedIncidents:
+    """Incidents drawn from a network and kept when an observed check fired (see :func:`sample_opened`).
+
+    Attributes
+    ----------
+    faults : ndarray of int, shape (n, n_components)
+        True fault-state index per component (0 = ok), in topology order.
+    symptoms : ndarray of int, shape (n, n_detectors)
+        True symptom-state index per detector (1 = fired), in topology order.
+    observed : ndarray of bool, shape (n, n_detectors)
+        Whether each check was run in the incident.
+    """
+
+    faults: np.ndarray
+    symptoms: np.ndarray
+    observed: np.ndarray
+
+
+def observation_probabilities(p_observed: Mapping[str, float] | None, *, caller: str) -> dict[str, float]:
+    """:data:`P_OBSERVED` updated by ``p_observed``, each checked to lie in [0, 1]."""
+    probs = dict(P_OBSERVED)
+    probs.update(p_observed or {})
+    for k, p in probs.items():
+        if not (isinstance(p, (int, float)) and not isinstance(p, bool) and 0.0 <= p <= 1.0):
+            raise ParameterError(
+                f"The 'p_observed' parameter of {caller} must map signals to probabilities in [0, 1]; "
+                f"p_observed[{k!r}] is {p!r}."
+            )
+    return probs
+
+
+def sample_opened(
+    network: Network,
+    n: int,
+    gen: np.random.Generator,
+    *,
+    probs: Mapping[str, float],
+    require_fault: bool = False,
+    batch_size: int = 50_000,
+    max_rounds: int = 10_000,
+) -> OpenedIncidents:
+    """Draw ``n`` incidents that open: some check that was run fired (and, optionally, something is faulty).
+
+    Each round forward-samples ``batch_size`` cases of the network, draws which
+    checks were run (probability by what each detector watches, from
+    ``probs``; :data:`P_OBSERVED_OTHER` otherwise) and keeps the cases in which
+    an observed check fired. This one sampler serves :func:`simulate` and the
+    policy comparison of :func:`diagnosis.postmortem.planning.compare_policies`.
+
+    Raises
+    ------
+    ParameterError
+        When no detector is ever observed.
+    DiagnosisError
+        When ``max_rounds`` rounds keep too few cases (observed checks almost never fire).
+    """
+    detectors = network.topology.detectors
+    comps = network.topology.components
     sym_vars = [network.symptom_variable[d.symptom] for d in detectors]
+    fault_vars = [network.fault_variable[c.name] for c in comps]
     p_obs = np.array([probs.get(d.watches, P_OBSERVED_OTHER) for d in detectors])
     if n > 0 and not np.any(p_obs > 0):
         raise ParameterError("no detector is ever observed (every p_observed is 0): no incident would open")
+    kept_faults, kept_symptoms, kept_observed = [], [], []
+    n_kept = rounds = 0
+    while n_kept < n:
+        rounds += 1
+        if rounds > max_rounds:
+            raise DiagnosisError("simulation made no progress: observed detectors almost never fire")
+        sample = sample_network(network, batch_size, gen)
+        sym = (
+            np.stack([sample[v] for v in sym_vars], axis=1).astype(np.int64)
+            if sym_vars
+            else np.zeros((batch_size, 0), np.int64)
+        )
+        flt = np.stack([sample[v] for v in fault_vars], axis=1)
+        observed = gen.random((batch_size, len(detectors))) < p_obs
+        keep = ((sym == _FIRED) & observed).any(axis=1)
+        if require_fault:
+            keep &= (flt > 0).any(axis=1)
+        idx = np.flatnonzero(keep)[: n - n_kept]
+        kept_faults.append(flt[idx])
+        kept_symptoms.append(sym[idx])
+        kept_observed.append(observed[idx])
+        n_kept += len(idx)
+    if not kept_faults:
+        return OpenedIncidents(
+            np.zeros((0, len(comps)), np.int16),
+            np.zeros((0, len(detectors)), np.int64),
+            np.zeros((0, len(detectors)), bool),
+        )
+    return OpenedIncidents(np.concatenate(kept_faults), np.concatenate(kept_symptoms), np.concatenate(kept_observed))
 
+
+def _simulate_block(network, n, gen, *, probs, max_actions, t0, mean_gap_hours, id_prefix, index0, batch_size=50_000):
+    topo = network.topology
+    detectors = topo.detectors
     comps = topo.components
     fault_vars = [network.fault_variable[c.name] for c in comps]
     # Depth: components later in dependency order are deeper (dependencies come first).
     order = topo.dependency_order()
     depth_rank = np.array([len(order) - order.index(c.name) for c in comps])  # smaller = deeper
 
-    kept_faults, kept_fired, kept_observed = [], [], []
-    n_kept = 0
-    rounds = 0
-    while n_kept < n:
-        rounds += 1
-        if rounds > 10_000:
-            raise DiagnosisError("simulation made no progress: observed detectors almost never fire")
-        m = batch_size
-        sample = sample_network(network, m, gen)
-        fired = np.stack([sample[v] == 1 for v in sym_vars], axis=1) if sym_vars else np.zeros((m, 0), bool)
-        observed = gen.random((m, len(detectors))) < p_obs
-        opened = (fired & observed).any(axis=1)
-        idx = np.flatnonzero(opened)[: n - n_kept]
-        kept_faults.append(np.stack([sample[v][idx] for v in fault_vars], axis=1))
-        kept_fired.append(fired[idx])
-        kept_observed.append(observed[idx])
-        n_kept += len(idx)
-    faults = np.concatenate(kept_faults) if kept_faults else np.zeros((0, len(comps)), np.int16)
-    fired = np.concatenate(kept_fired) if kept_fired else np.zeros((0, len(detectors)), bool)
-    observed = np.concatenate(kept_observed) if kept_observed else np.zeros((0, len(detectors)), bool)
+    opened = sample_opened(network, n, gen, probs=probs, batch_size=batch_size)
+    faults, observed = opened.faults, opened.observed
+    fired = opened.symptoms == _FIRED
 
     ids = np.array([f"{id_prefix}-{index0 + i:08d}" for i in range(n)], dtype=object)
     gaps = gen.exponential(mean_gap_hours * 3600.0, size=n)

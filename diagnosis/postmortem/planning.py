@@ -63,7 +63,7 @@ from typing import Any
 
 import numpy as np
 
-from diagnosis.exceptions import DiagnosisError, ParameterError, suggest
+from diagnosis.exceptions import ParameterError, suggest
 from diagnosis.model.evidence import Evidence
 from diagnosis.model.network import SYMPTOM_STATES, Network
 from diagnosis.model.topology import Topology
@@ -996,47 +996,16 @@ def _with_outcome(step: PlanStep, outcome: str | None) -> PlanStep:
 
 
 # ============================================================================ simulation
-@dataclass(frozen=True, slots=True)
-class _Truth:
-    faults: np.ndarray  # (n, n_components) true fault state index
-    symptoms: np.ndarray  # (n, n_detectors) true symptom state index
-    observed: np.ndarray  # (n, n_detectors) bool: observed when opened
+def _sample_incidents(ctx: Context, n: int, gen: np.random.Generator, p_observed, require_fault: bool):
+    from diagnosis.logs.simulate import observation_probabilities, sample_opened
+
+    probs = observation_probabilities(p_observed, caller="compare_policies")
+    return sample_opened(
+        ctx.network, n, gen, probs=probs, require_fault=require_fault, batch_size=20_000, max_rounds=1000
+    )
 
 
-def _sample_incidents(ctx: Context, n: int, gen: np.random.Generator, p_observed, require_fault: bool) -> _Truth:
-    from diagnosis.logs.simulate import P_OBSERVED, P_OBSERVED_OTHER, sample_network
-
-    probs = dict(P_OBSERVED)
-    probs.update(p_observed or {})
-    for k, p in probs.items():
-        if not 0.0 <= p <= 1.0:
-            raise ParameterError(
-                f"The 'p_observed' parameter must map signals to probabilities in [0, 1]; p_observed[{k!r}] is {p!r}."
-            )
-    p_obs = np.array([probs.get(d.watches, P_OBSERVED_OTHER) for d in ctx.detectors])
-    faults, symptoms, observed = [], [], []
-    kept, rounds = 0, 0
-    while kept < n:
-        rounds += 1
-        if rounds > 1000:
-            raise DiagnosisError("sampling made no progress: observed detectors almost never fire")
-        m = 20_000
-        s = sample_network(ctx.network, m, gen)
-        sym = np.stack([s[v] for v in ctx.symptom_vars], axis=1).astype(np.int64)
-        flt = np.stack([s[v] for v in ctx.fault_vars], axis=1).astype(np.int64)
-        obs = gen.random((m, len(ctx.detectors))) < p_obs
-        keep = ((sym == _FIRED) & obs).any(axis=1)
-        if require_fault:
-            keep &= (flt > 0).any(axis=1)
-        idx = np.flatnonzero(keep)[: n - kept]
-        faults.append(flt[idx])
-        symptoms.append(sym[idx])
-        observed.append(obs[idx])
-        kept += len(idx)
-    return _Truth(np.concatenate(faults), np.concatenate(symptoms), np.concatenate(observed))
-
-
-def _run_policy(planner: _Planner, truth: _Truth, u: np.ndarray, policy: str) -> PolicyResult:
+def _run_policy(planner: _Planner, truth, u: np.ndarray, policy: str) -> PolicyResult:
     ctx = planner.ctx
     n = truth.faults.shape[0]
     comp_index = {c.name: i for i, c in enumerate(ctx.components)}

@@ -136,8 +136,8 @@ def test_expected_cost_by_enumeration(seed, policy, assume_fault):
 @pytest.mark.parametrize("assume_fault", [False, True])
 def test_monte_carlo_agrees_with_the_exact_expected_cost(assume_fault):
     """Run the policies on incidents drawn from the model with the same initial evidence (and a fault, if assumed)."""
-    from diagnosis.logs.simulate import sample_network
-    from diagnosis.postmortem.planning import _Planner, _run_policy, _Truth
+    from diagnosis.logs.simulate import OpenedIncidents, sample_network
+    from diagnosis.postmortem.planning import _Planner, _run_policy
     from diagnosis.postmortem.session import Context
 
     topo = random_topology(SEEDS[0], n_components=3)
@@ -151,7 +151,7 @@ def test_monte_carlo_agrees_with_the_exact_expected_cost(assume_fault):
     keep = np.flatnonzero((sym[:, k] == 1) & ((flt > 0).any(axis=1) | (not assume_fault)))[:6000]
     observed = np.zeros((len(keep), len(ctx.detectors)), dtype=bool)
     observed[:, k] = True
-    truth = _Truth(flt[keep], sym[keep], observed)
+    truth = OpenedIncidents(flt[keep], sym[keep], observed)
     u = gen.random((len(keep), len(ctx.actions)))
     planner = _Planner(ctx, 12.0, 20, assume_fault)
     for policy in ("plan", "naive"):
