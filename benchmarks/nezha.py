@@ -45,7 +45,9 @@ from diagnosis.telemetry import (
     detect,
     import_nezha,
     rank_nsigma,
+    read_logs,
     read_metrics,
+    read_reference,
     read_spans,
     read_windows,
     write_windows,
@@ -67,6 +69,7 @@ SYSTEMS = {
 }
 CODE_LEVEL = ("return", "exception")
 DEFAULTS = {"lead": "60s"}
+USE_LOGS = True
 
 
 def ac(ranks: np.ndarray) -> dict[str, float]:
@@ -87,6 +90,10 @@ def load(system: str, data: Path, work: Path) -> dict:
     windows, w_rejects = read_windows(wpath)
     metrics = read_metrics(folder / "metric")
     traces = read_spans(folder / "trace") if (folder / "trace").is_dir() else None
+    t_logs = time.perf_counter()
+    logs = read_logs(folder / "log") if (folder / "log").is_dir() and USE_LOGS else None
+    t_logs = time.perf_counter() - t_logs
+    reference = read_reference(folder / "fault-free") if (folder / "fault-free").is_dir() and USE_LOGS else None
     topo = load_topology(cfg["topology"])
     return {
         "windows": windows,
@@ -94,6 +101,9 @@ def load(system: str, data: Path, work: Path) -> dict:
         "w_rejects": w_rejects,
         "metrics": metrics,
         "traces": traces,
+        "logs": logs,
+        "logs_s": t_logs,
+        "reference": reference,
         "topology": topo,
         "read_s": time.perf_counter() - t0,
     }
@@ -102,7 +112,9 @@ def load(system: str, data: Path, work: Path) -> dict:
 def run(system: str, d: dict, work: Path, *, network=None, engine=None, **settings) -> dict:
     t0 = time.perf_counter()
     kw = {**DEFAULTS, **settings}
-    frame, rejects, report = detect(d["topology"], d["metrics"], d["windows"], traces=d["traces"], **kw)
+    frame, rejects, report = detect(
+        d["topology"], d["metrics"], d["windows"], traces=d["traces"], logs=d["logs"], reference=d["reference"], **kw
+    )
     path = write_incidents(frame, work / f"{SYSTEMS[system]['day']}-incidents.jsonl")
     frame, read_rejects = read_incidents(path)
     t_detect = time.perf_counter() - t0
@@ -117,6 +129,35 @@ def run(system: str, d: dict, work: Path, *, network=None, engine=None, **settin
         "rows": rows, "stats": stats, "report": report, "rejects": rejects + read_rejects + score_rejects,
         "network": network, "engine": engine, "detect_s": t_detect, "score_s": t_score,
     }  # fmt: skip
+
+
+def run_alone(system: str, d: dict, work: Path, *, network, engine, **settings) -> dict:
+    """Each window detected on its own, with only its own telemetry (its baseline and window) and no other window."""
+    kw = {**DEFAULTS, **settings}
+    frames = []
+    for i in range(len(d["windows"])):
+        w = d["windows"].iloc[[i]].reset_index(drop=True)
+        lo, hi = w["baseline_start"].iloc[0], w["end"].iloc[0]
+        m = d["metrics"].samples
+        m = m[(m["time"] >= lo) & (m["time"] <= hi)]
+        tr = None
+        if d["traces"] is not None:
+            sp = d["traces"].spans
+            tr = sp[(sp["start"] >= lo) & (sp["start"] <= hi)]
+        extra = {}
+        if d.get("logs") is not None:
+            lg = d["logs"].lines
+            extra["logs"] = lg[(lg["time"] >= lo) & (lg["time"] <= hi)]
+        frame, _, _ = detect(d["topology"], m, w, traces=tr, reference=d["reference"], **extra, **kw)
+        frames.append(frame)
+    rows = []
+    for f in frames:
+        r, _, _ = score_frame(network, engine, f)
+        rows.append(r)
+    rows = pd.concat(rows, ignore_index=True)
+    return rows.merge(d["windows"][["id", "fault_type"]], left_on="incident_id", right_on="id", how="left").drop(
+        columns="id"
+    )
 
 
 def detectors_only(report, windows: pd.DataFrame, components) -> np.ndarray:
@@ -163,6 +204,7 @@ def report_system(system: str, d: dict, res: dict, ns: np.ndarray) -> dict:
     rows, stats, rep = res["rows"], res["stats"], res["report"]
     comp = stats.levels["component"].metrics()
     ours = ac(rows["rank_component"].to_numpy())
+    alone = ac(res["alone"]["rank_component"].to_numpy()) if "alone" in res else None
     det = ac(detectors_only(rep, d["windows"], d["topology"].component_names))
     nsg = ac(ns)
     n = len(rows)
@@ -175,12 +217,19 @@ def report_system(system: str, d: dict, res: dict, ns: np.ndarray) -> dict:
         print("  " + line.strip())
     if d["traces"] is not None:
         print("  traces: " + d["traces"].report.lines()[0] + "; " + "; ".join(d["traces"].report.notes))
+    if d.get("logs") is not None:
+        rep_l = d["logs"].report
+        print(f"  logs: {rep_l.lines()[0]}; {rep_l.rows / max(d['logs_s'], 1e-9):,.0f} lines/s")
     for line in rep.lines():
         print("  " + line.strip())
     if res["rejects"]:
         print(f"  {len(res['rejects'])} incidents set aside: {res['rejects'][:3]}")
     print(f"\n  {'service level, %':<24} {'AC@1':>6} {'AC@3':>6} {'AC@5':>6} {'Avg@5':>6} {'MRR':>6}")
     print(fmt_row("diagnosis (this)", ours))
+    if alone is not None:
+        pa = res["alone"]["p_top_component"].to_numpy()
+        ha = (res["alone"]["rank_component"] == 1).to_numpy()
+        print(fmt_row("  one at a time", alone, f"   top-1 mean P {pa.mean():.3f} vs hit rate {ha.mean():.3f}"))
     print(fmt_row("detectors only (no BN)", det))
     print(fmt_row("n-sigma baseline", nsg))
     print(
@@ -382,6 +431,7 @@ def main() -> None:
         for system in args.systems:
             d = load(system, args.data, work)
             res = run(system, d, work)
+            res["alone"] = run_alone(system, d, work, network=res["network"], engine=res["engine"])
             ns, _ = nsigma_ranks(d, DEFAULTS["lead"])
             summary[system] = report_system(system, d, res, ns)
             if args.out:

@@ -148,6 +148,7 @@ def score_windows(
     rel_floor: float | np.ndarray = 0.1,
     abs_floor: float = 1e-9,
     exclude: pd.DataFrame | None = None,
+    null_values: list | None = None,
 ) -> pd.DataFrame:
     """Robust z-scores of every series in every window.
 
@@ -171,6 +172,12 @@ def score_windows(
         Windows (``start``, ``end``) whose incident periods ``[start - lead,
         end]`` no baseline may use: another incident's effects are not
         "normal". Pass the incident windows themselves.
+    null_values : list, optional
+        When given, one DataFrame per window is appended to it: ``window_id``,
+        ``entity``, ``metric``, ``z`` -- the robust z-score of every baseline
+        value of every scored series against its own baseline (the series' own
+        variability when nothing is wrong: the *self* null of
+        :func:`~diagnosis.telemetry.detect.detect`).
 
     Returns
     -------
@@ -225,6 +232,7 @@ def score_windows(
         pooled = np.zeros(n_keys, dtype=bool)
         wk = np.unique(codes[i0:i1])
         short = wk[cnt[wk] < min_baseline]
+        base_idx = bsel
         if len(short):
             p0, p1 = np.searchsorted(t, [w_lo - pool_td.value, w_hi + pool_td.value], side="left")
             idx = np.r_[p0:i0, i1:p1]
@@ -234,6 +242,8 @@ def score_windows(
             use = short[pc[short] >= min_baseline]
             med[use], scale[use], cnt[use] = pm[use], ps[use], pc[use]
             pooled[use] = True
+            if null_values is not None:
+                base_idx = np.concatenate([bsel[~pooled[codes[bsel]]], idx[sel][pooled[codes[idx][sel]]]])
         k = codes[i0:i1]
         x = values[i0:i1]
         tt = t[i0:i1]
@@ -243,6 +253,24 @@ def score_windows(
             continue
         sc = np.maximum.reduce([scale[k], key_floor[k] * np.abs(med[k]), np.full(len(k), abs_floor)])
         z = (x - med[k]) / sc
+        if null_values is not None:
+            scored = np.zeros(n_keys, dtype=bool)
+            scored[k] = True
+            bk = codes[base_idx]
+            bv = values[base_idx]
+            keep = scored[bk] & ~np.isnan(bv)
+            bk, bv = bk[keep], bv[keep]
+            bs = np.maximum.reduce([scale[bk], key_floor[bk] * np.abs(med[bk]), np.full(len(bk), abs_floor)])
+            null_values.append(
+                pd.DataFrame(
+                    {
+                        "window_id": w.id,
+                        "entity": uniq[bk].get_level_values(0).to_numpy(dtype=object),
+                        "metric": uniq[bk].get_level_values(1).to_numpy(dtype=object),
+                        "z": (bv - med[bk]) / bs,
+                    }
+                )
+            )
         df = pd.DataFrame({"k": k, "z": z, "t": tt})
         g = df.groupby("k", sort=True)
         up = df.loc[g["z"].idxmax()]
@@ -292,6 +320,12 @@ class NullModel:
         Fewer quiet scores than this and the rule uses the Cauchy fallback.
     tail_k : int, default 10
         The Pareto tail starts at the ``tail_k``-th largest quiet score.
+    tail_index : float or None, default 1.0
+        Index of the Pareto tail; None estimates it from the ``tail_k``
+        largest scores (Hill's estimator), clipped to ``max_index``.
+    max_index : float, default 3.0
+        Upper bound of an estimated tail index (a light tail fitted on a few
+        values would make large scores implausibly rare).
 
     Examples
     --------
@@ -305,6 +339,8 @@ class NullModel:
     quiet: Mapping[str, np.ndarray] = field(default_factory=dict)
     min_quiet: int = 30
     tail_k: int = 10
+    tail_index: float | None = 1.0
+    max_index: float = 3.0
 
     def __post_init__(self):
         clean = {}
@@ -329,7 +365,12 @@ class NullModel:
             k = min(self.tail_k, n)
             zk = q[n - k]
             if zk > 0:
-                tail = (k / (n + 1.0)) * zk / np.maximum(z, zk)
+                a = self.tail_index
+                if a is None:
+                    top = q[n - k + 1 :]
+                    h = float(np.mean(np.log(top / zk))) if len(top) else 0.0
+                    a = self.max_index if h <= 1.0 / self.max_index else max(1.0, 1.0 / h)
+                tail = (k / (n + 1.0)) * (zk / np.maximum(z, zk)) ** a
                 p = np.where(z > zk, np.minimum(p, tail), p)
             return np.clip(p, 0.0, 1.0)
         # Cauchy tail per tested value, Šidák-corrected for the number tested.
