@@ -73,7 +73,7 @@ __all__ = [
 ]
 
 #: ``null`` argument of :func:`detect`.
-NULL_KINDS = ("self", "empirical", "cauchy")
+NULL_KINDS = ("auto", "self", "empirical", "cauchy")
 #: Columns of :attr:`DetectReport.evidence`: one row per window and observed symptom.
 EVIDENCE_COLUMNS = (
     "window_id",
@@ -313,7 +313,7 @@ def detect(
     traces: SpanSet | pd.DataFrame | None = None,
     rules: Sequence[SignalRule] = DEFAULT_RULES,
     evidence: EvidenceModel | str = "soft",
-    null: str | NullModel = "self",
+    null: str | NullModel = "auto",
     lead: str | pd.Timedelta = "0s",
     min_baseline: int = 4,
     pool: str | pd.Timedelta = "60min",
@@ -344,8 +344,10 @@ def detect(
         Signal -> symptom mapping; default :data:`~diagnosis.telemetry.signals.DEFAULT_RULES`.
     evidence : EvidenceModel or {"soft", "hard"}
         How p-values become observations.
-    null : {"self", "empirical", "cauchy"} or NullModel
-        ``self`` (default): each window's own null -- per rule, the robust
+    null : {"auto", "self", "empirical", "cauchy"} or NullModel
+        ``auto`` (default): per rule, ``empirical`` when the data hold
+        enough quiet windows for it, else ``self`` (one incident with only
+        its own telemetry). ``self``: each window's own null -- per rule, the robust
         z-scores of every baseline value of the window's series against
         their own baseline; a symptom's score (the largest of ``n`` window
         values) gets ``1 - (1 - q)**n``, ``q`` its tail probability among
@@ -412,7 +414,7 @@ def detect(
         "rel_floor": signals["rel_floor"].to_numpy(),
         "exclude": pd.concat(parts, ignore_index=True) if parts else None,
     }
-    self_null: list[pd.DataFrame] | None = [] if null == "self" else None
+    self_null: list[pd.DataFrame] | None = [] if null in ("self", "auto") else None
     scores = score_windows(signals, windows, null_values=self_null, **kw)
     agg = _aggregate(scores, signals)
 
@@ -420,7 +422,7 @@ def detect(
     null_kinds: dict[str, str] = {}
     if isinstance(null, NullModel):
         null_model = null
-    elif null == "self":
+    elif null == "self" or (null == "auto" and signals.empty):
         null_model = None
         if len(agg):
             agg["p_rule"], null_kinds = _self_p(agg, self_null, signals)
@@ -433,8 +435,14 @@ def detect(
         null_model = NullModel({r: g["score"].to_numpy() for r, g in q_agg.groupby("rule")})
     if len(agg) and null_model is not None:
         agg["p_rule"] = np.nan
+        p_self, self_kinds = _self_p(agg, self_null, signals) if null == "auto" else (None, {})
         for r, g in agg.groupby("rule"):
+            if null == "auto" and null_model.kind(r) != "empirical":
+                agg.loc[g.index, "p_rule"] = p_self[g.index.to_numpy()]
+                null_kinds[r] = self_kinds.get(r, "self")
+                continue
             agg.loc[g.index, "p_rule"] = null_model.p_value(r, g["score"].to_numpy(), n_tests=g["n_tests"].to_numpy())
+            null_kinds[r] = null_model.kind(r)
     log_rows = _log_rows(topology, windows, logs, traces, reference, lead_td, kw["exclude"])
     if len(log_rows):
         agg = pd.concat([agg, log_rows], ignore_index=True) if len(agg) else log_rows
@@ -486,7 +494,7 @@ def detect(
         no_data=no_data,
         pooled=int(scores["pooled"].sum()) if len(scores) else 0,
         null=null_kinds
-        if null_model is None
+        if null_model is None or null == "auto"
         else {r.name: null_model.kind(r.name) for r in rules if (signals["rule"] == r.name).any()},
         quiet_windows=len(quiet),
         evidence=ev,

@@ -22,8 +22,9 @@ data injections come every eight minutes or so, so a ten-minute baseline
 often holds the previous fault; the median copes with part of it). When a
 series has fewer than ``min_baseline`` baseline values (the data starts just
 before the incident; spans exported only around incidents), its baseline is
-*pooled*: every value of the series within ``pool`` of the window, outside
-the window (and the excluded periods).
+*pooled*: the values of the series within ``pool`` before the window
+(outside the excluded periods), or, when these are still too few, within
+``pool`` on either side.
 
 **Null distribution.** A score means nothing until we know how large it
 gets when nothing is wrong. :class:`NullModel` holds, per rule, the scores
@@ -138,6 +139,35 @@ def _stats(keys: np.ndarray, values: np.ndarray, n_keys: int) -> tuple[np.ndarra
     return med, _MAD * mad, cnt
 
 
+def _loo_z(keys: np.ndarray, values: np.ndarray, key_floor: np.ndarray, abs_floor: float):
+    """Leave-one-out robust z-scores: each value against the other values of its series.
+
+    This is how a new value is scored (out of sample), so its distribution is
+    the null of a window value; in-sample z-scores would understate it.
+    """
+    order = np.argsort(keys, kind="stable")
+    keys, values = keys[order], values[order]
+    uk, start, size = np.unique(keys, return_index=True, return_counts=True)
+    out_k, out_z = [], []
+    for n in np.unique(size):
+        if n < 3:
+            continue
+        sel = size == n
+        rows = start[sel][:, None] + np.arange(n)[None, :]
+        v = values[rows]  # (g, n)
+        mask = ~np.eye(n, dtype=bool)
+        others = np.stack([v[:, mask[i]] for i in range(n)], axis=1)  # (g, n, n - 1)
+        med = np.median(others, axis=2)
+        mad = _MAD * np.median(np.abs(others - med[..., None]), axis=2)
+        fl = key_floor[uk[sel]][:, None]
+        sc = np.maximum(np.maximum(mad, fl * np.abs(med)), abs_floor)
+        out_k.append(np.repeat(uk[sel], n))
+        out_z.append(((v - med) / sc).ravel())
+    if not out_k:
+        return np.zeros(0, dtype=np.int64), np.zeros(0)
+    return np.concatenate(out_k), np.concatenate(out_z)
+
+
 def score_windows(
     samples: pd.DataFrame,
     windows: pd.DataFrame,
@@ -174,9 +204,9 @@ def score_windows(
         "normal". Pass the incident windows themselves.
     null_values : list, optional
         When given, one DataFrame per window is appended to it: ``window_id``,
-        ``entity``, ``metric``, ``z`` -- the robust z-score of every baseline
-        value of every scored series against its own baseline (the series' own
-        variability when nothing is wrong: the *self* null of
+        ``entity``, ``metric``, ``z`` -- the leave-one-out robust z-score of
+        every baseline value of every scored series against the rest of its
+        baseline (the series' own variability when nothing is wrong: the *self* null of
         :func:`~diagnosis.telemetry.detect.detect`).
 
     Returns
@@ -234,16 +264,23 @@ def score_windows(
         short = wk[cnt[wk] < min_baseline]
         base_idx = bsel
         if len(short):
+            # the nearest clean values before the window first; then both sides
             p0, p1 = np.searchsorted(t, [w_lo - pool_td.value, w_hi + pool_td.value], side="left")
-            idx = np.r_[p0:i0, i1:p1]
-            idx = idx[usable[idx]]
-            sel = np.isin(codes[idx], short)
-            pm, ps, pc = _stats(codes[idx][sel], values[idx][sel], n_keys)
-            use = short[pc[short] >= min_baseline]
-            med[use], scale[use], cnt[use] = pm[use], ps[use], pc[use]
-            pooled[use] = True
+            extra = []
+            for idx in (np.arange(p0, i0), np.r_[p0:i0, i1:p1]):
+                idx = idx[usable[idx]]
+                sel = np.isin(codes[idx], short)
+                pm, ps, pc = _stats(codes[idx][sel], values[idx][sel], n_keys)
+                use = short[pc[short] >= min_baseline]
+                med[use], scale[use], cnt[use] = pm[use], ps[use], pc[use]
+                pooled[use] = True
+                chosen = idx[sel]
+                extra.append(chosen[np.isin(codes[chosen], use)])
+                short = short[pc[short] < min_baseline]
+                if not len(short):
+                    break
             if null_values is not None:
-                base_idx = np.concatenate([bsel[~pooled[codes[bsel]]], idx[sel][pooled[codes[idx][sel]]]])
+                base_idx = np.concatenate([bsel[~pooled[codes[bsel]]], *extra])
         k = codes[i0:i1]
         x = values[i0:i1]
         tt = t[i0:i1]
@@ -260,14 +297,14 @@ def score_windows(
             bv = values[base_idx]
             keep = scored[bk] & ~np.isnan(bv)
             bk, bv = bk[keep], bv[keep]
-            bs = np.maximum.reduce([scale[bk], key_floor[bk] * np.abs(med[bk]), np.full(len(bk), abs_floor)])
+            bk, bz = _loo_z(bk, bv, key_floor, abs_floor)
             null_values.append(
                 pd.DataFrame(
                     {
                         "window_id": w.id,
                         "entity": uniq[bk].get_level_values(0).to_numpy(dtype=object),
                         "metric": uniq[bk].get_level_values(1).to_numpy(dtype=object),
-                        "z": (bv - med[bk]) / bs,
+                        "z": bz,
                     }
                 )
             )

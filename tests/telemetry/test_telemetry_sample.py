@@ -40,7 +40,7 @@ def test_sample_pipeline(boutique_run):
     assert len(windows) == 12 and imp.rejects == ()
     assert any("TimeStamp disagrees with Time" in n for n in metrics.report.notes)  # adservice's second clock
     assert rejects == [] and len(frame) == 12
-    assert report.null["cpu"] == "self"
+    assert report.null["cpu"] == "empirical"
     net = build_network(topo)
     _, stats, _ = score_frame(net, make_engine(net), frame)
     # A loose floor, far below what the full benchmark measures: the sample must show the pipeline working.
