@@ -39,9 +39,15 @@ def register(verbs) -> None:
     )
     p.add_argument(
         "--null",
-        choices=("self", "empirical", "cauchy"),
-        default="self",
-        help="null distribution of the scores: each window's own baseline (default), quiet windows of the data, or Cauchy",
+        default="auto",
+        metavar="KIND|FILE",
+        help="null distribution of the scores: auto (quiet windows of the data when there are enough, else each "
+        "window's own baseline; default), self, empirical, cauchy, or a null model file written by --save-null",
+    )
+    p.add_argument(
+        "--save-null",
+        metavar="FILE",
+        help="fit the null distributions on the quiet windows of these data and save them (JSON) for later runs",
     )
     p.add_argument(
         "--windows",
@@ -137,6 +143,16 @@ def _detect(args: argparse.Namespace, out: TextIO, err: TextIO) -> None:
     )
     logs = read_logs(args.logs, entity_map=entities) if args.logs else None
     reference = read_reference(args.reference, entity_map=entities) if args.reference else None
+    null = args.null
+    if null not in ("auto", "self", "empirical", "cauchy"):
+        from diagnosis.telemetry import NullModel
+
+        null = NullModel.load(null)
+    if args.save_null:
+        from diagnosis.telemetry import fit_null
+
+        fit_null(topology, metrics, windows, traces=spans, lead=args.lead).save(args.save_null)
+        print(f"wrote the null model fitted on the quiet windows of these data to {args.save_null}", file=out)
     frame, rejects, report = detect(
         topology,
         metrics,
@@ -144,7 +160,7 @@ def _detect(args: argparse.Namespace, out: TextIO, err: TextIO) -> None:
         traces=spans,
         logs=logs,
         reference=reference,
-        null=args.null,
+        null=null,
         evidence=args.evidence,
         lead=args.lead,
     )

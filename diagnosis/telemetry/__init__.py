@@ -21,7 +21,7 @@ Modules: :mod:`~diagnosis.telemetry.entities` (entity -> component),
 """
 
 from diagnosis.telemetry.callgraph import CallGraphDiff, derive_topology, write_topology
-from diagnosis.telemetry.detect import DetectReport, Reference, detect, read_reference
+from diagnosis.telemetry.detect import DetectReport, Reference, detect, fit_null, read_reference
 from diagnosis.telemetry.detectors import (
     EvidenceModel,
     NullModel,
@@ -62,6 +62,7 @@ __all__ = [
     "derive_topology",
     "detect",
     "edge_stats",
+    "fit_null",
     "import_nezha",
     "load_entity_map",
     "log_evidence",

@@ -68,6 +68,7 @@ __all__ = [
     "DetectReport",
     "Reference",
     "detect",
+    "fit_null",
     "prepare_signals",
     "read_reference",
 ]
@@ -355,7 +356,7 @@ def detect(
         window detected alone gets the same evidence as in a batch.
         ``empirical``: fit each rule's null on quiet windows of these data
         (no labels used); ``cauchy``: the fallback for every rule; or a
-        NullModel fitted elsewhere.
+        NullModel fitted elsewhere (:func:`fit_null`; rules it lacks use ``self``).
     lead : duration, default ``"0s"``
         Slack before ``start`` counted in the window (labels that trail the
         first anomalous sample; one sampling interval is a sensible value).
@@ -414,7 +415,7 @@ def detect(
         "rel_floor": signals["rel_floor"].to_numpy(),
         "exclude": pd.concat(parts, ignore_index=True) if parts else None,
     }
-    self_null: list[pd.DataFrame] | None = [] if null in ("self", "auto") else None
+    self_null: list[pd.DataFrame] | None = [] if null in ("self", "auto") or isinstance(null, NullModel) else None
     scores = score_windows(signals, windows, null_values=self_null, **kw)
     agg = _aggregate(scores, signals)
 
@@ -435,9 +436,10 @@ def detect(
         null_model = NullModel({r: g["score"].to_numpy() for r, g in q_agg.groupby("rule")})
     if len(agg) and null_model is not None:
         agg["p_rule"] = np.nan
-        p_self, self_kinds = _self_p(agg, self_null, signals) if null == "auto" else (None, {})
+        fallback = self_null is not None
+        p_self, self_kinds = _self_p(agg, self_null, signals) if fallback else (None, {})
         for r, g in agg.groupby("rule"):
-            if null == "auto" and null_model.kind(r) != "empirical":
+            if fallback and null_model.kind(r) != "empirical":
                 agg.loc[g.index, "p_rule"] = p_self[g.index.to_numpy()]
                 null_kinds[r] = self_kinds.get(r, "self")
                 continue
@@ -494,7 +496,7 @@ def detect(
         no_data=no_data,
         pooled=int(scores["pooled"].sum()) if len(scores) else 0,
         null=null_kinds
-        if null_model is None or null == "auto"
+        if null_model is None or self_null is not None
         else {r.name: null_model.kind(r.name) for r in rules if (signals["rule"] == r.name).any()},
         quiet_windows=len(quiet),
         evidence=ev,
@@ -586,6 +588,52 @@ def _log_rows(topology, windows, logs, traces, reference, lead_td, exclude) -> p
                 continue
             out.append((w.id, sym, r.rule, r.component, r.score, w.start, r.top_signal, r.n_tests, r.p_rule))
     return pd.DataFrame(out, columns=cols)
+
+
+def fit_null(
+    topology: Topology,
+    metrics: MetricSamples | pd.DataFrame | None,
+    windows: pd.DataFrame,
+    *,
+    traces: SpanSet | pd.DataFrame | None = None,
+    rules: Sequence[SignalRule] = DEFAULT_RULES,
+    lead: str | pd.Timedelta = "0s",
+    min_baseline: int = 4,
+    pool: str | pd.Timedelta = "60min",
+    trace_freq: str | pd.Timedelta = "1min",
+    exclude: pd.DataFrame | None = None,
+) -> NullModel:
+    """The null distributions of history: per rule, the scores of quiet windows of these data.
+
+    Quiet windows are laid where no window of ``windows`` (nor ``exclude``)
+    was, shaped like them; only the times are used. Save the result with
+    :meth:`NullModel.save` and pass it to :func:`detect` as ``null`` to
+    detect one incident at a time against last month's quiet behaviour.
+    """
+    lead_td = to_timedelta(lead, "lead")
+    signals, _ = prepare_signals(topology, metrics, traces=traces, rules=rules, trace_freq=trace_freq)
+    if signals.empty:
+        return NullModel({})
+    known = pd.concat(
+        [windows[["start", "end"]]] + ([exclude[["start", "end"]]] if exclude is not None and len(exclude) else []),
+        ignore_index=True,
+    )
+    span = (signals["time"].min(), signals["time"].max())
+    quiet = quiet_windows(windows, span=span, guard=lead_td)
+    if exclude is not None and len(exclude):
+        bad = np.zeros(len(quiet), dtype=bool)
+        for e in exclude.itertuples(index=False):
+            bad |= ((quiet["baseline_start"] < e.end) & (quiet["end"] > e.start)).to_numpy()
+        quiet = quiet[~bad].reset_index(drop=True)
+    kw = {
+        "lead": lead_td,
+        "min_baseline": min_baseline,
+        "pool": pool,
+        "rel_floor": signals["rel_floor"].to_numpy(),
+        "exclude": known,
+    }
+    q_agg = _aggregate(score_windows(signals, quiet, **kw), signals)
+    return NullModel({r: g["score"].to_numpy() for r, g in q_agg.groupby("rule")})
 
 
 def _self_p(agg: pd.DataFrame, null_values: list[pd.DataFrame], signals: pd.DataFrame) -> tuple[np.ndarray, dict]:

@@ -386,6 +386,51 @@ class NullModel:
             clean[k] = a[~np.isnan(a)]
         object.__setattr__(self, "quiet", MappingProxyType(clean))
 
+    def to_dict(self) -> dict:
+        """A JSON-ready mapping (``{"quiet": {rule: [scores]}, "min_quiet": ..., "tail_k": ...}``)."""
+        return {
+            "quiet": {k: [float(x) for x in v] for k, v in self.quiet.items()},
+            "min_quiet": self.min_quiet,
+            "tail_k": self.tail_k,
+        }
+
+    @classmethod
+    def from_dict(cls, d, *, source: str = "(null model)") -> NullModel:
+        """The inverse of :meth:`to_dict`; raises :class:`~diagnosis.exceptions.TelemetryError` on a bad mapping."""
+        from diagnosis.exceptions import TelemetryError
+
+        if not isinstance(d, Mapping) or not isinstance(d.get("quiet"), Mapping):
+            raise TelemetryError(f"{source}: a null model is an object with a 'quiet' object of rule -> scores")
+        quiet = {}
+        for k, v in d["quiet"].items():
+            try:
+                quiet[str(k)] = np.asarray(v, dtype=np.float64)
+            except (TypeError, ValueError):
+                raise TelemetryError(f"{source}: quiet.{k} must be a list of numbers. Got {str(v)[:60]!r}") from None
+        return cls(quiet, min_quiet=int(d.get("min_quiet", 30)), tail_k=int(d.get("tail_k", 10)))
+
+    def save(self, path) -> None:
+        """Write the model as JSON (atomically)."""
+        import json
+
+        from diagnosis._files import atomic_write_text
+
+        atomic_write_text(path, json.dumps(self.to_dict()))
+
+    @classmethod
+    def load(cls, path) -> NullModel:
+        """Read a model written by :meth:`save`."""
+        import json
+
+        from diagnosis.exceptions import TelemetryError
+
+        try:
+            with open(path, encoding="utf-8") as fh:
+                d = json.load(fh)
+        except (OSError, ValueError) as exc:
+            raise TelemetryError(f"{path}: cannot read the null model: {exc}") from None
+        return cls.from_dict(d, source=str(path))
+
     def kind(self, rule: str) -> str:
         """``empirical`` or ``cauchy`` (the fallback)."""
         q = self.quiet.get(rule)

@@ -49,7 +49,8 @@ scaled by the number of spans (or of log-writing spans) in each:
 The expected count is ``e = n_W * (c_R + 0.5) / (n_R + 1)``; the deviation
 ``(c_W - e) / sqrt(phi * e)`` is a quasi-Poisson z-score whose dispersion
 ``phi`` is estimated from all the templates of the same window (the median
-Pearson residual, so ordinary traffic shifts do not look like faults), and
+Pearson residual, so ordinary traffic shifts do not look like faults; 1 when
+the window has fewer than ten templates), and
 its one-sided normal p-value, Šidák-corrected for the templates tested on
 the component, is the symptom's p-value.
 """
@@ -91,6 +92,8 @@ _LEVELS = {
     "DEBUG": "DEBUG",
     "TRACE": "DEBUG",
 }
+#: Templates a window needs before its over-dispersion is estimated (else Poisson, phi = 1).
+MIN_TEMPLATES = 10
 _LINE = re.compile(r"^\s*\S+\s+(TRACE|DEBUG|INFO|WARN|WARNING|ERROR|FATAL)\s+(\S+#\d+)\b")
 _LEVEL_WORD = re.compile(r"\b(TRACE|DEBUG|INFO|WARN|WARNING|ERROR|FATAL|CRITICAL)\b")
 
@@ -450,7 +453,8 @@ def log_evidence(
         return pd.DataFrame({c: [] for c in cols})
     e = t["n_w"] * (t["c_r"] + 0.5) / (t["n_r"] + 1.0)
     pearson = (t["c_w"] - e) ** 2 / e
-    phi = max(1.0, float(np.median(pearson)) / 0.455)  # median of chi2(1) is 0.455
+    # over-dispersion from the window's templates (median of chi2(1) is 0.455); too few to estimate it: Poisson
+    phi = max(1.0, float(np.median(pearson)) / 0.455) if len(t) >= MIN_TEMPLATES else 1.0
     z = (t["c_w"] - e) / np.sqrt(phi * e)
     t = t.assign(e=e, z=z)
     out = []
