@@ -43,6 +43,7 @@ from diagnosis.logs.formats import read_incidents, write_incidents
 from diagnosis.logs.scoring import score_frame
 from diagnosis.telemetry import (
     detect,
+    fit_null,
     import_nezha,
     rank_nsigma,
     read_logs,
@@ -131,8 +132,24 @@ def run(system: str, d: dict, work: Path, *, network=None, engine=None, **settin
     }  # fmt: skip
 
 
-def run_alone(system: str, d: dict, work: Path, *, network, engine, **settings) -> dict:
-    """Each window detected on its own, with only its own telemetry (its baseline and window) and no other window."""
+def halves_nulls(d: dict) -> tuple[pd.Timestamp, dict]:
+    """Null models fitted on the quiet windows of each half of the day (cross-validation: an incident uses the other half's)."""
+    m = d["metrics"].samples
+    mid = m["time"].min() + (m["time"].max() - m["time"].min()) / 2
+    out = {}
+    for half, sel in (("first", m["time"] < mid), ("second", m["time"] >= mid)):
+        tr = None
+        if d["traces"] is not None:
+            sp = d["traces"].spans
+            tr = sp[(sp["start"] < mid) if half == "first" else (sp["start"] >= mid)]
+        out[half] = fit_null(d["topology"], m[sel], d["windows"], traces=tr, lead=DEFAULTS["lead"])
+    return mid, out
+
+
+def run_alone(system: str, d: dict, work: Path, *, network, engine, nulls=None, **settings) -> dict:
+    """Each window detected on its own, with only its own telemetry (its baseline and window) and no other window.
+
+    With ``nulls`` (:func:`halves_nulls`), each window uses the null fitted on the other half of the day."""
     kw = {**DEFAULTS, **settings}
     frames = []
     for i in range(len(d["windows"])):
@@ -148,6 +165,9 @@ def run_alone(system: str, d: dict, work: Path, *, network, engine, **settings) 
         if d.get("logs") is not None:
             lg = d["logs"].lines
             extra["logs"] = lg[(lg["time"] >= lo) & (lg["time"] <= hi)]
+        if nulls is not None:
+            mid, models = nulls
+            extra["null"] = models["second"] if w["start"].iloc[0] < mid else models["first"]
         frame, _, _ = detect(d["topology"], m, w, traces=tr, reference=d["reference"], **extra, **kw)
         frames.append(frame)
     rows = []
@@ -158,6 +178,53 @@ def run_alone(system: str, d: dict, work: Path, *, network, engine, **settings) 
     return rows.merge(d["windows"][["id", "fault_type"]], left_on="incident_id", right_on="id", how="left").drop(
         columns="id"
     )
+
+
+def simple_rule_ranks(report, d: dict, threshold: float = 3.0) -> np.ndarray:
+    """SimpleRCA-style rule baseline: count threshold alerts per service, the service with most alerts wins.
+
+    Alerts: every series (pod metric, edge latency: the callee's) whose robust z exceeds ``threshold`` in
+    either direction in the window, and every log template with ERROR/WARN level or an error keyword
+    (error, exception, fail) that writes more lines in the window than in the same length of reference."""
+    sc = report.scores
+    comps = list(d["topology"].component_names)
+    z = np.fmax(sc["z_up"].to_numpy(dtype=np.float64), sc["z_down"].to_numpy(dtype=np.float64))
+    owner = sc["component"].astype(str).str.split("->").str[-1]
+    alerts = pd.DataFrame({"window_id": sc["window_id"], "component": owner, "n": (z > threshold).astype(int)})
+    counts = alerts.groupby(["window_id", "component"])["n"].sum()
+    logs = d.get("logs")
+    ref = d.get("reference")
+    if logs is not None and ref is not None and ref.logs is not None:
+        lg = logs.lines
+        rl = ref.logs.lines
+        ref_len = max((rl["time"].max() - rl["time"].min()).total_seconds(), 1.0)
+
+        def err(x):
+            kw = x["template"].astype(str).str.contains("(?i)error|exception|fail")
+            return x[x["level"].isin(["ERROR", "WARN"]) | kw]
+
+        rc = err(rl).groupby(["component", "template"]).size() / ref_len
+        extra = []
+        for w in d["windows"].itertuples(index=False):
+            lo = w.start - pd.Timedelta(DEFAULTS["lead"])
+            sub = err(lg[(lg["time"] >= lo) & (lg["time"] <= w.end)])
+            wc = sub.groupby(["component", "template"]).size() / max((w.end - lo).total_seconds(), 1.0)
+            up = wc > rc.reindex(wc.index).fillna(0.0)
+            for comp, n in up.groupby(level=0).sum().items():
+                extra.append((w.id, comp, int(n)))
+        if extra:
+            e = (
+                pd.DataFrame(extra, columns=["window_id", "component", "n"])
+                .groupby(["window_id", "component"])["n"]
+                .sum()
+            )
+            counts = counts.add(e, fill_value=0)
+    ranks = []
+    for w in d["windows"].itertuples(index=False):
+        c = counts.xs(w.id, level=0) if w.id in counts.index.get_level_values(0) else pd.Series(dtype=float)
+        c = c.reindex(comps).fillna(0.0)
+        ranks.append(float(1 + (c > c.get(w.component, 0.0)).sum()) if w.component in c.index else np.nan)
+    return np.array(ranks)
 
 
 def detectors_only(report, windows: pd.DataFrame, components) -> np.ndarray:
@@ -205,6 +272,8 @@ def report_system(system: str, d: dict, res: dict, ns: np.ndarray) -> dict:
     comp = stats.levels["component"].metrics()
     ours = ac(rows["rank_component"].to_numpy())
     alone = ac(res["alone"]["rank_component"].to_numpy()) if "alone" in res else None
+    alone_h = ac(res["alone_h"]["rank_component"].to_numpy()) if "alone_h" in res else None
+    rule = ac(simple_rule_ranks(res["report"], d))
     det = ac(detectors_only(rep, d["windows"], d["topology"].component_names))
     nsg = ac(ns)
     n = len(rows)
@@ -230,8 +299,17 @@ def report_system(system: str, d: dict, res: dict, ns: np.ndarray) -> dict:
         pa = res["alone"]["p_top_component"].to_numpy()
         ha = (res["alone"]["rank_component"] == 1).to_numpy()
         print(fmt_row("  one at a time", alone, f"   top-1 mean P {pa.mean():.3f} vs hit rate {ha.mean():.3f}"))
+    if alone_h is not None:
+        pa = res["alone_h"]["p_top_component"].to_numpy()
+        ha = (res["alone_h"]["rank_component"] == 1).to_numpy()
+        print(
+            fmt_row(
+                "  alone, null of other half", alone_h, f"   top-1 mean P {pa.mean():.3f} vs hit rate {ha.mean():.3f}"
+            )
+        )
     print(fmt_row("detectors only (no BN)", det))
     print(fmt_row("n-sigma baseline", nsg))
+    print(fmt_row("SimpleRCA-style rules", rule))
     print(
         f"  {'published (Nezha, L+M+T)':<24} {pub[0]:6.1f} {pub[1]:6.1f} {pub[2]:6.1f} {'-':>6} {'-':>6}   (other fault set: two days)"
     )
@@ -432,6 +510,9 @@ def main() -> None:
             d = load(system, args.data, work)
             res = run(system, d, work)
             res["alone"] = run_alone(system, d, work, network=res["network"], engine=res["engine"])
+            res["alone_h"] = run_alone(
+                system, d, work, network=res["network"], engine=res["engine"], nulls=halves_nulls(d)
+            )
             ns, _ = nsigma_ranks(d, DEFAULTS["lead"])
             summary[system] = report_system(system, d, res, ns)
             if args.out:

@@ -8,10 +8,11 @@ injected by hand into real telemetry recorded with no fault, and ``detect``
 
 * **pod CPU** (Online Boutique metrics, quiet windows between the labelled
   injections; Train Ticket metrics likewise): one pod's ``CpuUsageRate(%)``
-  doubled over the window;
+  doubled (or multiplied by five) over the window;
 * **edge delay** (Train Ticket fault-free trace minute 08:50): the callee's
   spans of one call edge shifted and the caller's spans lengthened by 50 ms
-  (time on the wire);
+  (time on the wire), with the default rules and with the opt-in
+  ``trace_wire`` rule;
 * **removed log template** (Train Ticket fault-free logs): every line of the
   service's most frequent statement dropped from the window;
 * **added ERROR template** (Train Ticket fault-free logs): a new ERROR
@@ -41,6 +42,7 @@ from diagnosis.telemetry import detect, import_nezha, make_windows, quiet_window
 from diagnosis.telemetry.detect import Reference
 from diagnosis.telemetry.logs import LogSet
 from diagnosis.telemetry.quality import ReadReport
+from diagnosis.telemetry.signals import DEFAULT_RULES, SignalRule
 from diagnosis.telemetry.traces import SpanSet
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -60,7 +62,9 @@ def verdict(topo, net, eng, frame, report, component: str, symptom_kind: str) ->
     return detected, bool(len(rows)) and rows["top_component"].iloc[0] == component
 
 
-def cpu_injections(day: str, data: Path, rng: np.random.Generator, n: int = 12) -> list[tuple[bool, bool]]:
+def cpu_injections(
+    day: str, data: Path, rng: np.random.Generator, n: int = 12, factor: float = 2.0
+) -> list[tuple[bool, bool]]:
     folder = data / day
     topo = load_topology(TOPO[day])
     net = build_network(topo)
@@ -82,7 +86,7 @@ def cpu_injections(day: str, data: Path, rng: np.random.Generator, n: int = 12) 
         lo, hi = w["baseline_start"].iloc[0], w["end"].iloc[0]
         own = m[(m["time"] >= lo) & (m["time"] <= hi)].copy()
         hit = (own["entity"] == pod) & (own["metric"] == "CpuUsageRate(%)") & (own["time"] >= w["start"].iloc[0])
-        own.loc[hit, "value"] = own.loc[hit, "value"] * 2.0
+        own.loc[hit, "value"] = own.loc[hit, "value"] * factor
         w = w.assign(component=comp, fault_mode="cpu_saturation")
         frame, _, rep = detect(topo, own, w, lead="60s")
         out.append(verdict(topo, net, eng, frame, rep, comp, "cpu"))
@@ -145,7 +149,7 @@ def log_injections(data: Path, rng: np.random.Generator) -> dict[str, list[tuple
     return res
 
 
-def delay_injections(data: Path, delay: float = 0.05) -> list[tuple[bool, bool]]:
+def delay_injections(data: Path, delay: float = 0.05, rules=DEFAULT_RULES) -> list[tuple[bool, bool]]:
     topo = load_topology(TOPO["2023-01-29"])
     net = build_network(topo)
     eng = make_engine(net)
@@ -168,7 +172,7 @@ def delay_injections(data: Path, delay: float = 0.05) -> list[tuple[bool, bool]]
         sp.loc[parent, "end"] += d
         spans = pd.concat([ref.traces.spans, sp], ignore_index=True)
         w = window(mid, callee, "network_latency")
-        frame, _, rep = detect(topo, None, w, traces=spans, trace_freq="5s", presence=False)
+        frame, _, rep = detect(topo, None, w, traces=spans, trace_freq="5s", presence=False, rules=rules)
         out.append(verdict(topo, net, eng, frame, rep, callee, "latency"))
     return out
 
@@ -180,10 +184,14 @@ def main() -> None:
     args = ap.parse_args()
     rng = np.random.default_rng(args.seed)
     t0 = time.perf_counter()
+    wire = (*DEFAULT_RULES, SignalRule("trace_wire", r"trace_edge_wire_p50", "latency", side="callee"))
     table = {
         ("Online Boutique", "pod CPU x2"): cpu_injections("2022-08-22", args.data, rng),
+        ("Online Boutique", "pod CPU x5"): cpu_injections("2022-08-22", args.data, rng, factor=5.0),
         ("Train Ticket", "pod CPU x2"): cpu_injections("2023-01-29", args.data, rng),
+        ("Train Ticket", "pod CPU x5"): cpu_injections("2023-01-29", args.data, rng, factor=5.0),
         ("Train Ticket", "edge delay +50 ms"): delay_injections(args.data),
+        ("Train Ticket", "edge delay, trace_wire rule"): delay_injections(args.data, rules=wire),
     }
     for k, v in log_injections(args.data, rng).items():
         table[("Train Ticket", k)] = v
