@@ -126,8 +126,10 @@ def run(system: str, d: dict, work: Path, *, network=None, engine=None, **settin
     rows = rows.merge(d["windows"][["id", "fault_type"]], left_on="incident_id", right_on="id", how="left").drop(
         columns="id"
     )
+    rows_af, stats_af, _ = score_frame(network, engine, frame, assume_fault=True)
     return {
         "rows": rows, "stats": stats, "report": report, "rejects": rejects + read_rejects + score_rejects,
+        "stats_af": stats_af, "rows_af": rows_af,
         "network": network, "engine": engine, "detect_s": t_detect, "score_s": t_score,
     }  # fmt: skip
 
@@ -318,6 +320,12 @@ def report_system(system: str, d: dict, res: dict, ns: np.ndarray) -> dict:
     print(
         f"\n  calibration of P(component has a fault): Brier {comp['brier']:.4f}, log loss {comp['log_loss']:.4f}, ECE {comp['ece']:.4f} "
         f"over {comp['n_pairs']} (incident, service) pairs; top-1: mean P {p_top.mean():.3f} vs hit rate {hit.mean():.3f}, ECE(top-1) {comp['ece_top1']:.3f}"
+    )
+    comp_af = res["stats_af"].levels["component"].metrics()
+    p_af = res["rows_af"]["p_top_component"].to_numpy()
+    print(
+        f"  conditioned on some component being faulty (score_frame(assume_fault=True)): top-1 mean P {p_af.mean():.3f} "
+        f"vs hit rate {hit.mean():.3f}, ECE(top-1) {comp_af['ece_top1']:.3f}, Brier {comp_af['brier']:.4f}, ECE {comp_af['ece']:.4f}"
     )
     bins = [b for b in comp["reliability_top1"] if b["n"]]
     print(

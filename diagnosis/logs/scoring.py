@@ -257,6 +257,29 @@ def _query(engine, targets, hard, soft, n) -> tuple[dict[str, np.ndarray], np.nd
     return out, np.concatenate([parts[0][1], parts[1][1]])
 
 
+def _p_some_fault(network: Network, engine, frame: IncidentFrame, targets: list[str], n: int) -> np.ndarray:
+    """1 - P(every component ok | evidence), by the chain rule over the fault variables (exact)."""
+    hard, soft = _evidence_arrays(network, frame)
+    hard = {k: v.copy() for k, v in hard.items()}
+    p_none = np.ones(n)
+    alive = np.ones(n, dtype=bool)
+    for t in targets:
+        states = network.variable(t).states
+        i_ok = states.index(FAULT_OK)
+        post, ok = _query(engine, [t], hard, soft, n)
+        m = post[t]
+        with np.errstate(invalid="ignore"):
+            q = m[:, i_ok] / m.sum(axis=1)
+        alive &= ok
+        p_none = np.where(alive, p_none * np.nan_to_num(q, nan=0.0), 0.0)
+        prev = hard.get(t)
+        col = np.full(n, i_ok, dtype=np.int64)
+        if prev is not None:
+            col = np.where(prev >= 0, prev, col)
+        hard[t] = col
+    return np.maximum(1.0 - p_none, 1e-300)
+
+
 def _ranks(p: np.ndarray, true_idx: np.ndarray) -> np.ndarray:
     """1 + number of candidates with a strictly higher probability than the true one."""
     rows = np.arange(len(p))
@@ -278,9 +301,16 @@ def _calibration(stats: _LevelStats, p: np.ndarray, y: np.ndarray) -> None:
 
 
 def score_frame(
-    network: Network, engine, frame: IncidentFrame, *, top_k: int = 5, source: str = ""
+    network: Network, engine, frame: IncidentFrame, *, top_k: int = 5, source: str = "", assume_fault: bool = False
 ) -> tuple[pd.DataFrame, ScoreStats, list[Reject]]:
     """Diagnose every incident of a validated frame in one batch and score it.
+
+    With ``assume_fault``, every posterior is conditioned on "some component
+    is faulty" as well as on the evidence (an incident opened from a known
+    fault: a fault list, a fault injection): ``P(c | e, some fault) =
+    P(c | e) / (1 - P(no fault | e))``, with ``P(no fault | e)`` computed
+    exactly as ``prod_i P(F_i = ok | e, F_1..F_{i-1} = ok)`` (one batched
+    query per component; ``docs/model.md``).
 
     Returns
     -------
@@ -324,6 +354,7 @@ def score_frame(
         stats.n_rejected = int((~ok).sum())
         if n == 0:
             return pd.DataFrame(), stats, rejects
+    p_fault = _p_some_fault(network, engine, frame, targets, n) if assume_fault else None
     # Location matrix (n, L) and its labels.
     loc_labels, loc_comp, blocks = [], [], []
     p_any = np.empty((n, len(comps)))
@@ -338,6 +369,9 @@ def score_frame(
                 loc_comp.append(j)
         blocks.append(np.delete(m, states.index(FAULT_OK), axis=1))
     P = np.concatenate(blocks, axis=1)
+    if p_fault is not None:
+        P = np.minimum(P / p_fault[:, None], 1.0)
+        p_any = np.minimum(p_any / p_fault[:, None], 1.0)
     labels = np.array([f"{c}:{m}" for c, m in loc_labels], dtype=object)
     loc_index = {lab: i for i, lab in enumerate(labels)}
     comp_index = {c.name: j for j, c in enumerate(comps)}
