@@ -549,25 +549,36 @@ def _network_and_engine(topology: Topology, engine: str):
 
 
 def _score_chunk(
-    topology: Topology, frame: IncidentFrame, rejects: list[Reject], *, engine: str, top_k: int, source: str
+    topology: Topology,
+    frame: IncidentFrame,
+    rejects: list[Reject],
+    *,
+    engine: str,
+    top_k: int,
+    source: str,
+    assume_fault: bool = False,
 ):
     network, eng = _network_and_engine(topology, engine)
     good, bad = validate_frame(frame, topology, source=source)
-    rows, stats, more = score_frame(network, eng, good, top_k=top_k, source=source)
+    rows, stats, more = score_frame(network, eng, good, top_k=top_k, source=source, assume_fault=assume_fault)
     all_rejects = list(rejects) + bad + more
     stats.n_rejected = len(all_rejects)
     return rows, stats, all_rejects
 
 
-def _chunk_task(topology_doc: dict, chunk: _Chunk, engine: str, top_k: int):
+def _chunk_task(topology_doc: dict, chunk: _Chunk, engine: str, top_k: int, assume_fault: bool = False):
     """What a Dask worker runs: read one Parquet chunk and score it (pure function of its inputs)."""
     topology = Topology.from_dict(topology_doc)
     frame, rejects = _read_chunk(chunk)
-    rows, stats, rejects = _score_chunk(topology, frame, rejects, engine=engine, top_k=top_k, source=chunk.file)
+    rows, stats, rejects = _score_chunk(
+        topology, frame, rejects, engine=engine, top_k=top_k, source=chunk.file, assume_fault=assume_fault
+    )
     return chunk.index, rows, stats.to_json(), [r.to_dict() for r in rejects]
 
 
-def _fingerprint(topology: Topology, path: Path, chunk_size: int, top_k: int, engine: str) -> str:
+def _fingerprint(
+    topology: Topology, path: Path, chunk_size: int, top_k: int, engine: str, assume_fault: bool = False
+) -> str:
     files = sorted(path.rglob("*")) if path.is_dir() else [path]
     meta = [(str(f.resolve()), f.stat().st_size, f.stat().st_mtime_ns) for f in files if f.is_file()]
     doc = {
@@ -578,6 +589,8 @@ def _fingerprint(topology: Topology, path: Path, chunk_size: int, top_k: int, en
         "engine": engine,
         "version": 1,
     }
+    if assume_fault:
+        doc["assume_fault"] = True
     return hashlib.sha256(json.dumps(doc, sort_keys=True, default=str).encode()).hexdigest()
 
 
@@ -617,6 +630,7 @@ def score_log(
     engine: str = "auto",
     scheduler: Any = None,
     progress: bool = False,
+    assume_fault: bool = False,
 ) -> ScoreSummary:
     """Score an incident log chunk by chunk; resumable; optionally on a Dask cluster.
 
@@ -635,6 +649,9 @@ def score_log(
         Locations kept per incident.
     engine : str
         Engine name for :func:`diagnosis.inference.make_engine`.
+    assume_fault : bool, default False
+        Condition every posterior on "some component is faulty" (incidents
+        opened from known faults; see :func:`score_frame`).
     scheduler : str or distributed.Client, optional
         A Dask scheduler address (or client): score Parquet chunks on the cluster.
     progress : bool
@@ -683,7 +700,7 @@ def score_log(
 
     parts = out.parent / f"{out.name}.parts"
     parts.mkdir(exist_ok=True)
-    fp = _fingerprint(topology, inp, chunk_size, top_k, engine)
+    fp = _fingerprint(topology, inp, chunk_size, top_k, engine, assume_fault)
     manifest = parts / "manifest.json"
     if manifest.exists():
         old = json.loads(manifest.read_text())
@@ -714,7 +731,13 @@ def score_log(
             try:
                 doc = topology.to_dict()
                 futures = client.map(
-                    _chunk_task, [doc] * len(todo), todo, [engine] * len(todo), [top_k] * len(todo), pure=False
+                    _chunk_task,
+                    [doc] * len(todo),
+                    todo,
+                    [engine] * len(todo),
+                    [top_k] * len(todo),
+                    [assume_fault] * len(todo),
+                    pure=False,
                 )
                 from distributed import as_completed
 
@@ -729,7 +752,9 @@ def score_log(
         else:
             for chunk in todo:
                 frame, rejects = _read_chunk(chunk)
-                rows, stats, rj = _score_chunk(topology, frame, rejects, engine=engine, top_k=top_k, source=chunk.file)
+                rows, stats, rj = _score_chunk(
+                    topology, frame, rejects, engine=engine, top_k=top_k, source=chunk.file, assume_fault=assume_fault
+                )
                 _write_part(parts, chunk.index, rows, stats.to_json(), [r.to_dict() for r in rj])
                 if bar:
                     bar.update(1)
@@ -744,7 +769,9 @@ def score_log(
         index = first_todo
         for frame, rejects in iter_incident_frames(inp, chunk_size=chunk_size, skip=first_todo * chunk_size):
             if index not in done:
-                rows, stats, rj = _score_chunk(topology, frame, rejects, engine=engine, top_k=top_k, source=source)
+                rows, stats, rj = _score_chunk(
+                    topology, frame, rejects, engine=engine, top_k=top_k, source=source, assume_fault=assume_fault
+                )
                 _write_part(parts, index, rows, stats.to_json(), [r.to_dict() for r in rj])
             index += 1
             if bar:

@@ -88,3 +88,25 @@ def test_a_saved_null_model_is_used_one_window_at_a_time(tmp_path):
     assert rep.null["cpu"] == "empirical"
     o = frame.observations.set_index("symptom")
     assert o.loc["back.cpu", "p_fired"] > 0.9 and o.loc["front.cpu", "p_fired"] < 0.5
+
+
+def test_score_assume_fault_flag(tmp_path):
+    df = synth.metrics(minutes=300, shifts=[("back", "CpuUsageRate(%)", 200, 204, 40.0)])
+    (tmp_path / "m.csv").write_text(df.to_csv(index=False))
+    topo = tmp_path / "t.yaml"
+    topo.write_text(
+        "name: tiny\ncomponents:\n- {name: front, kind: service, calls: [back]}\n- {name: back, kind: service, calls: [store]}\n"
+        "- {name: store, kind: service}\n"
+    )
+    start = (synth.T0 + pd.Timedelta("200min")).isoformat()
+    (tmp_path / "w.csv").write_text(f"id,start,component,fault_mode\nw1,{start},back,cpu_saturation\n")
+    code, _, err = run("detect", "-t", topo, "--metrics", tmp_path / "m.csv", "--windows", tmp_path / "w.csv",
+                       "--out", tmp_path / "inc.jsonl")  # fmt: skip
+    assert code == 0, err
+    p = {}
+    for flag in ((), ("--assume-fault",)):
+        out = tmp_path / f"s{len(flag)}.csv"
+        code, _, err = run("score", "-t", topo, tmp_path / "inc.jsonl", "--out", out, *flag)
+        assert code == 0, err
+        p[len(flag)] = pd.read_csv(out)["p_top_component"].iloc[0]
+    assert p[1] >= p[0]
