@@ -12,7 +12,19 @@ For each system the whole pipeline runs as a user would run it:
    network (score_frame): service-level AC@1/3/5, Avg@5, MRR and the
    calibration of P(component has a fault).
 
-Two baselines from the same run: **n-sigma** ranks services by their largest
+Train Ticket also reads its logs (``log/``) and the fault-free reference
+minute (``fault-free/``, ``--reference``). Every system is run twice more
+**one incident at a time**, each window with only its own telemetry (its
+baseline and window): with the default null (``auto``, which falls back to
+each window's own ``self`` null) and with a null fitted on the quiet windows
+of the other half of the day (``fit_null``, cross-validated). Calibration is
+printed plain and conditioned on "some component is faulty"
+(``score_frame(assume_fault=True)``).
+
+Three baselines from the same run: **SimpleRCA-style rules** count threshold
+alerts per service (|robust z| > 3 on any series, the callee's for an edge;
+ERROR/WARN or error-keyword log templates writing more than in the
+reference) and rank by the count; **n-sigma** ranks services by their largest
 robust z-score over the incident window, in either direction, over every
 metric of their pods; **detectors only** ranks them by the smallest p-value of
 their symptoms (the same evidence as ours, without the model). The published
