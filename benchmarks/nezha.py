@@ -12,7 +12,19 @@ For each system the whole pipeline runs as a user would run it:
    network (score_frame): service-level AC@1/3/5, Avg@5, MRR and the
    calibration of P(component has a fault).
 
-Two baselines from the same run: **n-sigma** ranks services by their largest
+Train Ticket also reads its logs (``log/``) and the fault-free reference
+minute (``fault-free/``, ``--reference``). Every system is run twice more
+**one incident at a time**, each window with only its own telemetry (its
+baseline and window): with the default null (``auto``, which falls back to
+each window's own ``self`` null) and with a null fitted on the quiet windows
+of the other half of the day (``fit_null``, cross-validated). Calibration is
+printed plain and conditioned on "some component is faulty"
+(``score_frame(assume_fault=True)``).
+
+Three baselines from the same run: **SimpleRCA-style rules** count threshold
+alerts per service (|robust z| > 3 on any series, the callee's for an edge;
+ERROR/WARN or error-keyword log templates writing more than in the
+reference) and rank by the count; **n-sigma** ranks services by their largest
 robust z-score over the incident window, in either direction, over every
 metric of their pods; **detectors only** ranks them by the smallest p-value of
 their symptoms (the same evidence as ours, without the model). The published
@@ -43,9 +55,12 @@ from diagnosis.logs.formats import read_incidents, write_incidents
 from diagnosis.logs.scoring import score_frame
 from diagnosis.telemetry import (
     detect,
+    fit_null,
     import_nezha,
     rank_nsigma,
+    read_logs,
     read_metrics,
+    read_reference,
     read_spans,
     read_windows,
     write_windows,
@@ -67,6 +82,7 @@ SYSTEMS = {
 }
 CODE_LEVEL = ("return", "exception")
 DEFAULTS = {"lead": "60s"}
+USE_LOGS = True
 
 
 def ac(ranks: np.ndarray) -> dict[str, float]:
@@ -87,6 +103,10 @@ def load(system: str, data: Path, work: Path) -> dict:
     windows, w_rejects = read_windows(wpath)
     metrics = read_metrics(folder / "metric")
     traces = read_spans(folder / "trace") if (folder / "trace").is_dir() else None
+    t_logs = time.perf_counter()
+    logs = read_logs(folder / "log") if (folder / "log").is_dir() and USE_LOGS else None
+    t_logs = time.perf_counter() - t_logs
+    reference = read_reference(folder / "fault-free") if (folder / "fault-free").is_dir() and USE_LOGS else None
     topo = load_topology(cfg["topology"])
     return {
         "windows": windows,
@@ -94,6 +114,9 @@ def load(system: str, data: Path, work: Path) -> dict:
         "w_rejects": w_rejects,
         "metrics": metrics,
         "traces": traces,
+        "logs": logs,
+        "logs_s": t_logs,
+        "reference": reference,
         "topology": topo,
         "read_s": time.perf_counter() - t0,
     }
@@ -102,7 +125,9 @@ def load(system: str, data: Path, work: Path) -> dict:
 def run(system: str, d: dict, work: Path, *, network=None, engine=None, **settings) -> dict:
     t0 = time.perf_counter()
     kw = {**DEFAULTS, **settings}
-    frame, rejects, report = detect(d["topology"], d["metrics"], d["windows"], traces=d["traces"], **kw)
+    frame, rejects, report = detect(
+        d["topology"], d["metrics"], d["windows"], traces=d["traces"], logs=d["logs"], reference=d["reference"], **kw
+    )
     path = write_incidents(frame, work / f"{SYSTEMS[system]['day']}-incidents.jsonl")
     frame, read_rejects = read_incidents(path)
     t_detect = time.perf_counter() - t0
@@ -113,10 +138,107 @@ def run(system: str, d: dict, work: Path, *, network=None, engine=None, **settin
     rows = rows.merge(d["windows"][["id", "fault_type"]], left_on="incident_id", right_on="id", how="left").drop(
         columns="id"
     )
+    rows_af, stats_af, _ = score_frame(network, engine, frame, assume_fault=True)
     return {
         "rows": rows, "stats": stats, "report": report, "rejects": rejects + read_rejects + score_rejects,
+        "stats_af": stats_af, "rows_af": rows_af,
         "network": network, "engine": engine, "detect_s": t_detect, "score_s": t_score,
     }  # fmt: skip
+
+
+def halves_nulls(d: dict) -> tuple[pd.Timestamp, dict]:
+    """Null models fitted on the quiet windows of each half of the day (cross-validation: an incident uses the other half's)."""
+    m = d["metrics"].samples
+    mid = m["time"].min() + (m["time"].max() - m["time"].min()) / 2
+    out = {}
+    for half, sel in (("first", m["time"] < mid), ("second", m["time"] >= mid)):
+        tr = None
+        if d["traces"] is not None:
+            sp = d["traces"].spans
+            tr = sp[(sp["start"] < mid) if half == "first" else (sp["start"] >= mid)]
+        out[half] = fit_null(d["topology"], m[sel], d["windows"], traces=tr, lead=DEFAULTS["lead"])
+    return mid, out
+
+
+def run_alone(system: str, d: dict, work: Path, *, network, engine, nulls=None, **settings) -> dict:
+    """Each window detected on its own, with only its own telemetry (its baseline and window) and no other window.
+
+    With ``nulls`` (:func:`halves_nulls`), each window uses the null fitted on the other half of the day."""
+    kw = {**DEFAULTS, **settings}
+    frames = []
+    for i in range(len(d["windows"])):
+        w = d["windows"].iloc[[i]].reset_index(drop=True)
+        lo, hi = w["baseline_start"].iloc[0], w["end"].iloc[0]
+        m = d["metrics"].samples
+        m = m[(m["time"] >= lo) & (m["time"] <= hi)]
+        tr = None
+        if d["traces"] is not None:
+            sp = d["traces"].spans
+            tr = sp[(sp["start"] >= lo) & (sp["start"] <= hi)]
+        extra = {}
+        if d.get("logs") is not None:
+            lg = d["logs"].lines
+            extra["logs"] = lg[(lg["time"] >= lo) & (lg["time"] <= hi)]
+        if nulls is not None:
+            mid, models = nulls
+            extra["null"] = models["second"] if w["start"].iloc[0] < mid else models["first"]
+        frame, _, _ = detect(d["topology"], m, w, traces=tr, reference=d["reference"], **extra, **kw)
+        frames.append(frame)
+    rows = []
+    for f in frames:
+        r, _, _ = score_frame(network, engine, f)
+        rows.append(r)
+    rows = pd.concat(rows, ignore_index=True)
+    return rows.merge(d["windows"][["id", "fault_type"]], left_on="incident_id", right_on="id", how="left").drop(
+        columns="id"
+    )
+
+
+def simple_rule_ranks(report, d: dict, threshold: float = 3.0) -> np.ndarray:
+    """SimpleRCA-style rule baseline: count threshold alerts per service, the service with most alerts wins.
+
+    Alerts: every series (pod metric, edge latency: the callee's) whose robust z exceeds ``threshold`` in
+    either direction in the window, and every log template with ERROR/WARN level or an error keyword
+    (error, exception, fail) that writes more lines in the window than in the same length of reference."""
+    sc = report.scores
+    comps = list(d["topology"].component_names)
+    z = np.fmax(sc["z_up"].to_numpy(dtype=np.float64), sc["z_down"].to_numpy(dtype=np.float64))
+    owner = sc["component"].astype(str).str.split("->").str[-1]
+    alerts = pd.DataFrame({"window_id": sc["window_id"], "component": owner, "n": (z > threshold).astype(int)})
+    counts = alerts.groupby(["window_id", "component"])["n"].sum()
+    logs = d.get("logs")
+    ref = d.get("reference")
+    if logs is not None and ref is not None and ref.logs is not None:
+        lg = logs.lines
+        rl = ref.logs.lines
+        ref_len = max((rl["time"].max() - rl["time"].min()).total_seconds(), 1.0)
+
+        def err(x):
+            kw = x["template"].astype(str).str.contains("(?i)error|exception|fail")
+            return x[x["level"].isin(["ERROR", "WARN"]) | kw]
+
+        rc = err(rl).groupby(["component", "template"]).size() / ref_len
+        extra = []
+        for w in d["windows"].itertuples(index=False):
+            lo = w.start - pd.Timedelta(DEFAULTS["lead"])
+            sub = err(lg[(lg["time"] >= lo) & (lg["time"] <= w.end)])
+            wc = sub.groupby(["component", "template"]).size() / max((w.end - lo).total_seconds(), 1.0)
+            up = wc > rc.reindex(wc.index).fillna(0.0)
+            for comp, n in up.groupby(level=0).sum().items():
+                extra.append((w.id, comp, int(n)))
+        if extra:
+            e = (
+                pd.DataFrame(extra, columns=["window_id", "component", "n"])
+                .groupby(["window_id", "component"])["n"]
+                .sum()
+            )
+            counts = counts.add(e, fill_value=0)
+    ranks = []
+    for w in d["windows"].itertuples(index=False):
+        c = counts.xs(w.id, level=0) if w.id in counts.index.get_level_values(0) else pd.Series(dtype=float)
+        c = c.reindex(comps).fillna(0.0)
+        ranks.append(float(1 + (c > c.get(w.component, 0.0)).sum()) if w.component in c.index else np.nan)
+    return np.array(ranks)
 
 
 def detectors_only(report, windows: pd.DataFrame, components) -> np.ndarray:
@@ -163,6 +285,9 @@ def report_system(system: str, d: dict, res: dict, ns: np.ndarray) -> dict:
     rows, stats, rep = res["rows"], res["stats"], res["report"]
     comp = stats.levels["component"].metrics()
     ours = ac(rows["rank_component"].to_numpy())
+    alone = ac(res["alone"]["rank_component"].to_numpy()) if "alone" in res else None
+    alone_h = ac(res["alone_h"]["rank_component"].to_numpy()) if "alone_h" in res else None
+    rule = ac(simple_rule_ranks(res["report"], d))
     det = ac(detectors_only(rep, d["windows"], d["topology"].component_names))
     nsg = ac(ns)
     n = len(rows)
@@ -175,14 +300,30 @@ def report_system(system: str, d: dict, res: dict, ns: np.ndarray) -> dict:
         print("  " + line.strip())
     if d["traces"] is not None:
         print("  traces: " + d["traces"].report.lines()[0] + "; " + "; ".join(d["traces"].report.notes))
+    if d.get("logs") is not None:
+        rep_l = d["logs"].report
+        print(f"  logs: {rep_l.lines()[0]}; {rep_l.rows / max(d['logs_s'], 1e-9):,.0f} lines/s")
     for line in rep.lines():
         print("  " + line.strip())
     if res["rejects"]:
         print(f"  {len(res['rejects'])} incidents set aside: {res['rejects'][:3]}")
     print(f"\n  {'service level, %':<24} {'AC@1':>6} {'AC@3':>6} {'AC@5':>6} {'Avg@5':>6} {'MRR':>6}")
     print(fmt_row("diagnosis (this)", ours))
+    if alone is not None:
+        pa = res["alone"]["p_top_component"].to_numpy()
+        ha = (res["alone"]["rank_component"] == 1).to_numpy()
+        print(fmt_row("  one at a time", alone, f"   top-1 mean P {pa.mean():.3f} vs hit rate {ha.mean():.3f}"))
+    if alone_h is not None:
+        pa = res["alone_h"]["p_top_component"].to_numpy()
+        ha = (res["alone_h"]["rank_component"] == 1).to_numpy()
+        print(
+            fmt_row(
+                "  alone, null of other half", alone_h, f"   top-1 mean P {pa.mean():.3f} vs hit rate {ha.mean():.3f}"
+            )
+        )
     print(fmt_row("detectors only (no BN)", det))
     print(fmt_row("n-sigma baseline", nsg))
+    print(fmt_row("SimpleRCA-style rules", rule))
     print(
         f"  {'published (Nezha, L+M+T)':<24} {pub[0]:6.1f} {pub[1]:6.1f} {pub[2]:6.1f} {'-':>6} {'-':>6}   (other fault set: two days)"
     )
@@ -191,6 +332,12 @@ def report_system(system: str, d: dict, res: dict, ns: np.ndarray) -> dict:
     print(
         f"\n  calibration of P(component has a fault): Brier {comp['brier']:.4f}, log loss {comp['log_loss']:.4f}, ECE {comp['ece']:.4f} "
         f"over {comp['n_pairs']} (incident, service) pairs; top-1: mean P {p_top.mean():.3f} vs hit rate {hit.mean():.3f}, ECE(top-1) {comp['ece_top1']:.3f}"
+    )
+    comp_af = res["stats_af"].levels["component"].metrics()
+    p_af = res["rows_af"]["p_top_component"].to_numpy()
+    print(
+        f"  conditioned on some component being faulty (score_frame(assume_fault=True)): top-1 mean P {p_af.mean():.3f} "
+        f"vs hit rate {hit.mean():.3f}, ECE(top-1) {comp_af['ece_top1']:.3f}, Brier {comp_af['brier']:.4f}, ECE {comp_af['ece']:.4f}"
     )
     bins = [b for b in comp["reliability_top1"] if b["n"]]
     print(
@@ -382,6 +529,10 @@ def main() -> None:
         for system in args.systems:
             d = load(system, args.data, work)
             res = run(system, d, work)
+            res["alone"] = run_alone(system, d, work, network=res["network"], engine=res["engine"])
+            res["alone_h"] = run_alone(
+                system, d, work, network=res["network"], engine=res["engine"], nulls=halves_nulls(d)
+            )
             ns, _ = nsigma_ranks(d, DEFAULTS["lead"])
             summary[system] = report_system(system, d, res, ns)
             if args.out:

@@ -46,6 +46,11 @@ def register(verbs) -> None:
     )
     p.add_argument("--chunk-size", type=int, default=10_000, metavar="N", help="incidents per chunk (default 10000)")
     p.add_argument("--top-k", type=int, default=5, metavar="K", help="locations kept per incident (default 5)")
+    p.add_argument(
+        "--assume-fault",
+        action="store_true",
+        help="condition on 'some component is faulty' (incidents opened from known faults, e.g. a fault list)",
+    )
     p.add_argument("--engine", choices=ENGINES, default=ENGINES[0], help="inference engine (default: %(default)s)")
     p.add_argument("--scheduler", metavar="ADDRESS", help="score on a Dask distributed cluster (Parquet logs)")
     p.add_argument("--format", choices=("table", "json"), default="table", help="how to print the summary")
@@ -101,6 +106,7 @@ def _score(args: argparse.Namespace, out: TextIO, err: TextIO) -> None:
         engine=args.engine,
         scheduler=args.scheduler,
         progress=err.isatty() if hasattr(err, "isatty") else False,
+        assume_fault=args.assume_fault,
     )
     if args.format == "json":
         json.dump(summary.to_dict(), out, indent=2)

@@ -19,13 +19,35 @@ def register(verbs) -> None:
     p.add_argument("--topology", "-t", required=True, metavar="T")
     p.add_argument(
         "--metrics",
-        required=True,
         nargs="+",
         metavar="PATH",
         help="metric files or folders: long tables (timestamp, entity, metric, value) or Nezha per-pod CSVs",
     )
     p.add_argument(
         "--traces", nargs="+", metavar="PATH", help="span files or folders (OpenTelemetry-shaped CSV or OTLP JSON)"
+    )
+    p.add_argument(
+        "--logs",
+        nargs="+",
+        metavar="PATH",
+        help="log files or folders (Nezha log CSV, OTLP JSON logs, ECS JSON Lines; .gz or not)",
+    )
+    p.add_argument(
+        "--reference",
+        metavar="DIR",
+        help="fault-free telemetry of the same system laid out like the data (metric/, trace/, log/)",
+    )
+    p.add_argument(
+        "--null",
+        default="auto",
+        metavar="KIND|FILE",
+        help="null distribution of the scores: auto (quiet windows of the data when there are enough, else each "
+        "window's own baseline; default), self, empirical, cauchy, or a null model file written by --save-null",
+    )
+    p.add_argument(
+        "--save-null",
+        metavar="FILE",
+        help="fit the null distributions on the quiet windows of these data and save them (JSON) for later runs",
     )
     p.add_argument(
         "--windows",
@@ -96,26 +118,71 @@ def register(verbs) -> None:
 
 
 def _detect(args: argparse.Namespace, out: TextIO, err: TextIO) -> None:
+    from diagnosis.exceptions import TelemetryError
     from diagnosis.logs.formats import write_incidents, write_rejects
-    from diagnosis.telemetry import detect, load_entity_map, read_metrics, read_spans, read_windows
+    from diagnosis.telemetry import (
+        detect,
+        load_entity_map,
+        read_logs,
+        read_metrics,
+        read_reference,
+        read_spans,
+        read_windows,
+    )
 
     topology = load_topology(args.topology)
     entities = load_entity_map(args.entities)
     windows, wrejects = read_windows(args.windows)
-    metrics = read_metrics(args.metrics, entity_map=entities, time_offset=_offset(args.metrics_offset))
+    metrics = (
+        read_metrics(args.metrics, entity_map=entities, time_offset=_offset(args.metrics_offset))
+        if args.metrics
+        else None
+    )
     spans = (
         read_spans(args.traces, entity_map=entities, time_offset=_offset(args.traces_offset)) if args.traces else None
     )
-    frame, rejects, report = detect(topology, metrics, windows, traces=spans, evidence=args.evidence, lead=args.lead)
-    path = write_incidents(frame, args.out)
+    logs = read_logs(args.logs, entity_map=entities) if args.logs else None
+    reference = read_reference(args.reference, entity_map=entities) if args.reference else None
+    null = args.null
+    if null not in ("auto", "self", "empirical", "cauchy"):
+        from diagnosis.telemetry import NullModel
+
+        null = NullModel.load(null)
+    if args.save_null:
+        from diagnosis.telemetry import fit_null
+
+        fit_null(topology, metrics, windows, traces=spans, lead=args.lead).save(args.save_null)
+        print(f"wrote the null model fitted on the quiet windows of these data to {args.save_null}", file=out)
+    frame, rejects, report = detect(
+        topology,
+        metrics,
+        windows,
+        traces=spans,
+        logs=logs,
+        reference=reference,
+        null=null,
+        evidence=args.evidence,
+        lead=args.lead,
+    )
     rejects = list(wrejects) + list(rejects)
+    if len(frame) == 0:
+        rej = write_rejects(rejects, f"{args.out}.rejects.jsonl")
+        raise TelemetryError(
+            f"every one of the {len(windows) + len(wrejects)} windows was set aside (listed in {rej}); "
+            f"nothing written to {args.out}"
+        )
+    path = write_incidents(frame, args.out)
     rej = write_rejects(rejects, f"{args.out}.rejects.jsonl")
     print(f"wrote {len(frame)} incidents to {path}; {len(rejects)} windows set aside (listed in {rej})", file=out)
-    for line in metrics.report.lines():
-        print(f"  metrics: {line}", file=out)
+    if metrics is not None:
+        for line in metrics.report.lines():
+            print(f"  metrics: {line}", file=out)
     if spans is not None:
         for line in spans.report.lines():
             print(f"  traces: {line}", file=out)
+    if logs is not None:
+        for line in logs.report.lines():
+            print(f"  logs: {line}", file=out)
     for line in report.lines():
         print(f"  {line}", file=out)
 

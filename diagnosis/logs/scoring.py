@@ -257,6 +257,29 @@ def _query(engine, targets, hard, soft, n) -> tuple[dict[str, np.ndarray], np.nd
     return out, np.concatenate([parts[0][1], parts[1][1]])
 
 
+def _p_some_fault(network: Network, engine, frame: IncidentFrame, targets: list[str], n: int) -> np.ndarray:
+    """1 - P(every component ok | evidence), by the chain rule over the fault variables (exact)."""
+    hard, soft = _evidence_arrays(network, frame)
+    hard = {k: v.copy() for k, v in hard.items()}
+    p_none = np.ones(n)
+    alive = np.ones(n, dtype=bool)
+    for t in targets:
+        states = network.variable(t).states
+        i_ok = states.index(FAULT_OK)
+        post, ok = _query(engine, [t], hard, soft, n)
+        m = post[t]
+        with np.errstate(invalid="ignore"):
+            q = m[:, i_ok] / m.sum(axis=1)
+        alive &= ok
+        p_none = np.where(alive, p_none * np.nan_to_num(q, nan=0.0), 0.0)
+        prev = hard.get(t)
+        col = np.full(n, i_ok, dtype=np.int64)
+        if prev is not None:
+            col = np.where(prev >= 0, prev, col)
+        hard[t] = col
+    return np.maximum(1.0 - p_none, 1e-300)
+
+
 def _ranks(p: np.ndarray, true_idx: np.ndarray) -> np.ndarray:
     """1 + number of candidates with a strictly higher probability than the true one."""
     rows = np.arange(len(p))
@@ -278,9 +301,16 @@ def _calibration(stats: _LevelStats, p: np.ndarray, y: np.ndarray) -> None:
 
 
 def score_frame(
-    network: Network, engine, frame: IncidentFrame, *, top_k: int = 5, source: str = ""
+    network: Network, engine, frame: IncidentFrame, *, top_k: int = 5, source: str = "", assume_fault: bool = False
 ) -> tuple[pd.DataFrame, ScoreStats, list[Reject]]:
     """Diagnose every incident of a validated frame in one batch and score it.
+
+    With ``assume_fault``, every posterior is conditioned on "some component
+    is faulty" as well as on the evidence (an incident opened from a known
+    fault: a fault list, a fault injection): ``P(c | e, some fault) =
+    P(c | e) / (1 - P(no fault | e))``, with ``P(no fault | e)`` computed
+    exactly as ``prod_i P(F_i = ok | e, F_1..F_{i-1} = ok)`` (one batched
+    query per component; ``docs/model.md``).
 
     Returns
     -------
@@ -324,6 +354,7 @@ def score_frame(
         stats.n_rejected = int((~ok).sum())
         if n == 0:
             return pd.DataFrame(), stats, rejects
+    p_fault = _p_some_fault(network, engine, frame, targets, n) if assume_fault else None
     # Location matrix (n, L) and its labels.
     loc_labels, loc_comp, blocks = [], [], []
     p_any = np.empty((n, len(comps)))
@@ -338,6 +369,9 @@ def score_frame(
                 loc_comp.append(j)
         blocks.append(np.delete(m, states.index(FAULT_OK), axis=1))
     P = np.concatenate(blocks, axis=1)
+    if p_fault is not None:
+        P = np.minimum(P / p_fault[:, None], 1.0)
+        p_any = np.minimum(p_any / p_fault[:, None], 1.0)
     labels = np.array([f"{c}:{m}" for c, m in loc_labels], dtype=object)
     loc_index = {lab: i for i, lab in enumerate(labels)}
     comp_index = {c.name: j for j, c in enumerate(comps)}
@@ -515,25 +549,36 @@ def _network_and_engine(topology: Topology, engine: str):
 
 
 def _score_chunk(
-    topology: Topology, frame: IncidentFrame, rejects: list[Reject], *, engine: str, top_k: int, source: str
+    topology: Topology,
+    frame: IncidentFrame,
+    rejects: list[Reject],
+    *,
+    engine: str,
+    top_k: int,
+    source: str,
+    assume_fault: bool = False,
 ):
     network, eng = _network_and_engine(topology, engine)
     good, bad = validate_frame(frame, topology, source=source)
-    rows, stats, more = score_frame(network, eng, good, top_k=top_k, source=source)
+    rows, stats, more = score_frame(network, eng, good, top_k=top_k, source=source, assume_fault=assume_fault)
     all_rejects = list(rejects) + bad + more
     stats.n_rejected = len(all_rejects)
     return rows, stats, all_rejects
 
 
-def _chunk_task(topology_doc: dict, chunk: _Chunk, engine: str, top_k: int):
+def _chunk_task(topology_doc: dict, chunk: _Chunk, engine: str, top_k: int, assume_fault: bool = False):
     """What a Dask worker runs: read one Parquet chunk and score it (pure function of its inputs)."""
     topology = Topology.from_dict(topology_doc)
     frame, rejects = _read_chunk(chunk)
-    rows, stats, rejects = _score_chunk(topology, frame, rejects, engine=engine, top_k=top_k, source=chunk.file)
+    rows, stats, rejects = _score_chunk(
+        topology, frame, rejects, engine=engine, top_k=top_k, source=chunk.file, assume_fault=assume_fault
+    )
     return chunk.index, rows, stats.to_json(), [r.to_dict() for r in rejects]
 
 
-def _fingerprint(topology: Topology, path: Path, chunk_size: int, top_k: int, engine: str) -> str:
+def _fingerprint(
+    topology: Topology, path: Path, chunk_size: int, top_k: int, engine: str, assume_fault: bool = False
+) -> str:
     files = sorted(path.rglob("*")) if path.is_dir() else [path]
     meta = [(str(f.resolve()), f.stat().st_size, f.stat().st_mtime_ns) for f in files if f.is_file()]
     doc = {
@@ -544,6 +589,8 @@ def _fingerprint(topology: Topology, path: Path, chunk_size: int, top_k: int, en
         "engine": engine,
         "version": 1,
     }
+    if assume_fault:
+        doc["assume_fault"] = True
     return hashlib.sha256(json.dumps(doc, sort_keys=True, default=str).encode()).hexdigest()
 
 
@@ -583,6 +630,7 @@ def score_log(
     engine: str = "auto",
     scheduler: Any = None,
     progress: bool = False,
+    assume_fault: bool = False,
 ) -> ScoreSummary:
     """Score an incident log chunk by chunk; resumable; optionally on a Dask cluster.
 
@@ -601,6 +649,9 @@ def score_log(
         Locations kept per incident.
     engine : str
         Engine name for :func:`diagnosis.inference.make_engine`.
+    assume_fault : bool, default False
+        Condition every posterior on "some component is faulty" (incidents
+        opened from known faults; see :func:`score_frame`).
     scheduler : str or distributed.Client, optional
         A Dask scheduler address (or client): score Parquet chunks on the cluster.
     progress : bool
@@ -649,7 +700,7 @@ def score_log(
 
     parts = out.parent / f"{out.name}.parts"
     parts.mkdir(exist_ok=True)
-    fp = _fingerprint(topology, inp, chunk_size, top_k, engine)
+    fp = _fingerprint(topology, inp, chunk_size, top_k, engine, assume_fault)
     manifest = parts / "manifest.json"
     if manifest.exists():
         old = json.loads(manifest.read_text())
@@ -680,7 +731,13 @@ def score_log(
             try:
                 doc = topology.to_dict()
                 futures = client.map(
-                    _chunk_task, [doc] * len(todo), todo, [engine] * len(todo), [top_k] * len(todo), pure=False
+                    _chunk_task,
+                    [doc] * len(todo),
+                    todo,
+                    [engine] * len(todo),
+                    [top_k] * len(todo),
+                    [assume_fault] * len(todo),
+                    pure=False,
                 )
                 from distributed import as_completed
 
@@ -695,7 +752,9 @@ def score_log(
         else:
             for chunk in todo:
                 frame, rejects = _read_chunk(chunk)
-                rows, stats, rj = _score_chunk(topology, frame, rejects, engine=engine, top_k=top_k, source=chunk.file)
+                rows, stats, rj = _score_chunk(
+                    topology, frame, rejects, engine=engine, top_k=top_k, source=chunk.file, assume_fault=assume_fault
+                )
                 _write_part(parts, chunk.index, rows, stats.to_json(), [r.to_dict() for r in rj])
                 if bar:
                     bar.update(1)
@@ -710,7 +769,9 @@ def score_log(
         index = first_todo
         for frame, rejects in iter_incident_frames(inp, chunk_size=chunk_size, skip=first_todo * chunk_size):
             if index not in done:
-                rows, stats, rj = _score_chunk(topology, frame, rejects, engine=engine, top_k=top_k, source=source)
+                rows, stats, rj = _score_chunk(
+                    topology, frame, rejects, engine=engine, top_k=top_k, source=source, assume_fault=assume_fault
+                )
                 _write_part(parts, index, rows, stats.to_json(), [r.to_dict() for r in rj])
             index += 1
             if bar:

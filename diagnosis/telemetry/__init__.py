@@ -5,7 +5,9 @@ The pipeline (``docs/telemetry.md``)::
     windows = read_windows("windows.csv")                  # or import_nezha("fault_list.json")
     metrics = read_metrics("metric/")                       # long tables or Nezha wide CSVs
     spans = read_spans("trace/")                            # optional: OpenTelemetry-shaped spans
-    frame, rejects, report = detect(topology, metrics, windows, traces=spans)
+    logs = read_logs("log/")                                # optional: Nezha CSV, OTLP JSON, ECS JSON Lines
+    ref = read_reference("fault-free/")                     # optional: fault-free metric/, trace/, log/
+    frame, rejects, report = detect(topology, metrics, windows, traces=spans, logs=logs, reference=ref)
     write_incidents(frame, "incidents.jsonl")               # ready for diagnose and score
 
 Modules: :mod:`~diagnosis.telemetry.entities` (entity -> component),
@@ -19,7 +21,7 @@ Modules: :mod:`~diagnosis.telemetry.entities` (entity -> component),
 """
 
 from diagnosis.telemetry.callgraph import CallGraphDiff, derive_topology, write_topology
-from diagnosis.telemetry.detect import DetectReport, detect
+from diagnosis.telemetry.detect import DetectReport, Reference, detect, fit_null, read_reference
 from diagnosis.telemetry.detectors import (
     EvidenceModel,
     NullModel,
@@ -28,6 +30,7 @@ from diagnosis.telemetry.detectors import (
     score_windows,
 )
 from diagnosis.telemetry.entities import EntityMap, EntityRule, load_entity_map
+from diagnosis.telemetry.logs import LogSet, log_evidence, read_logs
 from diagnosis.telemetry.metrics import MetricSamples, long_samples, read_metrics
 from diagnosis.telemetry.nezha import NEZHA_FAULT_MODES, NezhaImport, import_nezha
 from diagnosis.telemetry.quality import ReadReport
@@ -48,22 +51,28 @@ __all__ = [
     "EntityMap",
     "EntityRule",
     "EvidenceModel",
+    "LogSet",
     "MetricSamples",
     "NezhaImport",
     "NullModel",
     "ReadReport",
+    "Reference",
     "SignalRule",
     "SpanSet",
     "derive_topology",
     "detect",
     "edge_stats",
+    "fit_null",
     "import_nezha",
     "load_entity_map",
+    "log_evidence",
     "long_samples",
     "make_windows",
     "quiet_windows",
     "rank_nsigma",
+    "read_logs",
     "read_metrics",
+    "read_reference",
     "read_spans",
     "read_windows",
     "robust_z",

@@ -37,7 +37,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from diagnosis.exceptions import DiagnosisError, suggest
+from diagnosis.exceptions import DiagnosisError, TelemetryError, suggest
 from diagnosis.logs.schema import (
     RAW_ACTION_COLUMNS,
     RAW_INCIDENT_COLUMNS,
@@ -51,6 +51,7 @@ from diagnosis.model.topology import Topology
 from diagnosis.telemetry._io import objects, to_timedelta
 from diagnosis.telemetry.detectors import EvidenceModel, NullModel, score_windows
 from diagnosis.telemetry.entities import EDGE_SEPARATOR
+from diagnosis.telemetry.logs import LOG_RULES, LogSet, log_evidence
 from diagnosis.telemetry.metrics import MetricSamples
 from diagnosis.telemetry.signals import (
     DEFAULT_RULES,
@@ -61,10 +62,19 @@ from diagnosis.telemetry.signals import (
 from diagnosis.telemetry.traces import SpanSet, edge_samples, edge_stats
 from diagnosis.telemetry.windows import WINDOW_COLUMNS, quiet_windows
 
-__all__ = ["EVIDENCE_COLUMNS", "NULL_KINDS", "DetectReport", "detect", "prepare_signals"]
+__all__ = [
+    "EVIDENCE_COLUMNS",
+    "NULL_KINDS",
+    "DetectReport",
+    "Reference",
+    "detect",
+    "fit_null",
+    "prepare_signals",
+    "read_reference",
+]
 
 #: ``null`` argument of :func:`detect`.
-NULL_KINDS = ("empirical", "cauchy")
+NULL_KINDS = ("auto", "self", "empirical", "cauchy")
 #: Columns of :attr:`DetectReport.evidence`: one row per window and observed symptom.
 EVIDENCE_COLUMNS = (
     "window_id",
@@ -304,13 +314,16 @@ def detect(
     traces: SpanSet | pd.DataFrame | None = None,
     rules: Sequence[SignalRule] = DEFAULT_RULES,
     evidence: EvidenceModel | str = "soft",
-    null: str | NullModel = "empirical",
+    null: str | NullModel = "auto",
     lead: str | pd.Timedelta = "0s",
     min_baseline: int = 4,
     pool: str | pd.Timedelta = "60min",
     presence: bool = True,
-    exclude_incidents: bool = False,
+    exclude_incidents: bool = True,
+    exclude: pd.DataFrame | None = None,
     trace_freq: str | pd.Timedelta = "1min",
+    logs: LogSet | pd.DataFrame | None = None,
+    reference: Reference | None = None,
     source: str = "(detect)",
 ) -> tuple[IncidentFrame, list[Reject], DetectReport]:
     """One incident record per window, with the symptoms the telemetry shows.
@@ -332,10 +345,18 @@ def detect(
         Signal -> symptom mapping; default :data:`~diagnosis.telemetry.signals.DEFAULT_RULES`.
     evidence : EvidenceModel or {"soft", "hard"}
         How p-values become observations.
-    null : {"empirical", "cauchy"} or NullModel
+    null : {"auto", "self", "empirical", "cauchy"} or NullModel
+        ``auto`` (default): per rule, ``empirical`` when the data hold
+        enough quiet windows for it, else ``self`` (one incident with only
+        its own telemetry). ``self``: each window's own null -- per rule, the robust
+        z-scores of every baseline value of the window's series against
+        their own baseline; a symptom's score (the largest of ``n`` window
+        values) gets ``1 - (1 - q)**n``, ``q`` its tail probability among
+        them. Nothing outside the window and its baseline is used, so a
+        window detected alone gets the same evidence as in a batch.
         ``empirical``: fit each rule's null on quiet windows of these data
         (no labels used); ``cauchy``: the fallback for every rule; or a
-        NullModel fitted elsewhere.
+        NullModel fitted elsewhere (:func:`fit_null`; rules it lacks use ``self``).
     lead : duration, default ``"0s"``
         Slack before ``start`` counted in the window (labels that trail the
         first anomalous sample; one sampling interval is a sensible value).
@@ -345,12 +366,23 @@ def detect(
         Reach of a pooled baseline.
     presence : bool, default True
         Observe ``health_check`` from whether a component's pods reported.
-    exclude_incidents : bool, default False
+    exclude_incidents : bool, default True
         Keep every window's incident period out of every baseline (and out of
-        the quiet windows' baselines); series left with too few baseline
-        values are pooled.
+        the quiet windows' baselines and every null); series left with too
+        few baseline values are pooled.
+    exclude : DataFrame, optional
+        More periods (``start``, ``end``) no baseline or null may use: known
+        incidents or maintenance that are not among ``windows``.
     trace_freq : duration, default ``"1min"``
         Bucket width of the per-edge trace statistics.
+    logs : LogSet or DataFrame, optional
+        Log lines (:func:`~diagnosis.telemetry.logs.read_logs`): the
+        ``log_errors`` and ``log_missing`` symptoms of each component
+        (:func:`~diagnosis.telemetry.logs.log_evidence`), against the
+        reference's logs when given, else the window's baseline.
+    reference : Reference, optional
+        Fault-free telemetry of the same system (:func:`read_reference`);
+        its logs and spans are the log detectors' reference.
     source : str
         Names the windows' origin in rejects.
 
@@ -373,19 +405,28 @@ def detect(
         )
     lead_td = to_timedelta(lead, "lead")
     signals, info = prepare_signals(topology, metrics, traces=traces, rules=rules, trace_freq=trace_freq)
+    parts = ([windows[["start", "end"]]] if exclude_incidents else []) + (
+        [exclude[["start", "end"]]] if exclude is not None and len(exclude) else []
+    )
     kw = {
         "lead": lead_td,
         "min_baseline": min_baseline,
         "pool": pool,
         "rel_floor": signals["rel_floor"].to_numpy(),
-        "exclude": windows if exclude_incidents else None,
+        "exclude": pd.concat(parts, ignore_index=True) if parts else None,
     }
-    scores = score_windows(signals, windows, **kw)
+    self_null: list[pd.DataFrame] | None = [] if null in ("self", "auto") or isinstance(null, NullModel) else None
+    scores = score_windows(signals, windows, null_values=self_null, **kw)
     agg = _aggregate(scores, signals)
 
     quiet = pd.DataFrame()
+    null_kinds: dict[str, str] = {}
     if isinstance(null, NullModel):
         null_model = null
+    elif null == "self" or (null == "auto" and signals.empty):
+        null_model = None
+        if len(agg):
+            agg["p_rule"], null_kinds = _self_p(agg, self_null, signals)
     elif null == "cauchy" or signals.empty:
         null_model = NullModel({})
     else:
@@ -393,10 +434,20 @@ def detect(
         quiet = quiet_windows(windows, span=span, guard=lead_td)
         q_agg = _aggregate(score_windows(signals, quiet, **kw), signals)
         null_model = NullModel({r: g["score"].to_numpy() for r, g in q_agg.groupby("rule")})
-    if len(agg):
+    if len(agg) and null_model is not None:
         agg["p_rule"] = np.nan
+        fallback = self_null is not None
+        p_self, self_kinds = _self_p(agg, self_null, signals) if fallback else (None, {})
         for r, g in agg.groupby("rule"):
+            if fallback and null_model.kind(r) != "empirical":
+                agg.loc[g.index, "p_rule"] = p_self[g.index.to_numpy()]
+                null_kinds[r] = self_kinds.get(r, "self")
+                continue
             agg.loc[g.index, "p_rule"] = null_model.p_value(r, g["score"].to_numpy(), n_tests=g["n_tests"].to_numpy())
+            null_kinds[r] = null_model.kind(r)
+    log_rows = _log_rows(topology, windows, logs, traces, reference, lead_td, kw["exclude"])
+    if len(log_rows):
+        agg = pd.concat([agg, log_rows], ignore_index=True) if len(agg) else log_rows
     ev = _combine(agg, evidence)
 
     # Presence: a component that reported before the window but not in it.
@@ -444,12 +495,180 @@ def detect(
         empty_windows=tuple(empty),
         no_data=no_data,
         pooled=int(scores["pooled"].sum()) if len(scores) else 0,
-        null={r.name: null_model.kind(r.name) for r in rules if (signals["rule"] == r.name).any()},
+        null=null_kinds
+        if null_model is None or self_null is not None
+        else {r.name: null_model.kind(r.name) for r in rules if (signals["rule"] == r.name).any()},
         quiet_windows=len(quiet),
         evidence=ev,
         scores=scores,
     )
     return frame, rejects, report
+
+
+@dataclass(frozen=True)
+class Reference:
+    """Fault-free telemetry of the same system: what "normal" looks like.
+
+    Attributes
+    ----------
+    metrics : MetricSamples or None
+    traces : SpanSet or None
+    logs : LogSet or None
+    """
+
+    metrics: MetricSamples | None = None
+    traces: SpanSet | None = None
+    logs: LogSet | None = None
+
+
+def read_reference(folder, *, entity_map=None) -> Reference:
+    """Read a reference folder laid out like the data: ``metric/``, ``trace/``, ``log/`` (any of them).
+
+    Raises
+    ------
+    TelemetryError
+        When the folder does not exist or holds none of the three.
+    """
+    from pathlib import Path
+
+    from diagnosis.telemetry.logs import read_logs
+    from diagnosis.telemetry.metrics import read_metrics
+    from diagnosis.telemetry.traces import read_spans
+
+    root = Path(folder)
+    if not root.is_dir():
+        raise TelemetryError(f"reference {root}: no such folder (expected metric/, trace/ or log/ inside)")
+    parts = {n: root / n for n in ("metric", "trace", "log") if (root / n).is_dir()}
+    if not parts:
+        raise TelemetryError(f"reference {root}: holds none of metric/, trace/, log/")
+    return Reference(
+        metrics=read_metrics(parts["metric"], entity_map=entity_map) if "metric" in parts else None,
+        traces=read_spans(parts["trace"], entity_map=entity_map) if "trace" in parts else None,
+        logs=read_logs(parts["log"], entity_map=entity_map) if "log" in parts else None,
+    )
+
+
+def _log_rows(topology, windows, logs, traces, reference, lead_td, exclude) -> pd.DataFrame:
+    """The log detectors' aggregated rows (same columns as :func:`_aggregate` plus ``p_rule``)."""
+    cols = ["window_id", "symptom", "rule", "target", "score", "time", "top_signal", "n_tests", "p_rule"]
+    if logs is None:
+        return pd.DataFrame({c: [] for c in cols})
+    lines = logs.lines if isinstance(logs, LogSet) else logs
+    spans = None if traces is None else (traces.spans if isinstance(traces, SpanSet) else traces)
+    ref_lines = ref_spans = None
+    if reference is not None and reference.logs is not None:
+        ref_lines = reference.logs.lines
+        ref_spans = reference.traces.spans if reference.traces is not None else None
+    sym_of = symptom_index(topology)
+    lt = lines["time"]
+    st = spans["start"] if spans is not None else None
+    usable = np.ones(len(lines), dtype=bool)
+    if exclude is not None:
+        for e in exclude.itertuples(index=False):
+            usable &= ~((lt >= e.start - lead_td) & (lt <= e.end)).to_numpy()
+    out = []
+    for w in windows.itertuples(index=False):
+        lo, hi = w.start - lead_td, w.end
+        win = lines[((lt >= lo) & (lt <= hi)).to_numpy()]
+        wsp = spans[((st >= lo) & (st <= hi)).to_numpy()] if spans is not None else None
+        if ref_lines is not None:
+            rl, rs = ref_lines, ref_spans
+        else:
+            b = ((lt >= w.baseline_start) & (lt < min(w.baseline_end, lo))).to_numpy() & usable
+            rl = lines[b]
+            rs = (
+                spans[((st >= w.baseline_start) & (st < min(w.baseline_end, lo))).to_numpy()]
+                if spans is not None
+                else None
+            )
+        ev = log_evidence(win, wsp, rl, rs)
+        for r in ev.itertuples(index=False):
+            sym = sym_of.get((r.component, LOG_RULES[r.rule]))
+            if sym is None:
+                continue
+            out.append((w.id, sym, r.rule, r.component, r.score, w.start, r.top_signal, r.n_tests, r.p_rule))
+    return pd.DataFrame(out, columns=cols)
+
+
+def fit_null(
+    topology: Topology,
+    metrics: MetricSamples | pd.DataFrame | None,
+    windows: pd.DataFrame,
+    *,
+    traces: SpanSet | pd.DataFrame | None = None,
+    rules: Sequence[SignalRule] = DEFAULT_RULES,
+    lead: str | pd.Timedelta = "0s",
+    min_baseline: int = 4,
+    pool: str | pd.Timedelta = "60min",
+    trace_freq: str | pd.Timedelta = "1min",
+    exclude: pd.DataFrame | None = None,
+) -> NullModel:
+    """The null distributions of history: per rule, the scores of quiet windows of these data.
+
+    Quiet windows are laid where no window of ``windows`` (nor ``exclude``)
+    was, shaped like them; only the times are used. Save the result with
+    :meth:`NullModel.save` and pass it to :func:`detect` as ``null`` to
+    detect one incident at a time against last month's quiet behaviour.
+    """
+    lead_td = to_timedelta(lead, "lead")
+    signals, _ = prepare_signals(topology, metrics, traces=traces, rules=rules, trace_freq=trace_freq)
+    if signals.empty:
+        return NullModel({})
+    known = pd.concat(
+        [windows[["start", "end"]]] + ([exclude[["start", "end"]]] if exclude is not None and len(exclude) else []),
+        ignore_index=True,
+    )
+    span = (signals["time"].min(), signals["time"].max())
+    quiet = quiet_windows(windows, span=span, guard=lead_td)
+    if exclude is not None and len(exclude):
+        bad = np.zeros(len(quiet), dtype=bool)
+        for e in exclude.itertuples(index=False):
+            bad |= ((quiet["baseline_start"] < e.end) & (quiet["end"] > e.start)).to_numpy()
+        quiet = quiet[~bad].reset_index(drop=True)
+    kw = {
+        "lead": lead_td,
+        "min_baseline": min_baseline,
+        "pool": pool,
+        "rel_floor": signals["rel_floor"].to_numpy(),
+        "exclude": known,
+    }
+    q_agg = _aggregate(score_windows(signals, quiet, **kw), signals)
+    return NullModel({r: g["score"].to_numpy() for r, g in q_agg.groupby("rule")})
+
+
+def _self_p(agg: pd.DataFrame, null_values: list[pd.DataFrame], signals: pd.DataFrame) -> tuple[np.ndarray, dict]:
+    """p-values of the aggregated scores under each window's own null (see ``null="self"`` of :func:`detect`)."""
+    p = np.full(len(agg), np.nan)
+    kinds: Counter = Counter()
+    nv = [d for d in null_values if len(d)]
+    if nv:
+        meta = signals[["entity", "metric", "rule", "direction"]].drop_duplicates(["entity", "metric"])
+        nz = pd.concat(nv, ignore_index=True).merge(meta, on=["entity", "metric"], how="inner")
+        nz["z"] = nz["z"].to_numpy() * nz["direction"].to_numpy()
+        groups = {k: g["z"].to_numpy() for k, g in nz.groupby(["window_id", "rule"], sort=False)}
+        pooled = {k: g["z"].to_numpy() for k, g in nz.groupby("window_id", sort=False)}
+    else:
+        groups, pooled = {}, {}
+    pos = {k: np.asarray(v) for k, v in agg.groupby(["window_id", "rule"], sort=False).indices.items()}
+    for (wid, rule), ix in pos.items():
+        model = NullModel({rule: groups.get((wid, rule), np.zeros(0))}, tail_index=None)
+        if model.kind(rule) != "empirical":  # too few values of this rule: every rule's values of the window
+            model = NullModel({rule: pooled.get(wid, np.zeros(0))}, tail_index=None)
+        kinds[(rule, model.kind(rule))] += 1
+        z = agg["score"].to_numpy(dtype=np.float64)[ix]
+        n = np.maximum(agg["n_tests"].to_numpy(dtype=np.float64)[ix], 1.0)
+        if model.kind(rule) == "empirical":
+            q = model.p_value(rule, z)
+            p[ix] = -np.expm1(n * np.log1p(-np.clip(q, 0.0, 1.0 - 1e-16)))
+        else:
+            p[ix] = model.p_value(rule, z, n_tests=n)
+    out = {}
+    for (rule, kind), _ in sorted(kinds.items()):
+        out[rule] = "self" if kind == "empirical" and rule not in out else out.get(rule, "self (cauchy fallback)")
+    for (rule, kind), c in kinds.items():
+        if kind == "cauchy":
+            out[rule] = f"self ({c} windows fell back to cauchy)"
+    return p, out
 
 
 def _combine(agg: pd.DataFrame, evidence: EvidenceModel) -> pd.DataFrame:

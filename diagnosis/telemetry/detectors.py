@@ -22,8 +22,9 @@ data injections come every eight minutes or so, so a ten-minute baseline
 often holds the previous fault; the median copes with part of it). When a
 series has fewer than ``min_baseline`` baseline values (the data starts just
 before the incident; spans exported only around incidents), its baseline is
-*pooled*: every value of the series within ``pool`` of the window, outside
-the window (and the excluded periods).
+*pooled*: the values of the series within ``pool`` before the window
+(outside the excluded periods), or, when these are still too few, within
+``pool`` on either side.
 
 **Null distribution.** A score means nothing until we know how large it
 gets when nothing is wrong. :class:`NullModel` holds, per rule, the scores
@@ -138,6 +139,35 @@ def _stats(keys: np.ndarray, values: np.ndarray, n_keys: int) -> tuple[np.ndarra
     return med, _MAD * mad, cnt
 
 
+def _loo_z(keys: np.ndarray, values: np.ndarray, key_floor: np.ndarray, abs_floor: float):
+    """Leave-one-out robust z-scores: each value against the other values of its series.
+
+    This is how a new value is scored (out of sample), so its distribution is
+    the null of a window value; in-sample z-scores would understate it.
+    """
+    order = np.argsort(keys, kind="stable")
+    keys, values = keys[order], values[order]
+    uk, start, size = np.unique(keys, return_index=True, return_counts=True)
+    out_k, out_z = [], []
+    for n in np.unique(size):
+        if n < 3:
+            continue
+        sel = size == n
+        rows = start[sel][:, None] + np.arange(n)[None, :]
+        v = values[rows]  # (g, n)
+        mask = ~np.eye(n, dtype=bool)
+        others = np.stack([v[:, mask[i]] for i in range(n)], axis=1)  # (g, n, n - 1)
+        med = np.median(others, axis=2)
+        mad = _MAD * np.median(np.abs(others - med[..., None]), axis=2)
+        fl = key_floor[uk[sel]][:, None]
+        sc = np.maximum(np.maximum(mad, fl * np.abs(med)), abs_floor)
+        out_k.append(np.repeat(uk[sel], n))
+        out_z.append(((v - med) / sc).ravel())
+    if not out_k:
+        return np.zeros(0, dtype=np.int64), np.zeros(0)
+    return np.concatenate(out_k), np.concatenate(out_z)
+
+
 def score_windows(
     samples: pd.DataFrame,
     windows: pd.DataFrame,
@@ -148,6 +178,7 @@ def score_windows(
     rel_floor: float | np.ndarray = 0.1,
     abs_floor: float = 1e-9,
     exclude: pd.DataFrame | None = None,
+    null_values: list | None = None,
 ) -> pd.DataFrame:
     """Robust z-scores of every series in every window.
 
@@ -171,6 +202,12 @@ def score_windows(
         Windows (``start``, ``end``) whose incident periods ``[start - lead,
         end]`` no baseline may use: another incident's effects are not
         "normal". Pass the incident windows themselves.
+    null_values : list, optional
+        When given, one DataFrame per window is appended to it: ``window_id``,
+        ``entity``, ``metric``, ``z`` -- the leave-one-out robust z-score of
+        every baseline value of every scored series against the rest of its
+        baseline (the series' own variability when nothing is wrong: the *self* null of
+        :func:`~diagnosis.telemetry.detect.detect`).
 
     Returns
     -------
@@ -225,15 +262,25 @@ def score_windows(
         pooled = np.zeros(n_keys, dtype=bool)
         wk = np.unique(codes[i0:i1])
         short = wk[cnt[wk] < min_baseline]
+        base_idx = bsel
         if len(short):
+            # the nearest clean values before the window first; then both sides
             p0, p1 = np.searchsorted(t, [w_lo - pool_td.value, w_hi + pool_td.value], side="left")
-            idx = np.r_[p0:i0, i1:p1]
-            idx = idx[usable[idx]]
-            sel = np.isin(codes[idx], short)
-            pm, ps, pc = _stats(codes[idx][sel], values[idx][sel], n_keys)
-            use = short[pc[short] >= min_baseline]
-            med[use], scale[use], cnt[use] = pm[use], ps[use], pc[use]
-            pooled[use] = True
+            extra = []
+            for idx in (np.arange(p0, i0), np.r_[p0:i0, i1:p1]):
+                idx = idx[usable[idx]]
+                sel = np.isin(codes[idx], short)
+                pm, ps, pc = _stats(codes[idx][sel], values[idx][sel], n_keys)
+                use = short[pc[short] >= min_baseline]
+                med[use], scale[use], cnt[use] = pm[use], ps[use], pc[use]
+                pooled[use] = True
+                chosen = idx[sel]
+                extra.append(chosen[np.isin(codes[chosen], use)])
+                short = short[pc[short] < min_baseline]
+                if not len(short):
+                    break
+            if null_values is not None:
+                base_idx = np.concatenate([bsel[~pooled[codes[bsel]]], *extra])
         k = codes[i0:i1]
         x = values[i0:i1]
         tt = t[i0:i1]
@@ -243,6 +290,24 @@ def score_windows(
             continue
         sc = np.maximum.reduce([scale[k], key_floor[k] * np.abs(med[k]), np.full(len(k), abs_floor)])
         z = (x - med[k]) / sc
+        if null_values is not None:
+            scored = np.zeros(n_keys, dtype=bool)
+            scored[k] = True
+            bk = codes[base_idx]
+            bv = values[base_idx]
+            keep = scored[bk] & ~np.isnan(bv)
+            bk, bv = bk[keep], bv[keep]
+            bk, bz = _loo_z(bk, bv, key_floor, abs_floor)
+            null_values.append(
+                pd.DataFrame(
+                    {
+                        "window_id": w.id,
+                        "entity": uniq[bk].get_level_values(0).to_numpy(dtype=object),
+                        "metric": uniq[bk].get_level_values(1).to_numpy(dtype=object),
+                        "z": bz,
+                    }
+                )
+            )
         df = pd.DataFrame({"k": k, "z": z, "t": tt})
         g = df.groupby("k", sort=True)
         up = df.loc[g["z"].idxmax()]
@@ -292,6 +357,12 @@ class NullModel:
         Fewer quiet scores than this and the rule uses the Cauchy fallback.
     tail_k : int, default 10
         The Pareto tail starts at the ``tail_k``-th largest quiet score.
+    tail_index : float or None, default 1.0
+        Index of the Pareto tail; None estimates it from the ``tail_k``
+        largest scores (Hill's estimator), clipped to ``max_index``.
+    max_index : float, default 3.0
+        Upper bound of an estimated tail index (a light tail fitted on a few
+        values would make large scores implausibly rare).
 
     Examples
     --------
@@ -305,6 +376,8 @@ class NullModel:
     quiet: Mapping[str, np.ndarray] = field(default_factory=dict)
     min_quiet: int = 30
     tail_k: int = 10
+    tail_index: float | None = 1.0
+    max_index: float = 3.0
 
     def __post_init__(self):
         clean = {}
@@ -312,6 +385,51 @@ class NullModel:
             a = np.sort(np.asarray(v, dtype=np.float64))
             clean[k] = a[~np.isnan(a)]
         object.__setattr__(self, "quiet", MappingProxyType(clean))
+
+    def to_dict(self) -> dict:
+        """A JSON-ready mapping (``{"quiet": {rule: [scores]}, "min_quiet": ..., "tail_k": ...}``)."""
+        return {
+            "quiet": {k: [float(x) for x in v] for k, v in self.quiet.items()},
+            "min_quiet": self.min_quiet,
+            "tail_k": self.tail_k,
+        }
+
+    @classmethod
+    def from_dict(cls, d, *, source: str = "(null model)") -> NullModel:
+        """The inverse of :meth:`to_dict`; raises :class:`~diagnosis.exceptions.TelemetryError` on a bad mapping."""
+        from diagnosis.exceptions import TelemetryError
+
+        if not isinstance(d, Mapping) or not isinstance(d.get("quiet"), Mapping):
+            raise TelemetryError(f"{source}: a null model is an object with a 'quiet' object of rule -> scores")
+        quiet = {}
+        for k, v in d["quiet"].items():
+            try:
+                quiet[str(k)] = np.asarray(v, dtype=np.float64)
+            except (TypeError, ValueError):
+                raise TelemetryError(f"{source}: quiet.{k} must be a list of numbers. Got {str(v)[:60]!r}") from None
+        return cls(quiet, min_quiet=int(d.get("min_quiet", 30)), tail_k=int(d.get("tail_k", 10)))
+
+    def save(self, path) -> None:
+        """Write the model as JSON (atomically)."""
+        import json
+
+        from diagnosis._files import atomic_write_text
+
+        atomic_write_text(path, json.dumps(self.to_dict()))
+
+    @classmethod
+    def load(cls, path) -> NullModel:
+        """Read a model written by :meth:`save`."""
+        import json
+
+        from diagnosis.exceptions import TelemetryError
+
+        try:
+            with open(path, encoding="utf-8") as fh:
+                d = json.load(fh)
+        except (OSError, ValueError) as exc:
+            raise TelemetryError(f"{path}: cannot read the null model: {exc}") from None
+        return cls.from_dict(d, source=str(path))
 
     def kind(self, rule: str) -> str:
         """``empirical`` or ``cauchy`` (the fallback)."""
@@ -329,7 +447,12 @@ class NullModel:
             k = min(self.tail_k, n)
             zk = q[n - k]
             if zk > 0:
-                tail = (k / (n + 1.0)) * zk / np.maximum(z, zk)
+                a = self.tail_index
+                if a is None:
+                    top = q[n - k + 1 :]
+                    h = float(np.mean(np.log(top / zk))) if len(top) else 0.0
+                    a = self.max_index if h <= 1.0 / self.max_index else max(1.0, 1.0 / h)
+                tail = (k / (n + 1.0)) * (zk / np.maximum(z, zk)) ** a
                 p = np.where(z > zk, np.minimum(p, tail), p)
             return np.clip(p, 0.0, 1.0)
         # Cauchy tail per tested value, Šidák-corrected for the number tested.

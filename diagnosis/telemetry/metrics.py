@@ -186,6 +186,8 @@ def read_metrics(
         parser = nezha.metric_table_parser(header, path)
         cols = _long_columns(header)
         if parser is None and cols is None:
+            parser = _entity_metric_parser(header)
+        if parser is None and cols is None:
             skipped[source] = nezha.skip_reason(header, path) or f"not a metric table (columns {header[:6]})"
             continue
         rows_total += len(good) + len(bad)
@@ -210,6 +212,42 @@ def read_metrics(
         )
     result = _finish(parts, read, tally, skipped, notes, entity_map, time_offset)
     return MetricSamples(result.samples, _replace_rows(result.report, rows_total))
+
+
+_WIDE_TIME = ("time", "timestamp", "ts", "datetime", "date")
+
+
+def _entity_metric_parser(header: list[str]):
+    """A wide table ``time, <entity>_<metric>, ...`` (the RCD / RCAEval layout), or None.
+
+    The first column is the time (``time``, ``timestamp``, ...); every other
+    column is ``<entity>_<metric>``, split at the first underscore
+    (``carts_cpu`` -> entity ``carts``, metric ``cpu``; ``carts-db_latency-50``
+    -> ``carts-db``, ``latency-50``).
+    """
+    if len(header) < 2 or header[0].strip().lower() not in _WIDE_TIME:
+        return None
+    rest = [h for h in header[1:] if h.strip()]
+    if not rest or not all("_" in h.strip("_") for h in rest):
+        return None
+
+    def parse(h, rows, numbers, source, tally):
+        from diagnosis.telemetry.nezha import _times
+
+        table = pd.DataFrame(rows, columns=h, dtype=object)
+        t, bad = _times(table[h[0]].tolist(), numbers, source, tally, h[0])
+        keep = ~bad
+        parts = []
+        for col in rest:
+            ent, _, metric = col.strip().partition("_")
+            value, missing = _numbers(table.loc[keep, col].reset_index(drop=True), source, col, numbers[keep], tally)
+            tally.missing += missing
+            parts.append(pd.DataFrame({"time": t[keep].to_numpy(), "entity": ent, "metric": metric, "value": value}))
+        out = pd.concat(parts, ignore_index=True)
+        out["time"] = out["time"].astype("datetime64[ns, UTC]")
+        return out, []
+
+    return parse
 
 
 def _replace_rows(report: ReadReport, rows: int) -> ReadReport:

@@ -83,6 +83,7 @@ EDGE_STAT_COLUMNS = (
     "latency_mean",
     "latency_p50",
     "latency_p90",
+    "wire_p50",
     "errors",
     "error_rate",
 )
@@ -443,15 +444,19 @@ def _finish(parts, files, rows, tally: _Tally, skipped, entity_map, time_offset)
 def _calls(spans: pd.DataFrame) -> pd.DataFrame:
     """Parent-child span pairs whose components differ: caller, callee, the child's start, duration and error."""
     s = spans[spans["component"].notna()]
-    parent = s[["trace_id", "span_id", "component"]].rename(columns={"span_id": "parent_id", "component": "caller"})
+    parent = s[["trace_id", "span_id", "component", "start", "end"]].rename(
+        columns={"span_id": "parent_id", "component": "caller", "start": "p_start", "end": "p_end"}
+    )
     pairs = s.merge(parent, on=["trace_id", "parent_id"], how="inner")
     pairs = pairs[pairs["caller"] != pairs["component"]]
+    duration = (pairs["end"] - pairs["start"]).dt.total_seconds().to_numpy()
     return pd.DataFrame(
         {
             "start": pairs["start"].to_numpy(),
             "caller": objects(pairs["caller"]),
             "callee": objects(pairs["component"]),
-            "duration": (pairs["end"] - pairs["start"]).dt.total_seconds().to_numpy(),
+            "duration": duration,
+            "wire": (pairs["p_end"] - pairs["p_start"]).dt.total_seconds().to_numpy() - duration,
             "error": pairs["error"].to_numpy(dtype=np.float64),
         }
     )
@@ -462,7 +467,11 @@ def edge_stats(spans: SpanSet | pd.DataFrame, *, freq: str | pd.Timedelta | None
 
     An edge is a parent span and its child span in different components
     (caller -> callee); its latency is the child's duration (the callee's
-    own span) in seconds, its error the child's status.
+    own span) in seconds, its error the child's status, and its *time on
+    the wire* the caller's span minus the callee's (network, queueing and
+    the caller's own work around the call): a network fault delays the call
+    without changing the callee's own span, so it shows here and not in the
+    latency.
 
     Parameters
     ----------
@@ -475,7 +484,7 @@ def edge_stats(spans: SpanSet | pd.DataFrame, *, freq: str | pd.Timedelta | None
     DataFrame
         :data:`EDGE_STAT_COLUMNS`: ``time`` (bucket start; NaT when ``freq`` is None),
         ``caller``, ``callee``, ``calls``, ``latency_mean``, ``latency_p50``,
-        ``latency_p90`` (s), ``errors`` and ``error_rate`` (NaN when no span has a status).
+        ``latency_p90``, ``wire_p50`` (s), ``errors`` and ``error_rate`` (NaN when no span has a status).
 
     Examples
     --------
@@ -503,6 +512,7 @@ def edge_stats(spans: SpanSet | pd.DataFrame, *, freq: str | pd.Timedelta | None
         latency_mean=("duration", "mean"),
         latency_p50=("duration", "median"),
         latency_p90=("duration", lambda x: float(np.quantile(x, 0.9))),
+        wire_p50=("wire", "median"),
         errors=("error", lambda x: float(np.nansum(x)) if np.isfinite(x).any() else np.nan),
         known=("error", lambda x: int(np.isfinite(x).sum())),
     ).reset_index()
@@ -518,7 +528,7 @@ def edge_samples(stats: pd.DataFrame) -> pd.DataFrame:
     """Edge statistics as long metric samples (entity and component ``caller->callee``).
 
     Metrics ``trace_edge_calls``, ``trace_edge_latency_p50``,
-    ``trace_edge_latency_p90`` (s) and, when known, ``trace_edge_error_rate``.
+    ``trace_edge_latency_p90``, ``trace_edge_wire_p50`` (s) and, when known, ``trace_edge_error_rate``.
     """
     stats = stats[stats["time"].notna()]
     edge = (stats["caller"].astype(str) + EDGE_SEPARATOR + stats["callee"].astype(str)).to_numpy(dtype=object)
@@ -527,6 +537,7 @@ def edge_samples(stats: pd.DataFrame) -> pd.DataFrame:
         ("calls", "trace_edge_calls"),
         ("latency_p50", "trace_edge_latency_p50"),
         ("latency_p90", "trace_edge_latency_p90"),
+        ("wire_p50", "trace_edge_wire_p50"),
         ("error_rate", "trace_edge_error_rate"),
     ):
         v = stats[col].to_numpy(dtype=np.float64)

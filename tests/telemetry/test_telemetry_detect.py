@@ -100,7 +100,7 @@ def test_trace_edges_feed_the_callee_latency():
     o = obs_of(frame, "w25")
     assert o["back.latency"].p_fired > o["store.latency"].p_fired
     assert o["back.error_rate"].p_fired > 0.5
-    assert rep.signals["trace_latency"] > 0 and rep.null["trace_latency"] == "cauchy"
+    assert rep.signals["trace_latency"] > 0 and rep.null["trace_latency"].startswith("self")
 
 
 def test_unknown_truth_is_rejected_and_unknown_telemetry_reported():
@@ -158,3 +158,42 @@ def test_no_telemetry_at_all_gives_empty_incidents():
     empty, _ = make_windows([])
     frame, _, _ = detect(TOPO, long_samples(synth.metrics(minutes=30)), empty)
     assert len(frame) == 0
+
+
+def test_one_window_alone_with_only_its_own_telemetry_gets_the_self_null_and_the_same_answer():
+    df = synth.metrics(minutes=300, shifts=[("back", "CpuUsageRate(%)", 200, 204, 40.0), ("back", "PodServerLatencyP90(s)", 200, 204, 0.2),
+                                            ("front", "PodServerLatencyP90(s)", 200, 204, 0.2)])  # fmt: skip
+    rows = synth.windows([200], truth={200: ("back", "cpu_saturation")})
+    batch, _, rep_b = run(df, rows)
+    own = df[
+        (df["timestamp"] >= synth.T0 + pd.Timedelta(minutes=180))
+        & (df["timestamp"] <= synth.T0 + pd.Timedelta(minutes=205))
+    ]
+    alone, _, rep_a = run(own, rows)
+    assert rep_a.quiet_windows == 0 and set(rep_a.null.values()) == {"self"}
+    assert "cauchy" not in " ".join(rep_a.null.values())
+    pa = obs_of(alone, "w200")
+    assert pa["back.cpu"].p_fired > 0.9 and pa["front.cpu"].p_fired < 0.5
+    net = build_network(TOPO)
+    eng = make_engine(net)
+    for frame in (batch, alone):
+        r, _, _ = score_frame(net, eng, frame)
+        assert r["rank_component"].tolist() == [1.0]
+
+
+def test_another_incident_in_the_baseline_is_kept_out_of_it():
+    # store's latency jumps at minutes 182-197 (an earlier incident), then back's cpu at 200
+    df = synth.metrics(minutes=300, shifts=[("store", "PodServerLatencyP90(s)", 182, 197, 0.5),
+                                            ("back", "CpuUsageRate(%)", 200, 204, 40.0)])  # fmt: skip
+    rows = synth.windows([182, 200])
+    w, _ = make_windows(rows, baseline="20min", duration="16min")
+    w.loc[1, "end"] = w.loc[1, "start"] + pd.Timedelta("5min")
+    for excl, expect_quiet in ((True, True), (False, False)):
+        frame, _, rep = detect(TOPO, long_samples(df), w, exclude_incidents=excl, null="self")
+        ev = rep.evidence.set_index(["window_id", "symptom"])
+        # the earlier incident, left in the baseline, pulls its median up
+        med = rep.scores.set_index(["window_id", "entity", "metric"]).loc[
+            ("w200", synth.PODS["store"], "PodServerLatencyP90(s)"), "median"
+        ]
+        assert (abs(med - 0.1) < 0.02) == expect_quiet
+        assert ev.loc[("w200", "back.cpu"), "p_value"] < 0.05

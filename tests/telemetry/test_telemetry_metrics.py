@@ -122,3 +122,26 @@ def test_a_pod_with_only_a_header_has_no_samples(tmp_path):
     m = read_metrics(tmp_path)
     assert set(m.samples["component"]) == {"cart"}
     assert np.isfinite(m.samples["value"]).sum() == 4
+
+
+def test_wide_entity_metric_csv_rcaeval_layout(tmp_path):
+    # time, <entity>_<metric> columns (RCD / RCAEval); a bad time row and a bad cell are counted, not fatal
+    text = (
+        "time,carts_cpu,carts_mem,carts-db_latency-50,orders_workload\n"
+        "1700000000,0.5,100,0.01,10\n"
+        "1700000060,0.6,101,x,11\n"
+        "not-a-time,0.7,102,0.02,12\n"
+        "1700000180,0.8,103,0.03,13\n"
+    )
+    (tmp_path / "data.csv").write_text(text)
+    from diagnosis.telemetry import read_metrics
+    from diagnosis.telemetry.signals import match_rules
+
+    m = read_metrics(tmp_path / "data.csv")
+    s = m.samples
+    assert set(s["entity"]) == {"carts", "carts-db", "orders"}
+    assert set(s["metric"]) == {"cpu", "mem", "latency-50", "workload"}
+    assert m.report.malformed == 1 and m.report.bad_values == 1
+    assert len(s[(s["entity"] == "carts") & (s["metric"] == "cpu")]) == 3
+    rules = match_rules(["cpu", "mem", "latency-50", "workload", "http_request_duration_seconds_count"], ["carts"] * 5)
+    assert rules.tolist()[:3] == [0, 1, 2] and rules.tolist()[3:] == [-1, -1]  # a request counter is not latency

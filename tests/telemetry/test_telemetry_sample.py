@@ -53,3 +53,27 @@ def test_sample_traces_give_the_observed_call_graph():
     _, diff = derive_topology(spans, declared=declared)
     assert diff.only_observed == () and len(diff.observed) > 40
     assert spans.report.malformed == 0 and spans.report.rows == len(spans) + spans.report.duplicates
+
+
+def test_train_ticket_code_level_fault_from_the_bundled_logs():
+    """The bundled Train Ticket sample: a `return` fault in ts-basic-service, found from its logs alone."""
+    from diagnosis import build_network, load_topology, make_engine
+    from diagnosis.logs.scoring import score_frame
+    from diagnosis.telemetry import detect, import_nezha, read_logs, read_reference, read_spans
+
+    root = Path(__file__).resolve().parents[2] / "data"
+    tt = root / "telemetry" / "train-ticket"
+    windows, _ = import_nezha(tt / "fault_list.json")
+    topo = load_topology(root / "topologies" / "train-ticket-nezha.yaml")
+    logs = read_logs(tt / "log")
+    assert logs.report.rows > 6000 and logs.report.malformed == 0
+    frame, rejects, rep = detect(
+        topo, None, windows, traces=read_spans(tt / "trace"), logs=logs, reference=read_reference(tt / "fault-free"),
+        lead="60s",
+    )  # fmt: skip
+    assert rejects == [] and len(frame) == 1
+    ev = rep.evidence.set_index("symptom")
+    assert ev.loc["ts-basic-service.log_errors", "p_value"] < 1e-6
+    net = build_network(topo)
+    rows, _, _ = score_frame(net, make_engine(net), frame)
+    assert rows["top_component"].tolist() == ["ts-basic-service"]

@@ -47,6 +47,8 @@ def test_edge_stats_counts_latency_and_error_rate():
     assert e.loc[("back", "store"), "latency_mean"] == pytest.approx(0.005)
     assert e.loc[("front", "back"), "error_rate"] == pytest.approx(0.2)
     assert e.loc[("back", "store"), "error_rate"] == 0.0
+    # time on the wire: the caller's span minus the callee's
+    assert e.loc[("front", "back"), "wire_p50"] == pytest.approx(0.010)
     per_min = edge_stats(s)  # 20 traces, one every 6 s: two one-minute buckets
     assert per_min.groupby("time")["calls"].sum().tolist() == [20, 20]
     long = edge_samples(per_min)
@@ -54,6 +56,7 @@ def test_edge_stats_counts_latency_and_error_rate():
         "trace_edge_calls",
         "trace_edge_latency_p50",
         "trace_edge_latency_p90",
+        "trace_edge_wire_p50",
         "trace_edge_error_rate",
     }
     assert set(long["entity"]) == {"front->back", "back->store"}

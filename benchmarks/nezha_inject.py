@@ -1,0 +1,208 @@
+"""Synthetic faults injected into real fault-free telemetry: is every fault type detectable on each system?
+
+Usage: .venv/bin/python benchmarks/nezha_inject.py [--data ../shared/datasets/nezha]
+
+Labelled days hold some fault types and not others, so each type is also
+injected by hand into real telemetry recorded with no fault, and ``detect``
+(default settings, one window at a time, nothing tuned) must find it:
+
+* **pod CPU** (Online Boutique metrics, quiet windows between the labelled
+  injections; Train Ticket metrics likewise): one pod's ``CpuUsageRate(%)``
+  doubled (or multiplied by five) over the window;
+* **edge delay** (Train Ticket fault-free trace minute 08:50): the callee's
+  spans of one call edge shifted and the caller's spans lengthened by 50 ms
+  (time on the wire), with the default rules and with the opt-in
+  ``trace_wire`` rule;
+* **removed log template** (Train Ticket fault-free logs): every line of the
+  service's most frequent statement dropped from the window;
+* **added ERROR template** (Train Ticket fault-free logs): a new ERROR
+  statement written in 20 % of the service's spans.
+
+For the trace and log injections the fault-free recording is split at the
+median time of its log lines: the first half is the reference, the second
+the window. Reported per type: the
+share of injections where the injected service's symptom has p < 0.01, and
+where the service is ranked first by the Bayesian network; and, with no
+injection, the share of (service, log symptom) pairs with p < 0.01 (false
+alarms of the log detectors on fault-free traffic).
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from diagnosis import build_network, load_topology, make_engine
+from diagnosis.logs.scoring import score_frame
+from diagnosis.telemetry import detect, import_nezha, make_windows, quiet_windows, read_logs, read_metrics, read_spans
+from diagnosis.telemetry.detect import Reference
+from diagnosis.telemetry.logs import LogSet
+from diagnosis.telemetry.quality import ReadReport
+from diagnosis.telemetry.signals import DEFAULT_RULES, SignalRule
+from diagnosis.telemetry.traces import SpanSet
+
+ROOT = Path(__file__).resolve().parent.parent
+TOPO = {
+    "2022-08-22": ROOT / "data" / "topologies" / "online-boutique.yaml",
+    "2023-01-29": ROOT / "data" / "topologies" / "train-ticket-nezha.yaml",
+}
+
+
+def verdict(topo, net, eng, frame, report, component: str, symptom_kind: str) -> tuple[bool, bool]:
+    ev = report.evidence
+    if ev.empty:
+        return False, False
+    mine = ev[(ev["component"] == component) & ev["symptom"].astype(str).str.endswith("." + symptom_kind)]
+    detected = bool(len(mine)) and float(mine["p_value"].min()) < 0.01
+    rows, _, _ = score_frame(net, eng, frame)
+    return detected, bool(len(rows)) and rows["top_component"].iloc[0] == component
+
+
+def cpu_injections(
+    day: str, data: Path, rng: np.random.Generator, n: int = 12, factor: float = 2.0
+) -> list[tuple[bool, bool]]:
+    folder = data / day
+    topo = load_topology(TOPO[day])
+    net = build_network(topo)
+    eng = make_engine(net)
+    windows, _ = import_nezha(folder / "fault_list.json")
+    m = read_metrics(folder / "metric").samples
+    span = (m["time"].min(), m["time"].max())
+    quiet = quiet_windows(windows, span=span, guard="30min")
+    pods = sorted(m.loc[m["metric"] == "CpuUsageRate(%)", "entity"].unique())
+    comps = set(topo.component_names)
+    out = []
+    picks = rng.choice(len(quiet), size=min(n, len(quiet)), replace=False)
+    for qi in picks:
+        w = quiet.iloc[[qi]].reset_index(drop=True)
+        pod = pods[rng.integers(len(pods))]
+        comp = m.loc[m["entity"] == pod, "component"].iloc[0]
+        if comp not in comps:
+            continue
+        lo, hi = w["baseline_start"].iloc[0], w["end"].iloc[0]
+        own = m[(m["time"] >= lo) & (m["time"] <= hi)].copy()
+        hit = (own["entity"] == pod) & (own["metric"] == "CpuUsageRate(%)") & (own["time"] >= w["start"].iloc[0])
+        own.loc[hit, "value"] = own.loc[hit, "value"] * factor
+        w = w.assign(component=comp, fault_mode="cpu_saturation")
+        frame, _, rep = detect(topo, own, w, lead="60s")
+        out.append(verdict(topo, net, eng, frame, rep, comp, "cpu"))
+    return out
+
+
+def split_minute(data: Path):
+    ff = data / "2023-01-29" / "fault-free"
+    spans = read_spans(ff / "trace").spans
+    logs = read_logs(ff / "log").lines
+    mid = logs["time"].quantile(0.5)  # the logs' median time: half the lines on each side
+    global WINDOW
+    WINDOW = max(logs["time"].max(), spans["start"].max()) - mid + pd.Timedelta("1s")
+    ref = Reference(
+        logs=LogSet(logs[logs["time"] < mid].reset_index(drop=True), ReadReport()),
+        traces=SpanSet(spans[spans["start"] < mid].reset_index(drop=True), ReadReport()),
+    )
+    win_spans = spans[spans["start"] >= mid].reset_index(drop=True)
+    win_logs = logs[logs["time"] >= mid].reset_index(drop=True)
+    return ref, win_spans, win_logs, mid, spans
+
+
+WINDOW = pd.Timedelta("30s")
+
+
+def window(mid, comp: str, mode: str) -> pd.DataFrame:
+    w, _ = make_windows(
+        [{"id": "inj", "start": mid.isoformat(), "component": comp, "fault_mode": mode}],
+        duration=WINDOW,
+        baseline=WINDOW,
+    )
+    return w
+
+
+def log_injections(data: Path, rng: np.random.Generator) -> dict[str, list[tuple[bool, bool]]]:
+    topo = load_topology(TOPO["2023-01-29"])
+    net = build_network(topo)
+    eng = make_engine(net)
+    ref, wsp, wlg, mid, _ = split_minute(data)
+    comps = [c for c in sorted(wlg["component"].dropna().unique()) if c in set(topo.component_names)]
+    res = {"removed log template": [], "added ERROR template": [], "no injection (false alarms)": []}
+    for comp in comps:
+        mine = wlg[wlg["component"] == comp]
+        if mine["span_id"].nunique() < 10:
+            continue
+        top = mine["template"].value_counts().index[0]
+        removed = wlg[~((wlg["component"] == comp) & (wlg["template"] == top))]
+        frame, _, rep = detect(topo, None, window(mid, comp, "bad_deploy"), logs=removed, traces=wsp, reference=ref)
+        res["removed log template"].append(verdict(topo, net, eng, frame, rep, comp, "log_missing"))
+        spans = mine.drop_duplicates("span_id")
+        spans = spans.iloc[rng.random(len(spans)) < 0.2]
+        extra = spans.assign(level="ERROR", template="injected.Fault#1", time=spans["time"] + pd.Timedelta("1ms"))
+        added = pd.concat([wlg, extra], ignore_index=True).sort_values("time", kind="stable")
+        frame, _, rep = detect(topo, None, window(mid, comp, "bad_deploy"), logs=added, traces=wsp, reference=ref)
+        res["added ERROR template"].append(verdict(topo, net, eng, frame, rep, comp, "log_errors"))
+    frame, _, rep = detect(topo, None, window(mid, None, None), logs=wlg, traces=wsp, reference=ref)
+    ev = rep.evidence
+    logs_ev = ev[ev["symptom"].astype(str).str.contains(".log_")] if len(ev) else ev
+    res["no injection (false alarms)"] = [(bool(p < 0.01), False) for p in logs_ev["p_value"]]
+    return res
+
+
+def delay_injections(data: Path, delay: float = 0.05, rules=DEFAULT_RULES) -> list[tuple[bool, bool]]:
+    topo = load_topology(TOPO["2023-01-29"])
+    net = build_network(topo)
+    eng = make_engine(net)
+    ref, wsp, _, mid, spans_all = split_minute(data)
+    par = wsp[["trace_id", "span_id", "component"]].rename(columns={"span_id": "parent_id", "component": "caller"})
+    pairs = wsp.merge(par, on=["trace_id", "parent_id"])
+    pairs = pairs[pairs["caller"] != pairs["component"]]
+    edges = pairs.groupby(["caller", "component"]).size()
+    edges = edges[edges >= 20].index.tolist()
+    out = []
+    d = pd.Timedelta(seconds=delay)
+    for caller, callee in edges:
+        sel = pairs[(pairs["caller"] == caller) & (pairs["component"] == callee)]
+        sp = wsp.copy()
+        key = sp["trace_id"] + "/" + sp["span_id"]
+        child = key.isin(sel["trace_id"] + "/" + sel["span_id"])
+        parent = key.isin(sel["trace_id"] + "/" + sel["parent_id"])
+        sp.loc[child, "start"] += d
+        sp.loc[child, "end"] += d
+        sp.loc[parent, "end"] += d
+        spans = pd.concat([ref.traces.spans, sp], ignore_index=True)
+        w = window(mid, callee, "network_latency")
+        frame, _, rep = detect(topo, None, w, traces=spans, trace_freq="5s", presence=False, rules=rules)
+        out.append(verdict(topo, net, eng, frame, rep, callee, "latency"))
+    return out
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--data", type=Path, default=ROOT.parent / "shared" / "datasets" / "nezha")
+    ap.add_argument("--seed", type=int, default=20230129)
+    args = ap.parse_args()
+    rng = np.random.default_rng(args.seed)
+    t0 = time.perf_counter()
+    wire = (*DEFAULT_RULES, SignalRule("trace_wire", r"trace_edge_wire_p50", "latency", side="callee"))
+    table = {
+        ("Online Boutique", "pod CPU x2"): cpu_injections("2022-08-22", args.data, rng),
+        ("Online Boutique", "pod CPU x5"): cpu_injections("2022-08-22", args.data, rng, factor=5.0),
+        ("Train Ticket", "pod CPU x2"): cpu_injections("2023-01-29", args.data, rng),
+        ("Train Ticket", "pod CPU x5"): cpu_injections("2023-01-29", args.data, rng, factor=5.0),
+        ("Train Ticket", "edge delay +50 ms"): delay_injections(args.data),
+        ("Train Ticket", "edge delay, trace_wire rule"): delay_injections(args.data, rules=wire),
+    }
+    for k, v in log_injections(args.data, rng).items():
+        table[("Train Ticket", k)] = v
+    print(f"\n  {'system':<16} {'injected fault':<28} {'n':>3} {'detected (p<0.01)':>18} {'ranked first':>13}")
+    for (system, kind), res in table.items():
+        a = np.array(res, dtype=bool).reshape(-1, 2) if res else np.zeros((0, 2), bool)
+        det = f"{100 * a[:, 0].mean():.0f} %" if len(a) else "-"
+        first = f"{100 * a[:, 1].mean():.0f} %" if len(a) and "false" not in kind else "-"
+        print(f"  {system:<16} {kind:<28} {len(a):>3} {det:>18} {first:>13}")
+    print(f"\ntotal {time.perf_counter() - t0:.0f} s")
+
+
+if __name__ == "__main__":
+    main()
