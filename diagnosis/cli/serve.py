@@ -58,7 +58,8 @@ def _loopback(host: str) -> bool:
 def _read_token(token_file: str | None) -> str | None:
     if token_file is not None:
         try:
-            token = open(token_file, encoding="utf-8").read().strip()
+            with open(token_file, encoding="utf-8") as fh:
+                token = fh.read().strip()
         except OSError as exc:
             raise DiagnosisError(f"cannot read the token file {token_file!r}: {exc.strerror}") from None
         if not token:

@@ -388,7 +388,7 @@ class Service:
 
     def _close(self, c, incident: str, comp, mode, by: str) -> None:
         now = _now_iso(self.clock)
-        ends = [r[0] for r in c.execute("SELECT ends_at FROM alerts WHERE incident_id = ?", (incident,)).fetchall()]
+        ends = [r[0] for r in c.execute("SELECT ends_at FROM alerts WHERE incident_id = ? AND status = 'resolved'", (incident,)).fetchall()]
         resolved = now if by != "quiet" or not ends or None in ends else max(ends)
         opened = c.execute("SELECT opened FROM incidents WHERE id = ?", (incident,)).fetchone()[0]
         resolved = max(resolved, opened, key=lambda t: _ts(t))

@@ -95,7 +95,7 @@ def alert(name, service, starts, *, status="firing", ends=ZERO, fingerprint=None
     }
 
 
-def notification(*alerts, group_key="{}:{alertname=\"x\"}", status=None):
+def notification(*alerts, group_key='{}:{alertname="x"}', status=None):
     return {
         "version": "4",
         "groupKey": group_key,
