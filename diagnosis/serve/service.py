@@ -19,9 +19,10 @@ safe to call from several threads.
   from the incident's latest observation of each symptom and its action
   outcomes in order (:func:`diagnosis.postmortem.session.findings_from` and
   ``state_of``, as ``explain --tried``), the ranked locations, the recommended
-  action (highest ``P(R | D, a)`` among the untried, ties to the lower cost),
-  the next best check (:func:`diagnosis.postmortem.planning.rank_checks`) and
-  the belief timeline (:func:`diagnosis.postmortem.timeline.belief_timeline`).
+  action (highest ``P(R | D, a)`` among the untried, ties to the lower cost)
+  and the belief timeline (:func:`diagnosis.postmortem.timeline.belief_timeline`);
+  the next best check (:func:`diagnosis.postmortem.planning.rank_checks`, the
+  costliest part) on the first read of the incident after the change.
 * **Closing.** By request with the confirmed root cause, or when every alert
   of the incident is resolved and ``quiet`` seconds passed without news. The
   closed incident is appended to the incident log (JSON Lines, the format of
@@ -56,6 +57,9 @@ from diagnosis.serve.state import Store
 from diagnosis.telemetry.alertmanager import joins_incident, map_alert, read_alert
 
 __all__ = ["RequestError", "Service"]
+
+#: The next best check of a view not computed yet (it is computed on the first read after an update).
+_PENDING = object()
 
 
 class RequestError(DiagnosisError):
@@ -541,12 +545,6 @@ class Service:
                 "tried": (a.name, a.component) in tried, "hook": a.hook.kind if a.hook is not None else None,
             })  # fmt: skip
         recommended = next((a for a in actions if not a["tried"]), None)
-        checks = rank_checks(self.network, evidence, actions=record.actions, engine=self.engine)
-        nxt = None
-        if checks:
-            ch = checks[0]
-            nxt = {"symptom": ch.symptom, "cost": ch.cost, "p_fired": ch.p_fired,
-                   "information_gain": ch.information_gain, "success_gain": ch.success_gain}  # fmt: skip
         tl = belief_timeline(self.ctx, record)
         frame = tl.to_frame()
         timeline = [
@@ -563,10 +561,20 @@ class Service:
             "posterior": {comp: dict(ps) for comp, ps in diag.posteriors.items()},
             "recommended_action": recommended,
             "actions": actions,
-            "next_check": nxt,
+            "next_check": _PENDING,
             "timeline": timeline,
             "engine": diag.engine,
         }
+
+    def _next_check(self, c, incident: str) -> dict[str, Any] | None:
+        """The next best check (information gain per cost), or None when every check has run."""
+        record = self._incident_record(c, incident)[0]
+        checks = rank_checks(self.network, record.observation_mapping(), actions=record.actions, engine=self.engine)
+        if not checks:
+            return None
+        ch = checks[0]
+        return {"symptom": ch.symptom, "cost": ch.cost, "p_fired": ch.p_fired,
+                "information_gain": ch.information_gain, "success_gain": ch.success_gain}  # fmt: skip
 
     def _update(self, c, incident: str) -> list[int]:
         """Recompute an open incident's diagnosis, store its belief, apply the policy; the hook runs to start."""
@@ -714,6 +722,9 @@ class Service:
                 view["policy_decision"] = None if inc["status"] == "open" else "closed"
                 if inc["status"] == "open":
                     self._views[incident] = view
+            if view["next_check"] is _PENDING:  # computed when first asked for after an update
+                view["next_check"] = self._next_check(c, incident)
+            view = dict(view)
         for h in hooks:
             h["detail"] = json.loads(h["detail"]) if h["detail"] else None
         record = self.record(incident)
