@@ -33,6 +33,8 @@ def register(verbs) -> None:
                    help="seconds after every alert is resolved before an incident closes itself (300)")  # fmt: skip
     p.add_argument("--max-body", type=int, default=1 << 20, metavar="BYTES", help="largest request body (1 MiB)")
     p.add_argument("--engine", default="auto", help="inference engine (default auto)")
+    p.add_argument("--no-checks", dest="checks", action="store_false",
+                   help="leave the next best check out of incidents (it takes minutes on large platforms)")  # fmt: skip
     g = p.add_argument_group("recovery hooks (never run without --execute)")
     g.add_argument("--execute", action="store_true", help="run action hooks when the policy allows")
     g.add_argument("--min-success", type=float, default=0.5, metavar="P",
@@ -89,7 +91,7 @@ def _serve(args: argparse.Namespace, out: TextIO, err: TextIO) -> None:
                     rate_limit=args.rate_limit, rate_window=args.rate_window, approval=args.approval)  # fmt: skip
     topology = load_topology(args.topology)
     service = Service(topology, args.state, args.log, window=args.window, quiet=args.quiet, policy=policy,
-                      engine=args.engine)  # fmt: skip
+                      engine=args.engine, checks=args.checks)  # fmt: skip
     app = create_app(service, token=token, max_body=args.max_body)
     family = socket.AF_INET6 if ":" in args.host else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_STREAM)

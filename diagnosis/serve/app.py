@@ -165,8 +165,8 @@ def create_app(
         return {"incidents": service.incidents(status)}
 
     @app.get("/api/v1/incidents/{incident_id}")
-    def incident(incident_id: str):
-        return service.incident(incident_id)
+    def incident(incident_id: str, checks: bool = True):
+        return service.incident(incident_id, checks=checks)
 
     @app.post("/api/v1/incidents/{incident_id}/actions")
     def action(incident_id: str, body: ActionRequest):
@@ -224,7 +224,8 @@ def incident_page(service: Service, incident_id: str) -> str:
         ("Status", view["status"] + (f" (closed by {view['closed_by']})" if view["closed_by"] else "")),
         ("Recommended action", f"{rec['action']} {rec['target']} (expected success {rec['expected_success']:.3f})"
          if rec else "–"),
-        ("Next best check", f"{nxt['symptom']} (information gain {nxt['information_gain']:.3f} bits)" if nxt else "–"),
+        ("Next best check", f"{nxt['symptom']} (information gain {nxt['information_gain']:.3f} bits)" if nxt
+         else "–" if view["next_check_computed"] else "not computed (--no-checks)"),
         ("Policy", view.get("policy_decision") or "–"),
     ]  # fmt: skip
     live = ["<h2>Live</h2><table>"]

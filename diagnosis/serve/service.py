@@ -115,6 +115,10 @@ class Service:
     policy : Policy, optional
         Default: hooks never run.
     engine : str or engine, default "auto"
+    checks : bool, default True
+        Compute the next best check (on the first read after an update). On a
+        large platform it takes long (train-ticket: over a minute per state on
+        two cores); False leaves it out.
     clock : callable, default time.time
     """
 
@@ -128,6 +132,7 @@ class Service:
         quiet: float = 300.0,
         policy: Policy | None = None,
         engine: Any = "auto",
+        checks: bool = True,
         clock: Callable[[], float] = time.time,
     ):
         from diagnosis.inference import make_engine
@@ -146,6 +151,7 @@ class Service:
         self.quiet = float(quiet)
         self.policy = policy or Policy()
         self.clock = clock
+        self.checks = bool(checks)
         self.network: Network = build_network(topology)
         self.engine = make_engine(self.network, engine) if isinstance(engine, str) else engine
         self.ctx = Context(self.network, self.engine)
@@ -356,7 +362,7 @@ class Service:
             hooks = self._update(c, incident)
         self._start_hooks(hooks)
         self.metrics.latency.observe(time.perf_counter() - t0)
-        return self.incident(incident)
+        return self.incident(incident, checks=False)
 
     def _open_or_fail(self, c, incident: str) -> dict[str, Any]:
         row = Store.one(c, "SELECT * FROM incidents WHERE id = ?", (incident,))
@@ -388,11 +394,16 @@ class Service:
             self._close(c, incident, comp, mode, by)
         self._write_log(incident)
         self.metrics.open.set(self.count_open())
-        return self.incident(incident)
+        return self.incident(incident, checks=False)
 
     def _close(self, c, incident: str, comp, mode, by: str) -> None:
         now = _now_iso(self.clock)
-        ends = [r[0] for r in c.execute("SELECT ends_at FROM alerts WHERE incident_id = ? AND status = 'resolved'", (incident,)).fetchall()]
+        ends = [
+            r[0]
+            for r in c.execute(
+                "SELECT ends_at FROM alerts WHERE incident_id = ? AND status = 'resolved'", (incident,)
+            ).fetchall()
+        ]
         resolved = now if by != "quiet" or not ends or None in ends else max(ends)
         opened = c.execute("SELECT opened FROM incidents WHERE id = ?", (incident,)).fetchone()[0]
         resolved = max(resolved, opened, key=lambda t: _ts(t))
@@ -653,7 +664,7 @@ class Service:
             if view is not None:
                 view["policy_decision"] = f"{action} {h['target']}: approved, running its hook"
         self._start_hooks([h["id"]])
-        return self.incident(incident)
+        return self.incident(incident, checks=False)
 
     def _start_hooks(self, ids: Sequence[int]) -> None:
         for hid in ids:
@@ -704,8 +715,13 @@ class Service:
         with self.store.reading() as c:
             return c.execute("SELECT COUNT(*) FROM incidents WHERE status = 'open'").fetchone()[0]
 
-    def incident(self, incident: str) -> dict[str, Any]:
-        """The incident as JSON: state, alerts, observations, actions, hooks and the live diagnosis."""
+    def incident(self, incident: str, *, checks: bool = True) -> dict[str, Any]:
+        """The incident as JSON: state, alerts, observations, actions, hooks and the live diagnosis.
+
+        ``checks=False`` leaves the next best check out (``next_check`` None and
+        ``next_check_computed`` False) unless it is computed already; so does a
+        service made with ``checks=False``.
+        """
         with self.store.reading() as c:
             inc = Store.one(c, "SELECT * FROM incidents WHERE id = ?", (incident,))
             if inc is None:
@@ -722,9 +738,12 @@ class Service:
                 view["policy_decision"] = None if inc["status"] == "open" else "closed"
                 if inc["status"] == "open":
                     self._views[incident] = view
-            if view["next_check"] is _PENDING:  # computed when first asked for after an update
-                view["next_check"] = self._next_check(c, incident)
+            if view["next_check"] is _PENDING and checks and self.checks:
+                view["next_check"] = self._next_check(c, incident)  # computed on the first read after an update
             view = dict(view)
+            view["next_check_computed"] = view["next_check"] is not _PENDING
+            if view["next_check"] is _PENDING:
+                view["next_check"] = None
         for h in hooks:
             h["detail"] = json.loads(h["detail"]) if h["detail"] else None
         record = self.record(incident)
