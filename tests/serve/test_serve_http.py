@@ -311,3 +311,26 @@ def test_cli_refuses_a_public_address_without_a_token(tmp_path, capsys):
         if old is not None:
             os.environ["DIAGNOSIS_SERVE_TOKEN"] = old
     assert env is not None
+
+
+def test_observations_of_checks_that_are_not_alerts(served, boutique):
+    _, client, _ = served
+    client.post("/api/v1/alertmanager", json=notification(*CRASH[:2]))
+    iid = only_incident(client)
+    checks = [
+        {"symptom": "checkoutservice.health_check", "value": "passed"},
+        {"symptom": "checkoutservice.latency", "value": "soft", "p_fired": 0.7, "p_passed": 0.2},
+        {"symptom": "frontend.error_rate", "value": "passed"},  # a later check overrides the alert's 'fired'
+    ]
+    r = client.post("/api/v1/observations", json={"observations": checks})  # the open incident
+    assert r.status_code == 200 and r.json() == {"incident": iid, "accepted": 3}
+    view = client.get(f"/api/v1/incidents/{iid}").json()
+    expected = diagnose(boutique, {
+        "checkoutservice.error_rate": "fired", "checkoutservice.health_check": "passed",
+        "checkoutservice.latency": {"fired": 0.7, "passed": 0.2}, "frontend.error_rate": "passed",
+    })  # fmt: skip
+    for comp, post in expected.posteriors.items():
+        for state, p in post.items():
+            assert view["posterior"][comp][state] == pytest.approx(p, abs=1e-12)
+    assert {o["symptom"]: o["value"] for o in view["observations"]}["frontend.error_rate"] == "passed"
+    assert view["next_check"]["symptom"] not in {o["symptom"] for o in view["observations"]}
