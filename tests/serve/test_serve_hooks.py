@@ -193,3 +193,47 @@ def test_a_hook_that_times_out_is_unknown_and_adds_no_evidence(tmp_path, boutiqu
     assert v["posterior"]["checkoutservice"]["crash"] == pytest.approx(
         expected.diagnosis.posteriors["checkoutservice"]["crash"], abs=1e-12
     )
+
+
+@pytest.mark.parametrize("rate_limit", [1, 2])
+def test_per_target_rate_limit(tmp_path, boutique, rate_limit):
+    topo = with_hooks(
+        boutique,
+        {
+            ("restart", "checkoutservice"): recorder(tmp_path, "restart", 1),
+            ("rollback", "checkoutservice"): recorder(tmp_path, "rollback", 0),
+        },
+    )
+
+    def steps(service, client, iid):
+        service.wait_hooks()
+        return view(client, iid)
+
+    v = run(tmp_path, topo, Policy(execute=True, min_success=0.2, rate_limit=rate_limit), steps)
+    # after the failed restart, rollback checkoutservice is recommended with P(success) ~0.21 >= 0.2
+    if rate_limit == 1:
+        assert (v["recommended_action"]["action"], v["recommended_action"]["target"]) == ("rollback", "checkoutservice")
+        assert "rate limit (1 per 300 s on checkoutservice)" in v["policy_decision"]
+        assert [h["action"] for h in v["hooks"]] == ["restart"] and not (tmp_path / "rollback.json").exists()
+    else:
+        assert [(h["action"], h["outcome"]) for h in v["hooks"]] == [("restart", "failure"), ("rollback", "success")]
+
+
+def test_one_hook_per_target_at_a_time(tmp_path, boutique):
+    slow = [sys.executable, "-c", "import time; time.sleep(1.5)"]
+    topo = with_hooks(boutique, {("restart", "checkoutservice"): slow})
+    service = Service(topo, tmp_path / "s.sqlite", tmp_path / "log.jsonl", policy=Policy(execute=True, rate_limit=5))
+    with thread_server(create_app(service, token=TOKEN)) as url:
+        with httpx.Client(base_url=url, headers=auth(), timeout=60) as client:
+            for a in CRASH:
+                client.post("/api/v1/alertmanager", json=notification(a))
+            later = [{**a, "startsAt": a["startsAt"].replace("T10:", "T14:"), "fingerprint": a["fingerprint"] + "-2"}
+                     for a in CRASH]  # fmt: skip
+            for a in later:  # a second incident, four hours later, on the same target
+                client.post("/api/v1/alertmanager", json=notification(a))
+            first, second = sorted(x["id"] for x in client.get("/api/v1/incidents").json()["incidents"])
+            busy = view(client, second)
+            service.wait_hooks()
+    service.close_store()
+    assert busy["recommended_action"]["target"] == "checkoutservice" and busy["hooks"] == []
+    assert "another action on checkoutservice is pending or running" in busy["policy_decision"]
