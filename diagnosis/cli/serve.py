@@ -96,8 +96,12 @@ def _serve(args: argparse.Namespace, out: TextIO, err: TextIO) -> None:
     family = socket.AF_INET6 if ":" in args.host else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    # Accepted connections inherit TCP_NODELAY: without it a kept-alive client's delayed ACK holds each
+    # response's body back ~40 ms behind its headers.
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
     try:
         sock.bind((args.host, args.port))
+        sock.listen(2048)  # connections queue from now on: a client told the address is not refused
     except OSError as exc:
         sock.close()
         service.close_store()
