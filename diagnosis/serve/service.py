@@ -174,13 +174,16 @@ class Service:
     def _recover(self) -> None:
         """Finish what a crash interrupted: hooks that were running, incidents closed but not logged."""
         now = _now_iso(self.clock)
+        start: list[int] = []
         with self.store.transaction() as c:
             for h in Store.rows(c, "SELECT * FROM hooks WHERE state = 'running'"):
                 result = HookResult("unknown", self._hook_kind(h), None, None, 0.0,
                                     "interrupted: the server stopped while the hook ran", "")  # fmt: skip
-                self._finish_hook(c, h, result, now)
+                start += self._finish_hook(c, h, result, now)
             for row in Store.rows(c, "SELECT id FROM incidents WHERE status = 'open'"):
-                self._update(c, row["id"])
+                if row["id"] not in self._views:
+                    start += self._update(c, row["id"])
+        self._start_hooks(start)
         for row in self._closed_unlogged():
             self._write_log(row)
         self.metrics.open.set(self.count_open())

@@ -237,3 +237,24 @@ def test_one_hook_per_target_at_a_time(tmp_path, boutique):
     service.close_store()
     assert busy["recommended_action"]["target"] == "checkoutservice" and busy["hooks"] == []
     assert "another action on checkoutservice is pending or running" in busy["policy_decision"]
+
+
+def test_a_hook_interrupted_by_a_crash_is_unknown_after_the_restart(tmp_path, boutique):
+    import sqlite3
+
+    topo = with_hooks(boutique, {("restart", "checkoutservice"): recorder(tmp_path, "restart", 0)})
+    service = Service(topo, tmp_path / "s.sqlite", tmp_path / "log.jsonl", policy=Policy(execute=True, approval=True))
+    for a in CRASH:
+        service.receive_alertmanager(notification(a))
+    [iid] = [x["id"] for x in service.incidents()]
+    service.close_store()
+    # the server died while the approved hook ran: the row says running, no outcome
+    with sqlite3.connect(tmp_path / "s.sqlite") as db:
+        db.execute("UPDATE hooks SET state = 'running', started = '2026-03-01T10:05:00.000Z', started_wall = 0")
+    again = Service(topo, tmp_path / "s.sqlite", tmp_path / "log.jsonl", policy=Policy(execute=True, approval=True))
+    v = again.incident(iid)
+    again.close_store()
+    [hook] = v["hooks"]
+    assert (hook["state"], hook["outcome"]) == ("done", "unknown") and "interrupted" in hook["detail"]["error"]
+    assert [(a["action"], a["outcome"]) for a in v["actions_taken"]] == [("restart", "unknown")]
+    assert not (tmp_path / "restart.json").exists()  # not run again
