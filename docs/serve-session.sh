@@ -37,6 +37,7 @@ echo "\$ curl -s -X POST -H \"\$H\" $URL/api/v1/incidents/$ID/actions/restart/ap
 curl -s -X POST -H "$H" $URL/api/v1/incidents/$ID/actions/restart/approve > /dev/null; sleep 1
 curl -s -H "$H" $URL/api/v1/incidents/$ID | jq -c "$show"
 echo; echo "### approve the pending rollback (its hook is /bin/echo: it succeeds)"
+echo "\$ curl -s -X POST -H \"\$H\" $URL/api/v1/incidents/$ID/actions/rollback/approve"
 curl -s -X POST -H "$H" $URL/api/v1/incidents/$ID/actions/rollback/approve > /dev/null; sleep 1
 curl -s -H "$H" $URL/api/v1/incidents/$ID | jq -c "$show"
 echo; echo "### close with the confirmed root cause"

@@ -334,3 +334,24 @@ def test_observations_of_checks_that_are_not_alerts(served, boutique):
             assert view["posterior"][comp][state] == pytest.approx(p, abs=1e-12)
     assert {o["symptom"]: o["value"] for o in view["observations"]}["frontend.error_rate"] == "passed"
     assert view["next_check"]["symptom"] not in {o["symptom"] for o in view["observations"]}
+
+
+def test_next_check_can_be_left_out(tmp_path, boutique):
+    service = Service(boutique, tmp_path / "s.sqlite", tmp_path / "log.jsonl", checks=False)
+    with thread_server(create_app(service, token=TOKEN)) as url:
+        with httpx.Client(base_url=url, headers=auth(), timeout=60) as client:
+            client.post("/api/v1/alertmanager", json=notification(CRASH[0]))
+            iid = only_incident(client)
+            v = client.get(f"/api/v1/incidents/{iid}").json()
+    service.close_store()
+    assert v["next_check"] is None and v["next_check_computed"] is False and v["locations"]
+
+
+def test_next_check_is_computed_on_read_unless_asked_not_to(served):
+    _, client, _ = served
+    client.post("/api/v1/alertmanager", json=notification(CRASH[0]))
+    iid = only_incident(client)
+    skipped = client.get(f"/api/v1/incidents/{iid}", params={"checks": "false"}).json()
+    assert skipped["next_check"] is None and not skipped["next_check_computed"]
+    full = client.get(f"/api/v1/incidents/{iid}").json()
+    assert full["next_check_computed"] and full["next_check"]["symptom"]
