@@ -220,8 +220,11 @@ def incident_page(service: Service, incident_id: str) -> str:
             _PAGES.pop(next(iter(_PAGES)))
     rec = view["recommended_action"]
     nxt = view["next_check"]
+    top = view["locations"][:3]
     rows = [
         ("Status", view["status"] + (f" (closed by {view['closed_by']})" if view["closed_by"] else "")),
+        ("Top locations (observations and action outcomes)",
+         ", ".join(f"{x['component']}: {x['fault_mode']} ({x['probability']:.3f})" for x in top) or "–"),
         ("Recommended action", f"{rec['action']} {rec['target']} (expected success {rec['expected_success']:.3f})"
          if rec else "–"),
         ("Next best check", f"{nxt['symptom']} (information gain {nxt['information_gain']:.3f} bits)" if nxt
