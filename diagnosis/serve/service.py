@@ -452,11 +452,7 @@ class Service:
             if inc is None:
                 raise RequestError(404, f"no incident {incident!r}")
             findings = Store.rows(c, "SELECT * FROM findings WHERE incident_id = ? ORDER BY seq", (incident,))
-        latest: dict[str, dict[str, Any]] = {}
-        for f in findings:
-            if f["kind"] == "symptom":
-                latest.pop(f["name"], None)  # keep arrival order of the latest observation of each symptom
-                latest[f["name"]] = f
+        latest = _latest_observations(findings)
         observations = []
         for f in latest.values():
             o: dict[str, Any] = {"symptom": f["name"], "value": f["value"]}
@@ -511,11 +507,7 @@ class Service:
     def _incident_record(self, c, incident: str) -> tuple[Incident, list[dict], list[dict]]:
         inc = Store.one(c, "SELECT * FROM incidents WHERE id = ?", (incident,))
         findings = Store.rows(c, "SELECT * FROM findings WHERE incident_id = ? ORDER BY seq", (incident,))
-        latest: dict[str, dict[str, Any]] = {}
-        for f in findings:
-            if f["kind"] == "symptom":
-                latest.pop(f["name"], None)
-                latest[f["name"]] = f
+        latest = _latest_observations(findings)
         obs = tuple(
             ObservationRecord(f["name"], f["value"], f["p_fired"], f["p_passed"], _ts(f["time"]))
             for f in latest.values()
@@ -789,6 +781,29 @@ class Service:
     def close_store(self) -> None:
         self.wait_hooks(timeout=5.0)
         self.store.close()
+
+
+def _latest_observations(findings: Sequence[Mapping[str, Any]]) -> dict[str, Mapping[str, Any]]:
+    """Symptom -> its latest observation, in the order they were made.
+
+    The same result again (an alert firing again, a check repeated) keeps the
+    first observation of it, with its time (as the import keeps the earliest
+    ``startsAt``); a different result replaces it.
+    """
+    latest: dict[str, Mapping[str, Any]] = {}
+    for f in findings:
+        if f["kind"] != "symptom":
+            continue
+        old = latest.get(f["name"])
+        same = old is not None and (old["value"], old["p_fired"], old["p_passed"]) == (
+            f["value"],
+            f["p_fired"],
+            f["p_passed"],
+        )
+        if not same:
+            latest.pop(f["name"], None)
+            latest[f["name"]] = f
+    return latest
 
 
 def _log_has(data: bytes, incident: str) -> bool:

@@ -355,3 +355,16 @@ def test_next_check_is_computed_on_read_unless_asked_not_to(served):
     assert skipped["next_check"] is None and not skipped["next_check_computed"]
     full = client.get(f"/api/v1/incidents/{iid}").json()
     assert full["next_check_computed"] and full["next_check"]["symptom"]
+
+
+def test_an_alert_firing_again_keeps_the_first_time_of_its_symptom(served):
+    _, client, _ = served
+    client.post("/api/v1/alertmanager", json=notification(CRASH[0]))
+    again = {**CRASH[0], "startsAt": "2026-03-01T10:05:00Z"}  # the same alert fired again later (new startsAt)
+    r = client.post("/api/v1/alertmanager", json=notification(again))
+    assert r.json()["accepted"] == 1
+    view = client.get(f"/api/v1/incidents/{only_incident(client)}").json()
+    assert view["observations"] == [
+        {"symptom": "frontend.error_rate", "value": "fired", "time": "2026-03-01T10:00:00.000Z"}
+    ]
+    assert len(view["alerts"]) == 2 and len(view["timeline"]) == 2
