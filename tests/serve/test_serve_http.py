@@ -368,3 +368,22 @@ def test_an_alert_firing_again_keeps_the_first_time_of_its_symptom(served):
         {"symptom": "frontend.error_rate", "value": "fired", "time": "2026-03-01T10:00:00.000Z"}
     ]
     assert len(view["alerts"]) == 2 and len(view["timeline"]) == 2
+
+
+def test_concurrent_redeliveries_are_stored_once(served):
+    from concurrent.futures import ThreadPoolExecutor
+
+    service, _, url = served
+    notes = [notification(alert("HighLatency", s, f"2026-03-01T10:0{i}:00Z")) for i, s in enumerate(
+        ["frontend", "cartservice", "checkoutservice", "currencyservice", "adservice", "redis-cart"])]  # fmt: skip
+
+    def deliver(k):
+        with httpx.Client(base_url=url, headers=auth(), timeout=60) as c:
+            return [c.post("/api/v1/alertmanager", json=n).json() for n in (notes if k % 2 else notes[::-1])]
+
+    with ThreadPoolExecutor(4) as pool:
+        answers = [a for batch in pool.map(deliver, range(4)) for a in batch]
+    assert sum(a["accepted"] for a in answers) == 6 and sum(a["duplicates"] for a in answers) == 18
+    counts = service.counts()
+    assert counts["alerts"] == 6 and counts["notifications"] == 6 and counts["findings"] == 6
+    assert len(service.incidents()) == 1
