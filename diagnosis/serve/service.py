@@ -45,7 +45,8 @@ from typing import Any
 import pandas as pd
 
 from diagnosis._files import atomic_write
-from diagnosis.exceptions import DiagnosisError, EvidenceError, IncidentLogError, suggest
+from diagnosis._validation import Interval, validate_params
+from diagnosis.exceptions import DiagnosisError, EvidenceError, IncidentLogError, ParameterError, suggest
 from diagnosis.logs.schema import ActionAttempt, Incident, ObservationRecord
 from diagnosis.model.network import Network, build_network
 from diagnosis.model.topology import Topology
@@ -137,16 +138,28 @@ class Service:
     ):
         from diagnosis.inference import make_engine
 
-        if not isinstance(topology, Topology):
-            raise DiagnosisError(f"topology must be a Topology. Got {type(topology).__name__} instead.")
+        validate_params(
+            {"topology": topology, "quiet": quiet, "policy": policy, "checks": checks},
+            {
+                "topology": [Topology],
+                "quiet": [Interval(float, 0.0, None, closed="left")],
+                "policy": [Policy, None],
+                "checks": [bool],
+            },
+            caller="Service",
+        )
         try:
             self.window = pd.Timedelta(window)
         except (TypeError, ValueError):
-            raise DiagnosisError(f"window must be a duration such as '15min'. Got {window!r} instead.") from None
+            self.window = pd.NaT
         if pd.isna(self.window) or self.window < pd.Timedelta(0):
-            raise DiagnosisError(f"window must be a duration >= 0. Got {window!r} instead.")
-        if isinstance(quiet, bool) or not isinstance(quiet, (int, float)) or not (quiet >= 0 and math.isfinite(quiet)):
-            raise DiagnosisError(f"quiet must be a number of seconds >= 0. Got {quiet!r} instead.")
+            raise ParameterError(
+                f"The 'window' parameter of Service must be a duration >= 0 such as '15min'. Got {window!r} instead."
+            )
+        if not math.isfinite(quiet):
+            raise ParameterError(
+                f"The 'quiet' parameter of Service must be a finite number of seconds. Got {quiet!r} instead."
+            )
         self.topology = topology
         self.quiet = float(quiet)
         self.policy = policy or Policy()

@@ -387,3 +387,24 @@ def test_concurrent_redeliveries_are_stored_once(served):
     counts = service.counts()
     assert counts["alerts"] == 6 and counts["notifications"] == 6 and counts["findings"] == 6
     assert len(service.incidents()) == 1
+
+
+@pytest.mark.parametrize(
+    "kwargs, name",
+    [({"quiet": -1}, "quiet"), ({"quiet": float("inf")}, "quiet"), ({"window": "soon"}, "window"),
+     ({"window": "-5min"}, "window"), ({"policy": "yes"}, "policy"), ({"checks": 1}, "checks")],
+)  # fmt: skip
+def test_bad_service_arguments_are_parameter_errors(tmp_path, boutique, kwargs, name):
+    from diagnosis.exceptions import ParameterError
+
+    with pytest.raises(ParameterError, match=f"The '{name}' parameter of Service must be"):
+        Service(boutique, tmp_path / "s.sqlite", tmp_path / "l.jsonl", **kwargs)
+
+
+def test_bad_policy_arguments_are_parameter_errors():
+    from diagnosis.exceptions import ParameterError
+    from diagnosis.serve import Policy
+
+    for kwargs in ({"min_success": 1.5}, {"budget": -1}, {"rate_limit": 0}, {"rate_window": -1.0}):
+        with pytest.raises(ParameterError, match=f"The '{next(iter(kwargs))}' parameter of Policy must be"):
+            Policy(**kwargs)
