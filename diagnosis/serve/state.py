@@ -15,6 +15,7 @@ resumes every open incident.
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import sqlite3
@@ -137,6 +138,13 @@ class Store:
         self.path = Path(path)
         if not self.path.parent.is_dir():
             raise DiagnosisError(f"state file {str(path)!r}: folder {str(self.path.parent)!r} does not exist")
+        # One server per state file: an advisory lock beside it, released when the process ends (kill -9 too).
+        self._lockfile = open(self.path.with_name(self.path.name + ".lock"), "a+")  # held open
+        try:
+            fcntl.flock(self._lockfile.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            self._lockfile.close()
+            raise DiagnosisError(f"state file {str(path)!r} is in use by another diagnosis serve") from None
         try:
             self.conn = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None, timeout=30.0)
             self.conn.row_factory = sqlite3.Row
@@ -144,10 +152,19 @@ class Store:
             self.conn.execute("PRAGMA synchronous=FULL")
             self.conn.executescript(_SCHEMA)
         except sqlite3.DatabaseError as exc:
+            self._lockfile.close()
             raise DiagnosisError(f"state file {str(path)!r} cannot be opened as SQLite: {exc}") from None
         if str(mode).lower() != "wal":
             raise DiagnosisError(f"state file {str(path)!r}: WAL mode unavailable (journal mode {mode!r})")
         self._lock = threading.RLock()
+        try:
+            self._check_meta(topology)
+        except BaseException:
+            self.close()
+            raise
+
+    def _check_meta(self, topology: str) -> None:
+        path = self.path
         with self.transaction() as c:
             meta = dict(c.execute("SELECT key, value FROM meta").fetchall())
             if not meta:
@@ -182,6 +199,7 @@ class Store:
     def close(self) -> None:
         with self._lock:
             self.conn.close()
+            self._lockfile.close()
 
     # ------------------------------------------------------------------ helpers
     @staticmethod

@@ -208,6 +208,7 @@ def test_close_appends_the_incident_to_the_log_once(served, tmp_path, boutique):
     # a crash after the append but before the state marked it: the restart does not append it twice
     with sqlite3.connect(tmp_path / "state.sqlite") as db:
         db.execute("UPDATE incidents SET logged = 0")
+    service.close_store()  # one server per state file
     again = Service(boutique, tmp_path / "state.sqlite", log, quiet=3600)
     assert again.incident(iid)["logged"] and len(log.read_text().splitlines()) == 1
     again.close_store()
@@ -408,3 +409,16 @@ def test_bad_policy_arguments_are_parameter_errors():
     for kwargs in ({"min_success": 1.5}, {"budget": -1}, {"rate_limit": 0}, {"rate_window": -1.0}):
         with pytest.raises(ParameterError, match=f"The '{next(iter(kwargs))}' parameter of Policy must be"):
             Policy(**kwargs)
+
+
+def test_one_server_per_state_file(tmp_path, boutique):
+    from diagnosis import DiagnosisError, Topology
+
+    first = Service(boutique, tmp_path / "s.sqlite", tmp_path / "l.jsonl")
+    with pytest.raises(DiagnosisError, match="in use by another diagnosis serve"):
+        Service(boutique, tmp_path / "s.sqlite", tmp_path / "l.jsonl")
+    first.close_store()
+    other = Topology.from_dict({"name": "other", "components": [{"name": "a"}]})
+    with pytest.raises(DiagnosisError, match="belongs to topology 'online-boutique'"):
+        Service(other, tmp_path / "s.sqlite", tmp_path / "l.jsonl")
+    Service(boutique, tmp_path / "s.sqlite", tmp_path / "l.jsonl").close_store()  # the refusals left no lock behind
