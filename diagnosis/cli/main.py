@@ -20,6 +20,7 @@ from diagnosis.cli import learning as learning_cli
 from diagnosis.cli import logs as logs_cli
 from diagnosis.cli import model as model_cli
 from diagnosis.cli import postmortem as postmortem_cli
+from diagnosis.cli import serve as serve_cli
 from diagnosis.cli import telemetry as telemetry_cli
 from diagnosis.exceptions import DiagnosisError
 
@@ -36,7 +37,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"diagnosis {__version__}")
     verbs = parser.add_subparsers(dest="verb", metavar="VERB", required=True)
 
-    for group in (model_cli, logs_cli, learning_cli, telemetry_cli, inference_cli, postmortem_cli):
+    for group in (model_cli, logs_cli, learning_cli, telemetry_cli, inference_cli, postmortem_cli, serve_cli):
         group.register(verbs)
     return parser
 

@@ -35,6 +35,7 @@ __all__ = [
     "Dependency",
     "Detector",
     "FaultMode",
+    "Hook",
     "Topology",
     "load_topology",
 ]
@@ -122,6 +123,58 @@ class Detector:
 
 
 @dataclass(frozen=True, slots=True)
+class Hook:
+    """How ``diagnosis serve --execute`` runs a recovery action.
+
+    Exactly one of ``argv`` (a command as an argument list, run without a
+    shell) and ``url`` (an HTTP webhook, POSTed a JSON body) is set.
+
+    Parameters
+    ----------
+    argv : tuple of str, optional
+    url : str, optional
+        ``http://`` or ``https://`` URL.
+    timeout : float, default 30
+        Seconds before the run is abandoned (outcome ``unknown``).
+    """
+
+    argv: tuple[str, ...] | None = None
+    url: str | None = None
+    timeout: float = 30.0
+
+    def __post_init__(self):
+        if (self.argv is None) == (self.url is None):
+            raise TopologyError("a hook needs exactly one of 'argv' (a command as a list) and 'url'")
+        if self.argv is not None:
+            argv = tuple(self.argv) if isinstance(self.argv, (list, tuple)) else None
+            if not argv or not all(isinstance(a, str) for a in argv) or not argv[0]:
+                raise TopologyError(
+                    f"a hook's argv must be a non-empty list of strings, the program first. Got {self.argv!r} instead."
+                )
+            object.__setattr__(self, "argv", argv)
+        if self.url is not None:
+            from urllib.parse import urlsplit
+
+            parts = urlsplit(self.url) if isinstance(self.url, str) else None
+            if parts is None or parts.scheme not in ("http", "https") or not parts.hostname:
+                raise TopologyError(f"a hook's url must be an http:// or https:// URL. Got {self.url!r} instead.")
+        t = self.timeout
+        if isinstance(t, bool) or not isinstance(t, (int, float)) or not (0 < t <= 3600):
+            raise TopologyError(f"a hook's timeout must be a number of seconds in (0, 3600]. Got {t!r} instead.")
+        object.__setattr__(self, "timeout", float(t))
+
+    @property
+    def kind(self) -> str:
+        """``argv`` or ``url``."""
+        return "argv" if self.argv is not None else "url"
+
+    def to_dict(self) -> dict:
+        out: dict[str, Any] = {"argv": list(self.argv)} if self.argv is not None else {"url": self.url}
+        out["timeout"] = self.timeout
+        return out
+
+
+@dataclass(frozen=True, slots=True)
 class Action:
     """A recovery action on one component.
 
@@ -136,12 +189,15 @@ class Action:
         Modes not listed have success 0.
     cost : float
         Cost of trying the action (time, risk), in the topology's unit.
+    hook : Hook, optional
+        How ``diagnosis serve --execute`` runs it (never run otherwise).
     """
 
     name: str
     component: str
     success: Mapping[str, float]
     cost: float = 1.0
+    hook: Hook | None = None
 
     def __post_init__(self):
         object.__setattr__(self, "success", _frozen(self.success))
@@ -396,7 +452,10 @@ class Topology:
                 }
                 for d in c.detectors
             }
-            entry["actions"] = {a.name: {"success": dict(a.success), "cost": a.cost} for a in c.actions}
+            entry["actions"] = {
+                a.name: {"success": dict(a.success), "cost": a.cost, **({"hook": a.hook.to_dict()} if a.hook else {})}
+                for a in c.actions
+            }
             entry["replace_defaults"] = True
             comps.append(entry)
         out = {"name": self.name, "leak": self.leak, "components": comps}
@@ -820,7 +879,7 @@ class _Parser:
             apath = f"{path}.actions.{aname}"
             aname = self.ident(aname, apath, "an action name")
             aspec = self.mapping(aspec, apath)
-            self.check_keys(aspec, ("success", "cost"), apath)
+            self.check_keys(aspec, ("success", "cost", "hook"), apath)
             success = {}
             from_default = not replace and "success" not in (user_actions.get(aname) or {})
             raw_success = self.mapping(aspec.get("success", {}), f"{apath}.success")
@@ -836,7 +895,8 @@ class _Parser:
                         f"unknown fault mode {mode!r} for component {name!r}{suggest(str(mode), mode_names)}; allowed: {mode_names}",
                     )
                 success[mode] = self.prob(p, f"{apath}.success.{mode}")
-            actions.append(Action(aname, name, success, self.cost(aspec.get("cost", 1.0), f"{apath}.cost")))
+            hook = self.hook(aspec["hook"], f"{apath}.hook") if aspec.get("hook") is not None else None
+            actions.append(Action(aname, name, success, self.cost(aspec.get("cost", 1.0), f"{apath}.cost"), hook))
 
         # dependencies
         edges: list[tuple[Dependency, str]] = []
@@ -863,6 +923,20 @@ class _Parser:
             raise self.fail(f"{path}.host_strength", "given without a host")
         comp = Component(name, kind, host, tuple(modes), tuple(detectors), tuple(actions))
         return comp, edges
+
+    def hook(self, raw: Any, path: str) -> Hook:
+        """A hook: an argv list, a URL, or a mapping with ``argv`` or ``url`` and an optional ``timeout``."""
+        if isinstance(raw, list):
+            spec = {"argv": raw}
+        elif isinstance(raw, str):
+            spec = {"url": raw}
+        else:
+            spec = dict(self.mapping(raw, path))
+        self.check_keys(spec, ("argv", "url", "timeout"), path)
+        try:
+            return Hook(spec.get("argv"), spec.get("url"), spec.get("timeout", 30.0))
+        except TopologyError as exc:
+            raise self.fail(path, str(exc)) from None
 
     def edge(self, source, target, typ, strength, path, kinds, seen_targets) -> Dependency:
         if not isinstance(target, str) or target not in kinds:

@@ -66,7 +66,16 @@ from diagnosis.logs.schema import (
 )
 from diagnosis.model.topology import Topology
 
-__all__ = ["NO_ALERTNAME", "STATUSES", "ImportSummary", "import_alertmanager"]
+__all__ = [
+    "NO_ALERTNAME",
+    "STATUSES",
+    "AlertNotice",
+    "ImportSummary",
+    "import_alertmanager",
+    "joins_incident",
+    "map_alert",
+    "read_alert",
+]
 
 STATUSES = ("firing", "resolved")
 #: The label an alert is counted under in :attr:`ImportSummary.unmatched` when it has no ``alertname``.
@@ -450,39 +459,45 @@ def _map(alerts: list[_Alert], topology: Topology, rejects: list[Reject]) -> tup
     unmatched: Counter = Counter()
     for a in sorted(alerts, key=lambda a: (a.starts, a.first.order)):
         labels = a.first.labels
-        symptom, rule_at = None, None
-        for i, rule in enumerate(rules):
-            symptom = rule.symptom_for(labels)
-            if symptom is not None:
-                rule_at = i
-                break
-        if symptom is not None and symptom in known:
+        symptom, reason = _map_labels(labels, rules, known)
+        if symptom is not None:
             a.symptom = symptom
             a.sort_key = (a.starts, symptom, a.first.key)
             mapped.append(a)
             continue
-        name = labels.get("alertname", NO_ALERTNAME)
-        unmatched[name] += 1
-        if not rules:
-            reason = "the topology has no alert rules; add an 'alerts:' section mapping alerts to symptoms"
-        elif symptom is None:
-            reason = (
-                f"no alert rule matches alertname {name!r} (a rule whose symptom template names a label "
-                "the alert lacks does not match either)"
-            )
-        else:
-            reason = (
-                f"rule alerts[{rule_at}] ({rules[rule_at].symptom!r}) maps it to unknown symptom {symptom!r}"
-                f"{suggest(symptom, known)}"
-            )
+        unmatched[labels.get("alertname", NO_ALERTNAME)] += 1
         rejects.append(Reject(a.first.source, a.first.location, None, "labels", short_repr(dict(labels)), reason))
     return mapped, unmatched
+
+
+def _map_labels(labels: Mapping[str, str], rules, known) -> tuple[str | None, str | None]:
+    """``(symptom, None)`` by the first matching rule, or ``(None, why not)``."""
+    symptom, rule_at = None, None
+    for i, rule in enumerate(rules):
+        symptom = rule.symptom_for(labels)
+        if symptom is not None:
+            rule_at = i
+            break
+    if symptom is not None and symptom in known:
+        return symptom, None
+    name = labels.get("alertname", NO_ALERTNAME)
+    if not rules:
+        return None, "the topology has no alert rules; add an 'alerts:' section mapping alerts to symptoms"
+    if symptom is None:
+        return None, (
+            f"no alert rule matches alertname {name!r} (a rule whose symptom template names a label "
+            "the alert lacks does not match either)"
+        )
+    return None, (
+        f"rule alerts[{rule_at}] ({rules[rule_at].symptom!r}) maps it to unknown symptom {symptom!r}"
+        f"{suggest(symptom, known)}"
+    )
 
 
 def _group(alerts: list[_Alert], gap: pd.Timedelta) -> list[list[_Alert]]:
     groups: list[list[_Alert]] = []
     for a in sorted(alerts, key=lambda a: a.sort_key):
-        if groups and a.starts - groups[-1][-1].starts <= gap:
+        if groups and joins_incident(groups[-1][0].starts, groups[-1][-1].starts, a.starts, gap):
             groups[-1].append(a)
         else:
             groups.append([a])
@@ -528,3 +543,93 @@ def _build(
                 obs[c].append(v)
     acts = pd.DataFrame({c: [] for c in RAW_ACTION_COLUMNS})
     return frame_from_raw(pd.DataFrame(inc), pd.DataFrame(obs), acts, source=source)
+
+
+# --------------------------------------------------------------------------- one alert at a time (diagnosis serve)
+@dataclass(frozen=True, slots=True)
+class AlertNotice:
+    """One well-formed alert entry of one webhook notification (see :func:`read_alert`).
+
+    Attributes
+    ----------
+    fingerprint : str or None
+        Alertmanager's identity of the alert (None when the entry has none).
+    labels : Mapping[str, str]
+    resolved : bool
+        The entry's ``status`` is ``resolved``.
+    starts : pandas.Timestamp
+        ``startsAt``, UTC.
+    ends : pandas.Timestamp or None
+        ``endsAt``, UTC; None for Alertmanager's zero time (unknown).
+    """
+
+    fingerprint: str | None
+    labels: Mapping[str, str]
+    resolved: bool
+    starts: pd.Timestamp
+    ends: pd.Timestamp | None
+
+
+def read_alert(alert: Any, payload_status: Any = None) -> AlertNotice:
+    """Check and read one alert entry of a webhook payload, as :func:`import_alertmanager` does.
+
+    Parameters
+    ----------
+    alert : mapping
+        The entry: ``status``, ``labels``, ``startsAt``, ``endsAt``, ``fingerprint``.
+    payload_status : {"firing", "resolved"}, optional
+        The payload's ``status``, used when the entry has none.
+
+    Returns
+    -------
+    AlertNotice
+
+    Raises
+    ------
+    IncidentLogError
+        When the entry is malformed; ``rows`` holds the one reject (its
+        ``field`` names the bad field).
+
+    Examples
+    --------
+    >>> n = read_alert({"status": "firing", "labels": {"alertname": "HighLatency"},
+    ...                 "startsAt": "2024-05-01T10:15:00Z", "endsAt": "0001-01-01T00:00:00Z"})
+    >>> n.starts, n.ends, n.resolved
+    (Timestamp('2024-05-01 10:15:00+0000', tz='UTC'), None, False)
+    """
+    rejects: list[Reject] = []
+    note = _notification(alert, payload_status, "", "alert", 0, rejects)
+    if note is None:
+        r = rejects[0]
+        raise IncidentLogError(f"{r.field}: {r.value} {r.reason}", rows=[r.to_dict()])
+    fingerprint = note.key[1] if note.key[0] == "fingerprint" else None
+    return AlertNotice(fingerprint, MappingProxyType(dict(note.labels)), note.resolved, note.starts, note.ends)
+
+
+def map_alert(labels: Mapping[str, str], topology: Topology) -> tuple[str | None, str | None]:
+    """The symptom an alert maps to by the topology's alert rules (the first matching rule wins).
+
+    Returns
+    -------
+    (str, None) or (None, str)
+        The symptom, or None and the reason no symptom of the topology matches.
+
+    Examples
+    --------
+    >>> topo = Topology.from_dict({"name": "shop", "components": [{"name": "checkout"}],
+    ...     "alerts": [{"match": {"alertname": "HighLatency"}, "symptom": "{service}.latency"}]})
+    >>> map_alert({"alertname": "HighLatency", "service": "checkout"}, topo)
+    ('checkout.latency', None)
+    >>> map_alert({"alertname": "Other"}, topo)[0] is None
+    True
+    """
+    return _map_labels(labels, topology.alert_rules, frozenset(topology.symptoms))
+
+
+def joins_incident(first: pd.Timestamp, last: pd.Timestamp, starts: pd.Timestamp, window: pd.Timedelta) -> bool:
+    """Whether an alert starting at ``starts`` joins an incident whose alerts start from ``first`` to ``last``.
+
+    Single linkage on ``startsAt``: within ``window`` of the incident's span
+    (for alerts in time order, within ``window`` of the latest one).
+    """
+    return first - window <= starts <= last + window
