@@ -45,6 +45,15 @@ run: install
 		--lead 60s --out $(OUT)/nezha-incidents.jsonl
 	$(PY) -m diagnosis score --topology data/topologies/online-boutique.yaml \
 		$(OUT)/nezha-incidents.jsonl --out $(OUT)/nezha-scored.csv
+	@echo
+	@echo "== Logs: a Train Ticket code-level fault (ts-basic-service, return) found from its logs (data/telemetry) =="
+	$(PY) -m diagnosis import nezha data/telemetry/train-ticket/fault_list.json --out $(OUT)/tt-windows.csv
+	$(PY) -m diagnosis detect --topology data/topologies/train-ticket-nezha.yaml \
+		--traces data/telemetry/train-ticket/trace --logs data/telemetry/train-ticket/log \
+		--reference data/telemetry/train-ticket/fault-free --windows $(OUT)/tt-windows.csv \
+		--lead 60s --out $(OUT)/tt-incidents.jsonl
+	$(PY) -m diagnosis score --topology data/topologies/train-ticket-nezha.yaml \
+		$(OUT)/tt-incidents.jsonl --out $(OUT)/tt-scored.csv --assume-fault
 
 test: install-test lint
 	$(PY) -m pytest -q
