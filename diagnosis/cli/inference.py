@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 from typing import TextIO
 
+from diagnosis.cli._common import guarded_outputs
 from diagnosis.exceptions import EvidenceError
 from diagnosis.inference import make_engine
 
@@ -47,6 +48,14 @@ def register(verbs) -> None:
 
 
 def _query(args: argparse.Namespace, out: TextIO, err: TextIO) -> None:
+    if args.out:
+        with guarded_outputs([args.out], [args.model, args.evidence], lock=args.out):
+            _query_run(args, out)
+    else:
+        _query_run(args, out)
+
+
+def _query_run(args: argparse.Namespace, out: TextIO) -> None:
     import numpy as np
 
     from diagnosis.inference import read_cases, read_model, write_posteriors

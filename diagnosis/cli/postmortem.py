@@ -195,9 +195,11 @@ def _timeline(args: argparse.Namespace, out: TextIO, err: TextIO) -> None:
 
 
 def _report(args: argparse.Namespace, out: TextIO, err: TextIO) -> None:
+    from diagnosis.cli._common import guarded_outputs
     from diagnosis.postmortem.report import write_report
 
-    files = write_report(
-        load_topology(args.topology), args.incidents, args.incident, args.out, escalation_cost=args.escalation_cost
-    )
+    with guarded_outputs([], [args.topology, args.incidents], folders=[args.out], lock=args.out):
+        files = write_report(
+            load_topology(args.topology), args.incidents, args.incident, args.out, escalation_cost=args.escalation_cost
+        )
     print(f"wrote {files.html} and {files.markdown} ({len(files.figures)} figures) in {files.folder}", file=out)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 from typing import TextIO
 
+from diagnosis.cli._common import guarded_outputs, log_outputs
 from diagnosis.cli._common import time_offset as _offset
 from diagnosis.model.topology import load_topology
 
@@ -96,6 +97,12 @@ def register(verbs) -> None:
 
 
 def _detect(args: argparse.Namespace, out: TextIO, err: TextIO) -> None:
+    inputs = [args.topology, args.metrics, args.traces, args.windows, args.entities]
+    with guarded_outputs([args.out, f"{args.out}.rejects.jsonl"], inputs, lock=args.out):
+        _detect_run(args, out)
+
+
+def _detect_run(args: argparse.Namespace, out: TextIO) -> None:
     from diagnosis.logs.formats import write_incidents, write_rejects
     from diagnosis.telemetry import detect, load_entity_map, read_metrics, read_spans, read_windows
 
@@ -121,6 +128,11 @@ def _detect(args: argparse.Namespace, out: TextIO, err: TextIO) -> None:
 
 
 def _import_nezha(args: argparse.Namespace, out: TextIO, err: TextIO) -> None:
+    with guarded_outputs([args.out], [args.fault_list], lock=args.out):
+        _import_nezha_run(args, out)
+
+
+def _import_nezha_run(args: argparse.Namespace, out: TextIO) -> None:
     from diagnosis.telemetry import import_nezha, write_windows
 
     windows, info = import_nezha(args.fault_list, duration=args.duration, baseline=args.baseline)
@@ -131,6 +143,13 @@ def _import_nezha(args: argparse.Namespace, out: TextIO, err: TextIO) -> None:
 
 
 def _import_alertmanager(args: argparse.Namespace, out: TextIO, err: TextIO) -> None:
+    files, folders = log_outputs(args.out, args.format)
+    rej = f"{args.out}.rejects.jsonl"
+    with guarded_outputs([*files, rej], [args.payloads, args.topology], folders=folders, lock=args.out):
+        _import_alertmanager_run(args, out)
+
+
+def _import_alertmanager_run(args: argparse.Namespace, out: TextIO) -> None:
     from diagnosis.logs.formats import write_incidents, write_rejects
     from diagnosis.telemetry.alertmanager import import_alertmanager
 
