@@ -97,6 +97,9 @@ def main(argv: Sequence[str] | None = None, *, stdout: TextIO | None = None, std
             devnull = os.open(os.devnull, os.O_WRONLY)
             os.dup2(devnull, sys.stdout.fileno())
         return 1
+    except RecursionError:  # a hostile file nested deeper than any reader handles
+        print("error: an input is nested too deeply to read (deeply nested JSON or YAML)", file=stderr)
+        return 1
     except OSError as exc:  # an operating-system error the verb did not name itself: one line, no traceback
         from diagnosis._files import os_error_message
 
