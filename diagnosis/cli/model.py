@@ -102,6 +102,8 @@ def _from_traces_run(args: argparse.Namespace, out: TextIO) -> None:
         f"wrote {path}: {len(topology.components)} components, {len(topology.dependencies)} calls seen in traces",
         file=out,
     )
+    for line in spans.report.lines():  # spans set aside or dropped, counted by reason
+        print(f"  traces: {line}", file=out)
     for line in diff.lines():
         print(f"  {line}", file=out)
 

@@ -162,5 +162,9 @@ def _import_alertmanager_run(args: argparse.Namespace, out: TextIO) -> None:
         f"wrote {summary.incidents} incidents to {path}; {len(rejects)} set aside (listed in {rej})",
         file=out,
     )
-    for name, count in sorted(summary.unmatched.items()):
-        print(f"  no rule maps alertname {name!r} ({count} alerts)", file=out)
+    # Why each unmapped alert was set aside: no rule matches, or a rule maps it to an unknown symptom.
+    from collections import Counter
+
+    reasons = Counter(r.reason for r in rejects if r.field == "labels")
+    for reason, count in sorted(reasons.items()):
+        print(f"  {count} alerts set aside: {reason}", file=out)
