@@ -14,7 +14,9 @@ from __future__ import annotations
 import csv
 import gzip
 import io
+import math
 import os
+import re
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -73,6 +75,8 @@ def read_model(path: str | os.PathLike):
         raise ModelFileError(p, f"cannot read: {exc}") from None
     if not text.strip():
         raise ModelFileError(p, "file is empty")
+    if kind.startswith(".bif"):
+        _check_bif_text(p, text)
     try:
         from diagnosis.model.pgmpy_interop import BIFReader, XMLBIFReader  # quiet pgmpy import boundary
 
@@ -89,6 +93,72 @@ def read_model(path: str | os.PathLike):
     except ModelError as exc:
         raise ModelFileError(p, str(exc)) from None
     return model
+
+
+_BIF_VARIABLE = re.compile(r"^\s*variable\s+([^\s{]+)", re.M)
+_BIF_PROBABILITY = re.compile(r"^\s*probability\s*\(\s*([^)|]+?)\s*(?:\|\s*([^)]*))?\)\s*\{", re.M)
+_BIF_NUMBER = re.compile(
+    r"(?<![\w.])([-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?|[-+]?(?:nan|inf(?:inity)?))(?![\w.])", re.I
+)
+_BIF_KEYWORDS = (
+    "network",
+    "variable",
+    "probability",
+    "property",
+    "type",
+    "table",
+    "default",
+    "}",
+    "//",
+    "/*",
+    "*",
+    "(",
+)
+
+
+def _check_bif_text(p: Path, text: str) -> None:
+    """Check what the BIF parser reports badly: stray blocks, undeclared variables, bad numbers -- with a line."""
+    lines = text.splitlines()
+    declared = {m.group(1) for m in _BIF_VARIABLE.finditer(text)}
+    if not declared:
+        bad = next(
+            (
+                (i, ln)
+                for i, ln in enumerate(lines, start=1)
+                if ln.strip() and not ln.strip().lower().startswith(_BIF_KEYWORDS)
+            ),
+            None,
+        )
+        where = (
+            f"; line {bad[0]} ({bad[1].strip()[:60]!r}) is not a 'network', 'variable' or 'probability' block"
+            if bad
+            else ""
+        )
+        raise ModelFileError(p, f"not a valid BIF network: no 'variable' declaration found{where}")
+    blocks = list(_BIF_PROBABILITY.finditer(text))
+    for k, m in enumerate(blocks):
+        line = text.count("\n", 0, m.start()) + 1
+        child = m.group(1).strip()
+        parents = [x.strip() for x in (m.group(2) or "").split(",") if x.strip()]
+        for name in (child, *parents):
+            if name not in declared:
+                raise ModelFileError(
+                    p,
+                    f"line {line}: the table 'probability ( {child}{' | ' + ', '.join(parents) if parents else ''} )' "
+                    f"names the undeclared variable {name!r}{suggest(name, declared)}",
+                )
+        end = blocks[k + 1].start() if k + 1 < len(blocks) else len(text)
+        body = text[m.end() : end]
+        body = re.sub(r"\([^)]*\)", " ", body)  # parent state names: (yes, no)
+        for num in _BIF_NUMBER.finditer(body):
+            value = float(num.group(1))
+            if not (value >= 0.0) or math.isinf(value):
+                at = line + body.count("\n", 0, num.start())
+                raise ModelFileError(
+                    p,
+                    f"line {at}: the table of {child!r} holds {num.group(1)!r}; "
+                    "probabilities must be finite numbers >= 0",
+                )
 
 
 def _states_of(model) -> Mapping[str, tuple[str, ...]]:

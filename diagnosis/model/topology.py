@@ -785,7 +785,12 @@ class _Parser:
                 raise self.fail(mpath, f"{mname!r} is reserved and cannot be a fault mode name")
             if isinstance(mspec, (int, float)) and not isinstance(mspec, bool):
                 mspec = {"prior": mspec}
-            mspec = self.mapping(mspec, mpath)
+            if not isinstance(mspec, Mapping):
+                raise self.fail(
+                    mpath,
+                    f"expected a prior probability (a number in [0, 1]) or a mapping {{prior, impact}}. "
+                    f"Got {mspec!r} instead.",
+                )
             self.check_keys(mspec, ("prior", "impact"), mpath)
             if "prior" not in mspec:
                 raise self.fail(f"{mpath}.prior", "is required")
