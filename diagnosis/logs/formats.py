@@ -23,6 +23,7 @@ import gzip
 import json
 import math
 import os
+import re
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -224,6 +225,8 @@ def _iter_jsonl(path: Path, chunk_size: int, skip: int):
             in_chunk += 1
             try:
                 rec = json.loads(line)
+                if _SURROGATE.search(line):
+                    raise _Bad(*_bad_utf8(rec, line))
                 _add_record(raw, rec, f"line {lineno}")
             except json.JSONDecodeError as exc:
                 rejects.append(
@@ -249,12 +252,26 @@ def _iter_jsonl(path: Path, chunk_size: int, skip: int):
                 )
             except _Bad as exc:
                 iid = rec.get("id") if isinstance(rec, Mapping) and isinstance(rec.get("id"), str) else None
+                iid = None if iid is not None and _SURROGATE.search(iid) else iid
                 rejects.append(Reject(source, f"line {lineno}", iid, exc.field, short_repr(exc.value), exc.reason))
             if in_chunk == chunk_size:
                 yield _finish(raw, rejects, source)
                 raw, rejects, in_chunk = _Raw(), [], 0
     if in_chunk or tail:
         yield _finish(raw, rejects + tail, source)
+
+
+_SURROGATE = re.compile("[\udc80-\udcff]")  # an invalid UTF-8 byte, kept by errors="surrogateescape"
+
+
+def _bad_utf8(rec: Any, line: str) -> tuple[str, str, str]:
+    """(field, value, reason) of a record holding bytes that are not UTF-8: set aside, never scored with a changed id."""
+    field = "(line)"
+    if isinstance(rec, Mapping):
+        field = next((k for k, v in rec.items() if _SURROGATE.search(json.dumps(v, ensure_ascii=False))), field)
+    value = line.strip().encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+    where = _SURROGATE.search(line).start()
+    return field, value, f"holds bytes that are not valid UTF-8 (first at character {where})"
 
 
 def _lines(fh, path: Path, rejects: list[Reject]):
@@ -458,7 +475,7 @@ def _csv_paths(path: Path) -> dict[str, Path]:
 
 def _read_csv(p: Path, **kw):
     try:
-        return pd.read_csv(p, dtype=str, keep_default_na=False, na_values=[""], encoding_errors="surrogateescape", **kw)
+        return pd.read_csv(p, dtype=str, keep_default_na=False, na_values=[""], **kw)
     except (OSError, ValueError, pd.errors.ParserError) as exc:
         raise IncidentLogError(f"{p}: cannot read CSV: {exc}") from None
 

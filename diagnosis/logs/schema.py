@@ -360,16 +360,6 @@ def _times(s: pd.Series) -> tuple[pd.Series, np.ndarray]:
     return parsed.astype("datetime64[ns, UTC]"), bad
 
 
-def _has_surrogate(x) -> bool:
-    if not isinstance(x, str):
-        return False
-    try:
-        x.encode("utf-8")
-    except UnicodeEncodeError:
-        return True
-    return False
-
-
 def _str_or_none(s: pd.Series) -> pd.Series:
     return s.astype(object).where(s.notna(), None)
 
@@ -400,12 +390,6 @@ def frame_from_raw(
     pos = np.arange(n)
     ids_ok = _nonempty_str(inc["id"])
     flags.set(pos[~ids_ok], "id", _pick(inc["id"], ~ids_ok), "must be a non-empty string")
-    for col in ("id", "topology"):
-        # Readers keep an invalid UTF-8 byte as a lone surrogate: set the record aside, never score a changed id.
-        bad_utf8 = _nonempty_str(inc[col]) & inc[col].astype(object).map(_has_surrogate).to_numpy(dtype=bool)
-        flags.set(pos[bad_utf8], col, _pick(inc[col], bad_utf8), "holds bytes that are not valid UTF-8")
-        if col == "id":
-            ids_ok = ids_ok & ~bad_utf8
     dup = inc["id"].duplicated(keep="first").to_numpy() & ids_ok
     if dup.any():
         first_loc = dict(zip(inc["id"][~inc["id"].duplicated(keep="first")], inc["_loc"]))

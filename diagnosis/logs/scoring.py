@@ -785,11 +785,16 @@ def score_log(
             parts.mkdir(exist_ok=True)
         except OSError as exc:
             raise OutputError(os_error_message(parts, exc, "cannot prepare the work folder")) from None
-        return _run(
-            topology, inp, out, out_fmt, parts, trash, plan, fp,
-            chunk_size=chunk_size, top_k=top_k, engine=engine, engine_name=engine_name,
-            scheduler=scheduler, progress=progress, iter_frames=iter_incident_frames, write_text=_write_text,
-        )  # fmt: skip
+        try:
+            return _run(
+                topology, inp, out, out_fmt, parts, trash, plan, fp,
+                chunk_size=chunk_size, top_k=top_k, engine=engine, engine_name=engine_name,
+                scheduler=scheduler, progress=progress, iter_frames=iter_incident_frames, write_text=_write_text,
+            )  # fmt: skip
+        except BaseException:
+            if parts.is_dir() and not _done(parts):  # nothing finished: leave no work folder behind
+                shutil.rmtree(parts, ignore_errors=True)
+            raise
 
 
 def _run(
