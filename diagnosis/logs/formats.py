@@ -117,9 +117,34 @@ def iter_incident_frames(
 
 
 def read_incidents(path: str | os.PathLike) -> tuple[IncidentFrame, list[Reject]]:
-    """Read a whole incident log: ``(frame, rejects)``."""
+    """Read a whole incident log: ``(frame, rejects)``.
+
+    An incident id already held by an earlier record (in any chunk) is set
+    aside as a duplicate, as within a chunk.
+    """
     frames, rejects = [], []
+    seen: dict[str, str] = {}
     for f, r in iter_incident_frames(path, chunk_size=100_000):
+        ids = f.incidents["id"].to_numpy(dtype=object)
+        dup = np.fromiter((i in seen for i in ids), dtype=bool, count=len(ids))
+        if dup.any():
+            for iid in ids[dup]:
+                r.append(
+                    Reject(
+                        str(path),
+                        f.location.get(iid, f"incident {iid}"),
+                        iid,
+                        "id",
+                        short_repr(iid),
+                        f"duplicate incident id (first at {seen[iid]})",
+                    )
+                )
+            f = f.select(ids[~dup])
+        for rej in r:
+            if rej.incident_id:
+                seen.setdefault(rej.incident_id, rej.location)
+        for iid, loc in f.location.items():
+            seen.setdefault(iid, loc)
         frames.append(f)
         rejects.extend(r)
     return IncidentFrame.concat(frames), rejects

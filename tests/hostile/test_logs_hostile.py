@@ -174,3 +174,18 @@ def test_zero_scored_rows_csv_still_has_a_header(small_log, tmp_path):
     assert code == 0, err
     df = pd.read_csv(tmp_path / "s.csv")
     assert len(df) == 0 and df.columns[0] == "incident_id" and "posterior" in df.columns
+
+
+def test_read_incidents_sets_aside_duplicates_across_chunks(small_log, tmp_path, monkeypatch):
+    import diagnosis.logs.formats as formats
+
+    lines = _lines(small_log)
+    lines.append(lines[0])
+    log = tmp_path / "log.jsonl"
+    log.write_text("\n".join(lines) + "\n")
+    real = formats.iter_incident_frames
+    monkeypatch.setattr(formats, "iter_incident_frames", lambda p, chunk_size: real(p, chunk_size=50))
+    frame, rejects = formats.read_incidents(log)
+    assert len(frame) == 120 and frame.incidents["id"].is_unique
+    (rej,) = rejects
+    assert rej.location == "line 121" and rej.reason == "duplicate incident id (first at line 1)"

@@ -7,7 +7,7 @@ import shutil
 from pathlib import Path
 
 import pytest
-from hostile_helpers import WEBSHOP, files_in, refused
+from hostile_helpers import WEBSHOP, files_in, refused, run
 
 from diagnosis._files import check_outputs, output_lock
 from diagnosis.exceptions import OutputError
@@ -134,6 +134,10 @@ def test_read_only_folder_is_a_one_line_error(small_log, tmp_path):
         pytest.skip("needs root (a read-only tmpfs mount) -- run as root or in CI")
     ro = tmp_path / "ro"
     ro.mkdir()
+    net = tmp_path / "w.bif"
+    assert run("export", WEBSHOP, "--to", net)[0] == 0
+    alerts = tmp_path / "alerts.json"
+    alerts.write_text('{"status": "firing", "alerts": []}')
     subprocess_run(["mount", "-t", "tmpfs", "-o", "size=1m,ro", "tmpfs", str(ro)])
     try:
         for argv in (
@@ -141,7 +145,10 @@ def test_read_only_folder_is_a_one_line_error(small_log, tmp_path):
             ["score", "-t", WEBSHOP, small_log, "--out", ro / "s.jsonl"],
             ["export", WEBSHOP, "--to", ro / "n.bif"],
             ["convert", small_log, "--out", ro / "c.parquet"],
-        ):
+            ["query", "--model", net, "--observe", "symptom__db__latency=fired", "--target", "fault__db",
+             "--out", ro / "p.csv"],
+            ["import", "alertmanager", alerts, "-t", WEBSHOP, "--out", ro / "a.jsonl"],
+        ):  # fmt: skip
             refused(argv, str(ro), "read-only file system")
         assert os.listdir(ro) == []
     finally:
