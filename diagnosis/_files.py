@@ -102,9 +102,12 @@ def check_outputs(
         does not exist or is a file.
     """
     known: dict[object, str] = {}
+    input_folders: list[tuple[str, str]] = []
     for inp in inputs:
         if inp is None:
             continue
+        if Path(inp).is_dir():
+            input_folders.append((os.path.realpath(inp), str(inp)))
         for f in _input_files(Path(inp)):
             real, ident = _identity(f)
             known[real] = str(inp)
@@ -130,6 +133,12 @@ def check_outputs(
             raise OutputError(
                 f"{out}: the output {how} the input {hit!r}; writing it would destroy the input. Choose another output"
             )
+        for folder_real, name in input_folders:
+            if real.startswith(folder_real + os.sep):
+                raise OutputError(
+                    f"{out}: the output is inside the input folder {name!r}; it would be read as input by the "
+                    "next run. Choose another output"
+                )
         if out.is_dir() and out not in folder_list:
             raise OutputError(f"{out}: the output is an existing folder; give a file name")
         parent = out.parent

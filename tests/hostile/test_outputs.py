@@ -9,9 +9,6 @@ from pathlib import Path
 import pytest
 from hostile_helpers import WEBSHOP, files_in, refused, run
 
-from diagnosis._files import check_outputs, output_lock
-from diagnosis.exceptions import OutputError
-
 
 def _links(src: Path, folder: Path) -> dict[str, Path]:
     sym = folder / f"sym-{src.name}"
@@ -107,6 +104,9 @@ def test_parts_path_that_is_a_file_is_one_clear_error(small_log, tmp_path):
 
 
 def test_check_outputs_compares_inodes_and_resolved_paths(tmp_path):
+    from diagnosis._files import check_outputs
+    from diagnosis.exceptions import OutputError
+
     a = tmp_path / "a.txt"
     a.write_text("x")
     os.link(a, tmp_path / "b.txt")
@@ -118,6 +118,9 @@ def test_check_outputs_compares_inodes_and_resolved_paths(tmp_path):
 
 
 def test_the_lock_names_the_holder_and_is_released(tmp_path):
+    from diagnosis._files import output_lock
+    from diagnosis.exceptions import OutputError
+
     out = tmp_path / "o.jsonl"
     with output_lock(out) as lock:
         assert lock.read_text().strip() == str(os.getpid())
@@ -167,3 +170,11 @@ def subprocess_run(cmd):
     import subprocess
 
     subprocess.run(cmd, check=True, capture_output=True)
+
+
+def test_an_output_inside_an_input_folder_is_refused(small_log, tmp_path):
+    parts = tmp_path / "log"
+    parts.mkdir()
+    assert run("convert", small_log, "--out", parts / "part-0.parquet")[0] == 0
+    refused(["score", "-t", WEBSHOP, parts, "--out", parts / "scored.parquet"], "inside the input folder")
+    assert files_in(parts) == {"part-0.parquet", "part-0.parquet.rejects.jsonl"}
