@@ -167,6 +167,30 @@ def test_kill_9_then_a_plain_rerun_equals_an_uninterrupted_run(reference, tmp_pa
     }
 
 
+@pytest.mark.parametrize("point", ["between_chunks", "final_merge", "final_cleanup"])
+def test_kill_9_on_a_parquet_log_then_a_plain_rerun_equals_an_uninterrupted_run(reference, tmp_path, point):
+    ref_log, _, _ = reference
+    log = tmp_path / "log.parquet"
+    code, _, err = run("convert", ref_log, "--out", log, "--rejects", tmp_path / "convert.rejects.jsonl")
+    assert code == 0, err
+    (tmp_path / "convert.rejects.jsonl").unlink()
+    whole = tmp_path / "whole.jsonl"
+    code, stdout, err = run(*_score_argv(log, whole))
+    assert code == 0, err
+    out = tmp_path / "scored.jsonl"
+    proc = _child(KILLS[point], _score_argv(log, out), out)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == -signal.SIGKILL, err
+    code, again, err = run(*_score_argv(log, out))
+    assert code == 0, err
+    assert out.read_bytes() == whole.read_bytes()
+    assert json.loads(again)["metrics"] == json.loads(stdout)["metrics"]
+    assert files_in(tmp_path) == {
+        "log.parquet", "whole.jsonl", "whole.jsonl.rejects.jsonl", "whole.jsonl.summary.json",
+        "scored.jsonl", "scored.jsonl.rejects.jsonl", "scored.jsonl.summary.json",
+    }  # fmt: skip
+
+
 def test_a_stale_parts_folder_says_what_to_do_and_restart_discards_it(reference, tmp_path):
     ref_log, ref_out, ref_summary = reference
     log = tmp_path / "log.jsonl"
