@@ -81,6 +81,7 @@ def check_outputs(
     inputs: Iterable[str | os.PathLike | None],
     *,
     folders: Iterable[str | os.PathLike] = (),
+    not_inside_inputs: bool = False,
 ) -> None:
     """Refuse outputs that would destroy an input or cannot be written; call before any work.
 
@@ -93,6 +94,9 @@ def check_outputs(
     folders : iterable of path-like
         Outputs that are folders (a CSV log, a report folder): they may exist
         as folders, and no input may be inside them.
+    not_inside_inputs : bool, default False
+        Also refuse an output inside an input folder (an incident log that is
+        a folder of parts: the output would be read as a part next time).
 
     Raises
     ------
@@ -106,7 +110,7 @@ def check_outputs(
     for inp in inputs:
         if inp is None:
             continue
-        if Path(inp).is_dir():
+        if not_inside_inputs and Path(inp).is_dir():
             input_folders.append((os.path.realpath(inp), str(inp)))
         for f in _input_files(Path(inp)):
             real, ident = _identity(f)

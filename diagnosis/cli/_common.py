@@ -27,7 +27,12 @@ def _flat(paths) -> list[str]:
 
 @contextlib.contextmanager
 def guarded_outputs(
-    outputs: Iterable, inputs: Iterable, *, folders: Iterable = (), lock: str | Path | None = None
+    outputs: Iterable,
+    inputs: Iterable,
+    *,
+    folders: Iterable = (),
+    lock: str | Path | None = None,
+    not_inside_inputs: bool = False,
 ) -> Iterator[None]:
     """Check a verb's outputs against its inputs before any work, and hold the output's lock for the run.
 
@@ -36,7 +41,7 @@ def guarded_outputs(
     outputs are removed once the lock is held.
     """
     outs = _flat(outputs)
-    check_outputs(outs, _flat(inputs), folders=_flat(folders))
+    check_outputs(outs, _flat(inputs), folders=_flat(folders), not_inside_inputs=not_inside_inputs)
     if lock is None:
         yield
         return

@@ -145,7 +145,7 @@ def _convert(args: argparse.Namespace, out: TextIO, err: TextIO) -> None:
 
     rej = args.rejects or f"{args.out}.rejects.jsonl"
     files, folders = log_outputs(args.out, args.format)
-    with guarded_outputs([*files, rej], [args.incidents], folders=folders, lock=args.out):
+    with guarded_outputs([*files, rej], [args.incidents], folders=folders, lock=args.out, not_inside_inputs=True):
         frame, rejects = read_incidents(args.incidents)
         path = write_incidents(frame, args.out, format=args.format)
         write_rejects(rejects, rej)

@@ -758,7 +758,7 @@ def score_log(
     if not out.parent.is_dir():
         raise IncidentLogError(f"{out}: folder {str(out.parent)!r} does not exist")
     rejects_path, summary_path = Path(f"{out}.rejects.jsonl"), Path(f"{out}.summary.json")
-    check_outputs([out, rejects_path, summary_path], [inp])
+    check_outputs([out, rejects_path, summary_path], [inp], not_inside_inputs=True)
     parts = out.parent / f"{out.name}.parts"
     trash = out.parent / f".{out.name}.parts.old"
     if parts.exists() and not parts.is_dir():

@@ -177,4 +177,5 @@ def test_an_output_inside_an_input_folder_is_refused(small_log, tmp_path):
     parts.mkdir()
     assert run("convert", small_log, "--out", parts / "part-0.parquet")[0] == 0
     refused(["score", "-t", WEBSHOP, parts, "--out", parts / "scored.parquet"], "inside the input folder")
+    refused(["convert", parts, "--out", parts / "again.parquet"], "inside the input folder")
     assert files_in(parts) == {"part-0.parquet", "part-0.parquet.rejects.jsonl"}
