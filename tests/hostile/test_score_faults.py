@@ -211,12 +211,14 @@ def test_two_runs_on_one_out_never_mix(reference, small_log, tmp_path):
     ref_log, ref_out, _ = reference
     out = tmp_path / "scored.jsonl"
     slow = """
-        import time, diagnosis.logs.scoring as s
+        import os, time, diagnosis.logs.scoring as s
         orig = s._write_part
         def patched(*a):
             orig(*a)
             open(OUT + ".ready", "w").close()
-            time.sleep(3)
+            deadline = time.time() + 60
+            while not os.path.exists(OUT + ".go") and time.time() < deadline:
+                time.sleep(0.05)  # hold the lock, mid-run, until the second run has tried
         s._write_part = patched
     """
     proc = _child(slow, _score_argv(ref_log, out), out)
@@ -230,9 +232,18 @@ def test_two_runs_on_one_out_never_mix(reference, small_log, tmp_path):
         err = refused(_score_argv(other, out), str(out), f"another run (pid {proc.pid})")
         assert "Traceback" not in err
     finally:
+        Path(f"{out}.go").touch()
         _, err = proc.communicate(timeout=120)
     assert proc.returncode == 0, err
     assert out.read_bytes() == ref_out.read_bytes()  # the first run's log alone
+    Path(f"{out}.ready").unlink()
+    Path(f"{out}.go").unlink()
+    assert files_in(tmp_path) == {
+        "other.jsonl",
+        "scored.jsonl",
+        "scored.jsonl.rejects.jsonl",
+        "scored.jsonl.summary.json",
+    }
 
 
 def test_full_disk_is_a_one_line_error_and_leaves_no_partial_output(reference, tmp_path):
