@@ -77,6 +77,8 @@ def read_model(path: str | os.PathLike):
         raise ModelFileError(p, "file is empty")
     if kind.startswith(".bif"):
         _check_bif_text(p, text)
+    else:
+        _check_xmlbif_text(p, text)
     try:
         from diagnosis.model.pgmpy_interop import BIFReader, XMLBIFReader  # quiet pgmpy import boundary
 
@@ -158,6 +160,35 @@ def _check_bif_text(p: Path, text: str) -> None:
                     p,
                     f"line {at}: the table of {child!r} holds {num.group(1)!r}; "
                     "probabilities must be finite numbers >= 0",
+                )
+
+
+def _check_xmlbif_text(p: Path, text: str) -> None:
+    """The XMLBIF twin of :func:`_check_bif_text`: undeclared variables and bad numbers, named with the variable."""
+    import xml.etree.ElementTree as ET
+
+    try:
+        root = ET.fromstring(text)
+    except ET.ParseError as exc:
+        raise ModelFileError(p, f"not valid XML: {exc}") from None
+    except RecursionError:
+        raise ModelFileError(p, "not valid XML: nested too deeply") from None
+    declared = {(v.findtext("NAME") or "").strip() for v in root.iter("VARIABLE")}
+    for d in root.iter("DEFINITION"):
+        child = (d.findtext("FOR") or "").strip()
+        for name in (child, *((g.text or "").strip() for g in d.findall("GIVEN"))):
+            if name not in declared:
+                raise ModelFileError(
+                    p, f"the DEFINITION of {child!r} names the undeclared variable {name!r}{suggest(name, declared)}"
+                )
+        for cell in (d.findtext("TABLE") or "").split():
+            try:
+                value = float(cell)
+            except ValueError:
+                raise ModelFileError(p, f"the TABLE of {child!r} holds {cell!r}, which is not a number") from None
+            if not (value >= 0.0) or math.isinf(value):
+                raise ModelFileError(
+                    p, f"the TABLE of {child!r} holds {cell!r}; probabilities must be finite numbers >= 0"
                 )
 
 

@@ -43,14 +43,42 @@ def test_bad_bif_names_line_variable_and_value(tmp_path, old, new, needles):
     refused(["query", "--model", path, "--target", "A"], str(path), *needles)
 
 
+GOOD_XMLBIF = """<?xml version='1.0' encoding='utf-8'?>
+<BIF VERSION="0.3"><NETWORK><NAME>unknown</NAME>
+<VARIABLE TYPE="nature"><NAME>A</NAME><OUTCOME>yes</OUTCOME><OUTCOME>no</OUTCOME></VARIABLE>
+<VARIABLE TYPE="nature"><NAME>B</NAME><OUTCOME>yes</OUTCOME><OUTCOME>no</OUTCOME></VARIABLE>
+<DEFINITION><FOR>A</FOR><TABLE>0.3 0.7 </TABLE></DEFINITION>
+<DEFINITION><FOR>B</FOR><GIVEN>A</GIVEN><TABLE>0.9 0.1 0.2 0.8 </TABLE></DEFINITION>
+</NETWORK></BIF>
+"""
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "needles"),
+    [
+        ("0.3 0.7 ", "-0.3 1.3 ", ["TABLE of 'A'", "'-0.3'", ">= 0"]),
+        ("0.3 0.7 ", "nan 0.7 ", ["TABLE of 'A'", "'nan'", "finite"]),
+        ("0.9 0.1 ", "0.9 x ", ["TABLE of 'B'", "'x'", "not a number"]),
+        ("<GIVEN>A</GIVEN>", "<GIVEN>C</GIVEN>", ["DEFINITION of 'B'", "undeclared variable 'C'"]),
+        ("</NETWORK></BIF>", "</NETWORK>", ["not valid XML"]),
+    ],
+    ids=["negative", "nan", "not-a-number", "undeclared", "truncated"],
+)
+def test_bad_xmlbif_names_variable_and_value(tmp_path, old, new, needles):
+    path = tmp_path / "m.xmlbif"
+    path.write_text(GOOD_XMLBIF.replace(old, new))
+    refused(["query", "--model", path, "--target", "A"], str(path), *needles)
+
+
 def test_good_bif_still_reads(tmp_path):
     from hostile_helpers import run
 
-    path = tmp_path / "m.bif"
-    path.write_text(GOOD_BIF)
-    code, out, err = run("query", "--model", path, "--target", "A")
-    assert code == 0, err
-    assert "A: yes=0.3, no=0.7" in out
+    for name, text in (("m.bif", GOOD_BIF), ("m.xmlbif", GOOD_XMLBIF)):
+        path = tmp_path / name
+        path.write_text(text)
+        code, out, err = run("query", "--model", path, "--target", "A")
+        assert code == 0, err
+        assert "A: yes=0.3, no=0.7" in out
 
 
 @pytest.mark.parametrize("value", ['"high"', "true", "[0.1]"])
