@@ -7,6 +7,8 @@ import json
 import os
 from pathlib import Path
 
+import pytest
+
 from diagnosis import bundled_topology
 from diagnosis.cli import main
 
@@ -43,3 +45,13 @@ def read_jsonl(path) -> list[dict]:
 
 def is_root() -> bool:
     return hasattr(os, "geteuid") and os.geteuid() == 0
+
+
+@pytest.fixture(scope="session", name="small_log")
+def small_log_fixture(tmp_path_factory) -> Path:
+    """120 simulated incidents of the webshop, as JSON Lines."""
+    folder = tmp_path_factory.mktemp("log")
+    path = folder / "log.jsonl"
+    code, _, err = run("simulate", "-t", WEBSHOP, "-n", 120, "--seed", 7, "--out", path)
+    assert code == 0, err
+    return path

@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import time
 
+import hostile_helpers
 import pytest
 from hostile_helpers import WEBSHOP, refused
+
+small_log_fixture = hostile_helpers.small_log_fixture  # the shared fixture "small_log"
 
 
 def _bomb(levels: int = 9) -> str:

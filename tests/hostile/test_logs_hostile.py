@@ -6,11 +6,14 @@ import gzip
 import json
 from pathlib import Path
 
+import hostile_helpers
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 from hostile_helpers import WEBSHOP, files_in, read_jsonl, refused, run
+
+small_log_fixture = hostile_helpers.small_log_fixture  # the shared fixture "small_log"
 
 
 def _score(log, out):

@@ -6,8 +6,11 @@ import os
 import shutil
 from pathlib import Path
 
+import hostile_helpers
 import pytest
 from hostile_helpers import WEBSHOP, files_in, refused, run
+
+small_log_fixture = hostile_helpers.small_log_fixture  # the shared fixture "small_log"
 
 
 def _links(src: Path, folder: Path) -> dict[str, Path]:

@@ -19,8 +19,11 @@ import textwrap
 import time
 from pathlib import Path
 
+import hostile_helpers
 import pytest
 from hostile_helpers import WEBSHOP, files_in, is_root, read_jsonl, refused, run
+
+small_log_fixture = hostile_helpers.small_log_fixture  # the shared fixture "small_log"
 
 ROOT = Path(__file__).resolve().parents[2]
 CHUNK = 25
