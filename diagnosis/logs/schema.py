@@ -389,6 +389,8 @@ def frame_from_raw(
     flags = _Flags(n)
     pos = np.arange(n)
     ids_ok = _nonempty_str(inc["id"])
+    no_id = _is_null(inc["id"])
+    flags.set(pos[no_id], "id", None, "is required")
     flags.set(pos[~ids_ok], "id", _pick(inc["id"], ~ids_ok), "must be a non-empty string")
     dup = inc["id"].duplicated(keep="first").to_numpy() & ids_ok
     if dup.any():

@@ -28,11 +28,12 @@ def _lines(small_log: Path) -> list[str]:
     ("edit", "location", "field", "reason"),
     [
         (lambda r: r.pop("opened"), "line 1", "opened", "is required"),
-        (lambda r: r.pop("id"), "line 1", "id", "must be a non-empty string"),
+        (lambda r: r.pop("id"), "line 1", "id", "is required"),
+        (lambda r: r.__setitem__("id", ""), "line 1", "id", "must be a non-empty string"),
         (lambda r: r.__setitem__("opened", 12), "line 1", "opened", "is not an ISO 8601 time"),
         (lambda r: r.__setitem__("observations", "db.latency=fired"), "line 1", "observations", "must be a list"),
     ],
-    ids=["no-opened", "no-id", "opened-number", "observations-string"],
+    ids=["no-opened", "no-id", "empty-id", "opened-number", "observations-string"],
 )
 def test_one_bad_jsonl_record_is_a_reject(small_log, tmp_path, edit, location, field, reason):
     lines = _lines(small_log)
