@@ -11,6 +11,7 @@ so callers (and the CLI) can catch one type::
      │    ├── ModelTooLargeError                exact inference does not fit the memory budget
      │    └── ModelFileError                    a BIF/XMLBIF file is missing or invalid
      ├── TelemetryError     (also ValueError)  metrics, traces, logs or windows that cannot be read
+     ├── OutputError        (also OSError)     an output that is an input, is in use by another run, or cannot be written
      ├── ParameterError     (also ValueError, TypeError)  a bad argument to a public function
      └── NotFittedError     (also AttributeError)
 
@@ -37,6 +38,7 @@ __all__ = [
     "ModelFileError",
     "ModelTooLargeError",
     "NotFittedError",
+    "OutputError",
     "ParameterError",
     "TelemetryError",
     "TopologyError",
@@ -127,6 +129,16 @@ class ModelFileError(ModelError):
 
 class TelemetryError(DiagnosisError, ValueError):
     """Telemetry (metrics, traces, logs, windows, fault lists) cannot be read or used."""
+
+
+class OutputError(DiagnosisError, OSError):
+    """An output path is an input (same file, hard link or symlink), is held by another run, or cannot be written.
+
+    The message names the path and the cause.
+    """
+
+    def __str__(self) -> str:  # OSError's own __str__ would show the args tuple
+        return str(self.args[0]) if self.args else ""
 
 
 class ParameterError(DiagnosisError, ValueError, TypeError):

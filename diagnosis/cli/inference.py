@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 from typing import TextIO
 
+from diagnosis.cli._common import guarded_outputs
 from diagnosis.exceptions import EvidenceError
 from diagnosis.inference import make_engine
 
@@ -37,7 +38,8 @@ def register(verbs) -> None:
     p.add_argument(
         "--out",
         metavar="FILE",
-        help="posteriors (.csv or .parquet): one row per case, one column per VAR=STATE; default: print",
+        help="posteriors (.csv or .parquet): one row per case (first column: the cases' id column, or their row "
+        "number), one column per VAR=STATE; default: print",
     )
     p.add_argument("--engine", choices=("auto", "exact", "approximate", "reference"), default="auto")
     p.add_argument(
@@ -47,6 +49,14 @@ def register(verbs) -> None:
 
 
 def _query(args: argparse.Namespace, out: TextIO, err: TextIO) -> None:
+    if args.out:
+        with guarded_outputs([args.out], [args.model, args.evidence], lock=args.out):
+            _query_run(args, out)
+    else:
+        _query_run(args, out)
+
+
+def _query_run(args: argparse.Namespace, out: TextIO) -> None:
     import numpy as np
 
     from diagnosis.inference import read_cases, read_model, write_posteriors
@@ -60,8 +70,9 @@ def _query(args: argparse.Namespace, out: TextIO, err: TextIO) -> None:
             raise EvidenceError(f"unknown target variable {t!r}{suggest(t, engine.states)}")
     if args.evidence and args.observe:
         raise EvidenceError("give cases either with --evidence CASES.csv or with --observe, not both")
+    case_ids = None
     if args.evidence:
-        evidence, n = read_cases(args.evidence, engine)
+        evidence, n, case_ids = read_cases(args.evidence, engine, with_ids=True)
     else:
         evidence, n = {}, 1
         for item in args.observe:
@@ -79,7 +90,7 @@ def _query(args: argparse.Namespace, out: TextIO, err: TextIO) -> None:
             evidence[var] = np.array([engine.states[var].index(state)])
     post = engine.query(args.target, evidence, n_cases=n)
     if args.out:
-        path = write_posteriors(args.out, post, engine)
+        path = write_posteriors(args.out, post, engine, case_ids=case_ids)
         print(
             f"wrote posteriors of {len(args.target)} variables for {n} cases to {path} (engine {engine.name}, {engine.kind})",
             file=out,

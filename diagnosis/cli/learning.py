@@ -6,6 +6,7 @@ import argparse
 import json
 from typing import TextIO
 
+from diagnosis.cli._common import guarded_outputs
 from diagnosis.model.topology import load_topology
 
 __all__ = ["register"]
@@ -50,16 +51,18 @@ def register(verbs) -> None:
 def _fit(args: argparse.Namespace, out: TextIO, err: TextIO) -> None:
     from diagnosis.learning import fit_topology
 
-    report = fit_topology(
-        load_topology(args.topology),
-        args.incidents,
-        args.out,
-        prior_weight=args.prior_weight,
-        pooling=not args.no_pooling,
-        half_life=args.half_life,
-        interval=args.interval,
-        max_iter=args.max_iter,
-    )
+    outputs = [args.out, f"{args.out}.provenance.json"]
+    with guarded_outputs(outputs, [args.topology, args.incidents], lock=args.out):
+        report = fit_topology(
+            load_topology(args.topology),
+            args.incidents,
+            args.out,
+            prior_weight=args.prior_weight,
+            pooling=not args.no_pooling,
+            half_life=args.half_life,
+            interval=args.interval,
+            max_iter=args.max_iter,
+        )
     if args.format == "json":
         json.dump(report.to_dict(), out, indent=2, default=str)
         out.write("\n")

@@ -6,6 +6,7 @@ import argparse
 import json
 from typing import TextIO
 
+from diagnosis.cli._common import guarded_outputs, log_outputs
 from diagnosis.cli._common import table as _table
 from diagnosis.exceptions import ParameterError
 from diagnosis.inference import ENGINES
@@ -54,6 +55,11 @@ def register(verbs) -> None:
     p.add_argument("--engine", choices=ENGINES, default=ENGINES[0], help="inference engine (default: %(default)s)")
     p.add_argument("--scheduler", metavar="ADDRESS", help="score on a Dask distributed cluster (Parquet logs)")
     p.add_argument("--format", choices=("table", "json"), default="table", help="how to print the summary")
+    p.add_argument(
+        "--restart",
+        action="store_true",
+        help="discard the work of an earlier, unfinished run with other arguments (SCORED.parts) and start over",
+    )
     p.set_defaults(func=_score)
     p = verbs.add_parser("convert", help="convert an incident log between JSON Lines, Parquet and CSV")
     p.add_argument("incidents", metavar="INCIDENTS")
@@ -64,12 +70,18 @@ def register(verbs) -> None:
 
 
 def _simulate(args: argparse.Namespace, out: TextIO, err: TextIO) -> None:
+    if args.n < 0:
+        raise ParameterError(f"-n must be >= 0. Got {args.n!r} instead.")
+    files, folders = log_outputs(args.out, args.format)
+    with guarded_outputs(files, [args.topology], folders=folders, lock=args.out):
+        _simulate_run(args, out)
+
+
+def _simulate_run(args: argparse.Namespace, out: TextIO) -> None:
     from diagnosis.logs.formats import write_incidents
     from diagnosis.logs.simulate import iter_simulate
 
     topology = load_topology(args.topology)
-    if args.n < 0:
-        raise ParameterError(f"-n must be >= 0. Got {args.n!r} instead.")
     counts = {"incidents": 0, "cause": 0, "observations": 0, "actions": 0}
 
     def counted(frames):
@@ -96,6 +108,14 @@ def _simulate(args: argparse.Namespace, out: TextIO, err: TextIO) -> None:
 def _score(args: argparse.Namespace, out: TextIO, err: TextIO) -> None:
     from diagnosis.logs.scoring import score_log
 
+    if args.top_k < 1:
+        raise ParameterError(f"--top-k must be an int >= 1. Got {args.top_k!r} instead.")
+    if args.chunk_size < 1:
+        raise ParameterError(f"--chunk-size must be an int >= 1. Got {args.chunk_size!r} instead.")
+    # score_log checks its outputs against the log and takes the output's lock; the topology file is ours to guard.
+    side = [f"{args.out}.rejects.jsonl", f"{args.out}.summary.json"]
+    with guarded_outputs([args.out, *side], [args.topology]):
+        pass
     topology = load_topology(args.topology)
     summary = score_log(
         topology,
@@ -107,6 +127,7 @@ def _score(args: argparse.Namespace, out: TextIO, err: TextIO) -> None:
         scheduler=args.scheduler,
         progress=err.isatty() if hasattr(err, "isatty") else False,
         assume_fault=args.assume_fault,
+        restart=args.restart,
     )
     if args.format == "json":
         json.dump(summary.to_dict(), out, indent=2)
@@ -128,8 +149,10 @@ def _score(args: argparse.Namespace, out: TextIO, err: TextIO) -> None:
 def _convert(args: argparse.Namespace, out: TextIO, err: TextIO) -> None:
     from diagnosis.logs.formats import read_incidents, write_incidents, write_rejects
 
-    frame, rejects = read_incidents(args.incidents)
-    path = write_incidents(frame, args.out, format=args.format)
     rej = args.rejects or f"{args.out}.rejects.jsonl"
-    write_rejects(rejects, rej)
+    files, folders = log_outputs(args.out, args.format)
+    with guarded_outputs([*files, rej], [args.incidents], folders=folders, lock=args.out, not_inside_inputs=True):
+        frame, rejects = read_incidents(args.incidents)
+        path = write_incidents(frame, args.out, format=args.format)
+        write_rejects(rejects, rej)
     print(f"wrote {len(frame)} incidents to {path}; {len(rejects)} set aside (listed in {rej})", file=out)

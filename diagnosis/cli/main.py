@@ -22,13 +22,35 @@ from diagnosis.cli import model as model_cli
 from diagnosis.cli import postmortem as postmortem_cli
 from diagnosis.cli import serve as serve_cli
 from diagnosis.cli import telemetry as telemetry_cli
-from diagnosis.exceptions import DiagnosisError
+from diagnosis.exceptions import DiagnosisError, suggest
 
 __all__ = ["build_parser", "main"]
 
 
+class _Parser(argparse.ArgumentParser):
+    """An argument parser that reports a misspelt option first, not the required option it hides.
+
+    ``--topolgy T`` would otherwise be reported as "the following arguments
+    are required: --topology".
+    """
+
+    def parse_known_args(self, args=None, namespace=None):
+        if self._subparsers is None and args is not None:
+            known = [s for s in self._option_string_actions if s.startswith("--")]
+            for token in args:
+                if token == "--":
+                    break
+                if not token.startswith("--"):
+                    continue
+                name = token.split("=", 1)[0]
+                if name in self._option_string_actions or any(k.startswith(name) for k in known):
+                    continue
+                self.error(f"unrecognized argument {name!r}{suggest(name, known)}")
+        return super().parse_known_args(args, namespace)
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="diagnosis",
         description="Probabilistic fault diagnosis for service platforms.",
     )
@@ -75,5 +97,13 @@ def main(argv: Sequence[str] | None = None, *, stdout: TextIO | None = None, std
         if stdout is sys.stdout:
             devnull = os.open(os.devnull, os.O_WRONLY)
             os.dup2(devnull, sys.stdout.fileno())
+        return 1
+    except RecursionError:  # a hostile file nested deeper than any reader handles
+        print("error: an input is nested too deeply to read (deeply nested JSON or YAML)", file=stderr)
+        return 1
+    except OSError as exc:  # an operating-system error the verb did not name itself: one line, no traceback
+        from diagnosis._files import os_error_message
+
+        print(f"error: {os_error_message(exc.filename or '(unknown file)', exc, 'cannot access')}", file=stderr)
         return 1
     return 0

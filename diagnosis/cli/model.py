@@ -7,6 +7,7 @@ import json
 import math
 from typing import TextIO
 
+from diagnosis.cli._common import guarded_outputs
 from diagnosis.cli._common import table as _table
 from diagnosis.exceptions import EvidenceError
 from diagnosis.inference import ENGINES
@@ -65,6 +66,8 @@ def register(verbs) -> None:
 
 
 def _diagnose(args: argparse.Namespace, out: TextIO, err: TextIO) -> None:
+    if args.top < 1:
+        raise EvidenceError(f"--top must be an int >= 1. Got {args.top!r} instead.")
     topology = load_topology(args.topology)
     observations = {}
     if args.incident:
@@ -84,6 +87,11 @@ def _diagnose(args: argparse.Namespace, out: TextIO, err: TextIO) -> None:
 
 
 def _from_traces(args: argparse.Namespace, out: TextIO, err: TextIO) -> None:
+    with guarded_outputs([args.out], [args.spans, args.declared, args.entities], lock=args.out):
+        _from_traces_run(args, out)
+
+
+def _from_traces_run(args: argparse.Namespace, out: TextIO) -> None:
     from diagnosis.telemetry import derive_topology, load_entity_map, read_spans, write_topology
 
     spans = read_spans(args.spans, entity_map=load_entity_map(args.entities))
@@ -94,6 +102,8 @@ def _from_traces(args: argparse.Namespace, out: TextIO, err: TextIO) -> None:
         f"wrote {path}: {len(topology.components)} components, {len(topology.dependencies)} calls seen in traces",
         file=out,
     )
+    for line in spans.report.lines():  # spans set aside or dropped, counted by reason
+        print(f"  traces: {line}", file=out)
     for line in diff.lines():
         print(f"  {line}", file=out)
 
@@ -180,7 +190,8 @@ def _show(topology: Topology, fmt: str, out: TextIO) -> None:
 
 
 def _export(args: argparse.Namespace, out: TextIO, err: TextIO) -> None:
-    path = export_network(build_network(load_topology(args.topology)), args.to)
+    with guarded_outputs([args.to], [args.topology], lock=args.to):
+        path = export_network(build_network(load_topology(args.topology)), args.to)
     print(f"wrote {path}", file=out)
 
 

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 from collections.abc import Sequence
 from typing import TextIO
 
 from diagnosis.cli._common import table as _table
-from diagnosis.exceptions import EvidenceError
+from diagnosis.exceptions import DiagnosisError, EvidenceError
 from diagnosis.inference import ENGINES, make_engine
 from diagnosis.model.evidence import Evidence, read_evidence
 from diagnosis.model.network import build_network
@@ -41,6 +42,13 @@ def register(verbs) -> None:
     p.add_argument("--no-plan", action="store_true", help="skip the check-or-act plan (slow on large platforms)")
     p.add_argument("--format", choices=("table", "json"), default="table")
     p.add_argument("--engine", choices=ENGINES, default=ENGINES[0])
+    p.add_argument(
+        "--budget",
+        type=float,
+        default=300.0,
+        metavar="SECONDS",
+        help="stop with a clear message when the work takes longer (default 300; 0 = no limit)",
+    )
     p.set_defaults(func=_explain)
     p = verbs.add_parser(
         "timeline", help="replay an incident's observations in time order: when the model knew, turning points, actions"
@@ -57,6 +65,71 @@ def register(verbs) -> None:
     p.add_argument("--out", required=True, metavar="DIR", help="folder to write into (nothing is written outside it)")
     p.add_argument("--escalation-cost", type=float, default=30.0, metavar="C")
     p.set_defaults(func=_report)
+
+
+class _OutOfTime(BaseException):
+    """Raised by the timer inside a stage that ran past the budget (a BaseException: nothing on the way catches it)."""
+
+
+class _Budget:
+    """Progress on a terminal (one line per stage, with its time) and a wall-clock budget for the whole run.
+
+    The budget is enforced with a real-time timer (``SIGALRM``) in the main
+    thread; elsewhere (a thread, or a platform without it) only progress is shown.
+    """
+
+    def __init__(self, seconds: float, err: TextIO):
+        import time
+
+        self.seconds = seconds
+        self.err = err
+        self.tty = bool(getattr(err, "isatty", lambda: False)())
+        self.start = time.monotonic()
+
+    def _elapsed(self) -> float:
+        import time
+
+        return time.monotonic() - self.start
+
+    @contextlib.contextmanager
+    def stage(self, name: str, skip: str | None = None):
+        import signal
+        import threading
+
+        if self.tty:
+            print(f"explain: {name}... ({self._elapsed():.1f} s)", file=self.err, flush=True)
+        timed = (
+            self.seconds > 0 and hasattr(signal, "setitimer") and threading.current_thread() is threading.main_thread()
+        )
+        if timed:
+            left = self.seconds - self._elapsed()
+            if left <= 0:
+                self._fail(name, skip)
+
+            def on_alarm(signum, frame):
+                raise _OutOfTime
+
+            previous = signal.signal(signal.SIGALRM, on_alarm)
+            signal.setitimer(signal.ITIMER_REAL, left)
+        try:
+            yield
+        except _OutOfTime:
+            self._fail(name, skip)
+        finally:
+            if timed:
+                signal.setitimer(signal.ITIMER_REAL, 0)
+                signal.signal(signal.SIGALRM, previous)
+
+    def _fail(self, name: str, skip: str | None):
+        hint = f"rerun with {skip} to skip this step, or" if skip else "rerun"
+        raise DiagnosisError(
+            f"explain: {name} did not finish within the time budget of {self.seconds:g} s "
+            f"(stopped after {self._elapsed():.1f} s); {hint} with a larger --budget (0 = no limit)"
+        )
+
+    def done(self) -> None:
+        if self.tty:
+            print(f"explain: done ({self._elapsed():.1f} s)", file=self.err, flush=True)
 
 
 def _evidence_of(args: argparse.Namespace) -> Evidence:
@@ -89,18 +162,26 @@ def _explain(args: argparse.Namespace, out: TextIO, err: TextIO) -> None:
     from diagnosis.postmortem.explain import explain
     from diagnosis.postmortem.planning import plan_recovery, rank_checks
 
+    if not args.budget >= 0:
+        raise EvidenceError(f"--budget must be a number of seconds >= 0. Got {args.budget!r} instead.")
     topology = load_topology(args.topology)
-    network = build_network(topology)
-    engine = make_engine(network, args.engine)
     evidence = _evidence_of(args)
     tried = _tried(args.tried)
-    ex = explain(network, evidence, actions=tried, engine=engine)
-    checks = () if args.no_checks else rank_checks(network, evidence, actions=tried, engine=engine)
-    plan = (
-        None
-        if args.no_plan
-        else plan_recovery(network, evidence, actions=tried, escalation_cost=args.escalation_cost, engine=engine)
-    )
+    budget = _Budget(args.budget, err)
+    with budget.stage("building the network and its inference engine"):
+        network = build_network(topology)
+        engine = make_engine(network, args.engine)
+    with budget.stage("explaining the evidence"):
+        ex = explain(network, evidence, actions=tried, engine=engine)
+    checks = ()
+    if not args.no_checks:
+        with budget.stage("ranking the next checks", skip="--no-checks"):
+            checks = rank_checks(network, evidence, actions=tried, engine=engine)
+    plan = None
+    if not args.no_plan:
+        with budget.stage("planning the checks and actions", skip="--no-plan"):
+            plan = plan_recovery(network, evidence, actions=tried, escalation_cost=args.escalation_cost, engine=engine)
+    budget.done()
     if args.format == "json":
         doc = ex.to_dict()
         if not args.no_checks:
@@ -185,9 +266,11 @@ def _timeline(args: argparse.Namespace, out: TextIO, err: TextIO) -> None:
 
 
 def _report(args: argparse.Namespace, out: TextIO, err: TextIO) -> None:
+    from diagnosis.cli._common import guarded_outputs
     from diagnosis.postmortem.report import write_report
 
-    files = write_report(
-        load_topology(args.topology), args.incidents, args.incident, args.out, escalation_cost=args.escalation_cost
-    )
+    with guarded_outputs([], [args.topology, args.incidents], folders=[args.out], lock=args.out):
+        files = write_report(
+            load_topology(args.topology), args.incidents, args.incident, args.out, escalation_cost=args.escalation_cost
+        )
     print(f"wrote {files.html} and {files.markdown} ({len(files.figures)} figures) in {files.folder}", file=out)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 from typing import TextIO
 
+from diagnosis.cli._common import guarded_outputs, log_outputs
 from diagnosis.cli._common import time_offset as _offset
 from diagnosis.model.topology import load_topology
 
@@ -118,6 +119,22 @@ def register(verbs) -> None:
 
 
 def _detect(args: argparse.Namespace, out: TextIO, err: TextIO) -> None:
+    null_file = None if args.null in ("auto", "self", "empirical", "cauchy") else args.null
+    inputs = [
+        args.topology,
+        args.metrics,
+        args.traces,
+        args.logs,
+        args.reference,
+        args.windows,
+        args.entities,
+        null_file,
+    ]
+    with guarded_outputs([args.out, f"{args.out}.rejects.jsonl", args.save_null], inputs, lock=args.out):
+        _detect_run(args, out)
+
+
+def _detect_run(args: argparse.Namespace, out: TextIO) -> None:
     from diagnosis.exceptions import TelemetryError
     from diagnosis.logs.formats import write_incidents, write_rejects
     from diagnosis.telemetry import (
@@ -188,6 +205,11 @@ def _detect(args: argparse.Namespace, out: TextIO, err: TextIO) -> None:
 
 
 def _import_nezha(args: argparse.Namespace, out: TextIO, err: TextIO) -> None:
+    with guarded_outputs([args.out], [args.fault_list], lock=args.out):
+        _import_nezha_run(args, out)
+
+
+def _import_nezha_run(args: argparse.Namespace, out: TextIO) -> None:
     from diagnosis.telemetry import import_nezha, write_windows
 
     windows, info = import_nezha(args.fault_list, duration=args.duration, baseline=args.baseline)
@@ -198,6 +220,13 @@ def _import_nezha(args: argparse.Namespace, out: TextIO, err: TextIO) -> None:
 
 
 def _import_alertmanager(args: argparse.Namespace, out: TextIO, err: TextIO) -> None:
+    files, folders = log_outputs(args.out, args.format)
+    rej = f"{args.out}.rejects.jsonl"
+    with guarded_outputs([*files, rej], [args.payloads, args.topology], folders=folders, lock=args.out):
+        _import_alertmanager_run(args, out)
+
+
+def _import_alertmanager_run(args: argparse.Namespace, out: TextIO) -> None:
     from diagnosis.logs.formats import write_incidents, write_rejects
     from diagnosis.telemetry.alertmanager import import_alertmanager
 
@@ -210,5 +239,9 @@ def _import_alertmanager(args: argparse.Namespace, out: TextIO, err: TextIO) -> 
         f"wrote {summary.incidents} incidents to {path}; {len(rejects)} set aside (listed in {rej})",
         file=out,
     )
-    for name, count in sorted(summary.unmatched.items()):
-        print(f"  no rule maps alertname {name!r} ({count} alerts)", file=out)
+    # Why each unmapped alert was set aside: no rule matches, or a rule maps it to an unknown symptom.
+    from collections import Counter
+
+    reasons = Counter(r.reason for r in rejects if r.field == "labels")
+    for reason, count in sorted(reasons.items()):
+        print(f"  {count} alerts set aside: {reason}", file=out)

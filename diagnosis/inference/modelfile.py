@@ -14,7 +14,9 @@ from __future__ import annotations
 import csv
 import gzip
 import io
+import math
 import os
+import re
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -73,6 +75,10 @@ def read_model(path: str | os.PathLike):
         raise ModelFileError(p, f"cannot read: {exc}") from None
     if not text.strip():
         raise ModelFileError(p, "file is empty")
+    if kind.startswith(".bif"):
+        _check_bif_text(p, text)
+    else:
+        _check_xmlbif_text(p, text)
     try:
         from diagnosis.model.pgmpy_interop import BIFReader, XMLBIFReader  # quiet pgmpy import boundary
 
@@ -91,6 +97,101 @@ def read_model(path: str | os.PathLike):
     return model
 
 
+_BIF_VARIABLE = re.compile(r"^\s*variable\s+([^\s{]+)", re.M)
+_BIF_PROBABILITY = re.compile(r"^\s*probability\s*\(\s*([^)|]+?)\s*(?:\|\s*([^)]*))?\)\s*\{", re.M)
+_BIF_NUMBER = re.compile(
+    r"(?<![\w.])([-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?|[-+]?(?:nan|inf(?:inity)?))(?![\w.])", re.I
+)
+_BIF_KEYWORDS = (
+    "network",
+    "variable",
+    "probability",
+    "property",
+    "type",
+    "table",
+    "default",
+    "}",
+    "//",
+    "/*",
+    "*",
+    "(",
+)
+
+
+def _check_bif_text(p: Path, text: str) -> None:
+    """Check what the BIF parser reports badly: stray blocks, undeclared variables, bad numbers -- with a line."""
+    lines = text.splitlines()
+    declared = {m.group(1) for m in _BIF_VARIABLE.finditer(text)}
+    if not declared:
+        bad = next(
+            (
+                (i, ln)
+                for i, ln in enumerate(lines, start=1)
+                if ln.strip() and not ln.strip().lower().startswith(_BIF_KEYWORDS)
+            ),
+            None,
+        )
+        where = (
+            f"; line {bad[0]} ({bad[1].strip()[:60]!r}) is not a 'network', 'variable' or 'probability' block"
+            if bad
+            else ""
+        )
+        raise ModelFileError(p, f"not a valid BIF network: no 'variable' declaration found{where}")
+    blocks = list(_BIF_PROBABILITY.finditer(text))
+    for k, m in enumerate(blocks):
+        line = text.count("\n", 0, m.start()) + 1
+        child = m.group(1).strip()
+        parents = [x.strip() for x in (m.group(2) or "").split(",") if x.strip()]
+        for name in (child, *parents):
+            if name not in declared:
+                raise ModelFileError(
+                    p,
+                    f"line {line}: the table 'probability ( {child}{' | ' + ', '.join(parents) if parents else ''} )' "
+                    f"names the undeclared variable {name!r}{suggest(name, declared)}",
+                )
+        end = blocks[k + 1].start() if k + 1 < len(blocks) else len(text)
+        body = text[m.end() : end]
+        body = re.sub(r"\([^)]*\)", " ", body)  # parent state names: (yes, no)
+        for num in _BIF_NUMBER.finditer(body):
+            value = float(num.group(1))
+            if not (value >= 0.0) or math.isinf(value):
+                at = line + body.count("\n", 0, num.start())
+                raise ModelFileError(
+                    p,
+                    f"line {at}: the table of {child!r} holds {num.group(1)!r}; "
+                    "probabilities must be finite numbers >= 0",
+                )
+
+
+def _check_xmlbif_text(p: Path, text: str) -> None:
+    """The XMLBIF twin of :func:`_check_bif_text`: undeclared variables and bad numbers, named with the variable."""
+    import xml.etree.ElementTree as ET
+
+    try:
+        root = ET.fromstring(text)
+    except ET.ParseError as exc:
+        raise ModelFileError(p, f"not valid XML: {exc}") from None
+    except RecursionError:
+        raise ModelFileError(p, "not valid XML: nested too deeply") from None
+    declared = {(v.findtext("NAME") or "").strip() for v in root.iter("VARIABLE")}
+    for d in root.iter("DEFINITION"):
+        child = (d.findtext("FOR") or "").strip()
+        for name in (child, *((g.text or "").strip() for g in d.findall("GIVEN"))):
+            if name not in declared:
+                raise ModelFileError(
+                    p, f"the DEFINITION of {child!r} names the undeclared variable {name!r}{suggest(name, declared)}"
+                )
+        for cell in (d.findtext("TABLE") or "").split():
+            try:
+                value = float(cell)
+            except ValueError:
+                raise ModelFileError(p, f"the TABLE of {child!r} holds {cell!r}, which is not a number") from None
+            if not (value >= 0.0) or math.isinf(value):
+                raise ModelFileError(
+                    p, f"the TABLE of {child!r} holds {cell!r}; probabilities must be finite numbers >= 0"
+                )
+
+
 def _states_of(model) -> Mapping[str, tuple[str, ...]]:
     """State names per variable of a pgmpy model, an engine, or a mapping."""
     if hasattr(model, "get_cpds"):  # a pgmpy network
@@ -106,24 +207,32 @@ def _states_of(model) -> Mapping[str, tuple[str, ...]]:
     )
 
 
-def read_cases(path: str | os.PathLike, model) -> tuple[dict[str, np.ndarray], int]:
+def read_cases(path: str | os.PathLike, model, *, with_ids: bool = False):
     """Read a CSV of cases into batched hard evidence.
 
     The first line names the observed variables; each further line is a case,
     with a state name per column or a blank cell when the variable is
-    unobserved in that case.
+    unobserved in that case. Every line is a case, including one whose cells
+    are all blank (nothing observed: the prior); only blank lines at the end
+    of the file are ignored. A column named ``id`` that is not a variable of
+    the model labels the cases.
 
     Parameters
     ----------
     path : str or path-like
     model : pgmpy.models.DiscreteBayesianNetwork, engine, or mapping
         Anything giving the state names per variable (an engine's ``states``).
+    with_ids : bool, default False
+        Also return the case labels.
 
     Returns
     -------
     evidence : dict of str to ndarray of int
         State index per case, ``-1`` where blank; one entry per column.
     n_cases : int
+    ids : (str, list), only with ``with_ids``
+        ``("id", values of the id column)`` when the file has one, else
+        ``("row", [1, 2, ...])`` (the data row numbers).
 
     Raises
     ------
@@ -141,12 +250,18 @@ def read_cases(path: str | os.PathLike, model) -> tuple[dict[str, np.ndarray], i
     except (OSError, UnicodeDecodeError) as exc:
         raise EvidenceError(f"{p}: cannot read cases file: {exc}") from None
     rows = list(csv.reader(io.StringIO(text)))
-    rows = [r for r in rows if any(c.strip() for c in r)]
+    while rows and not any(c.strip() for c in rows[-1]):
+        rows.pop()  # blank lines at the end of the file
+    while rows and not any(c.strip() for c in rows[0]):
+        rows.pop(0)  # and before the header
     if not rows:
         raise EvidenceError(f"{p}: no header line (expected one column per observed variable)")
     header = [h.strip() for h in rows[0]]
+    id_col = header.index("id") if "id" in header and "id" not in states else None
     seen = set()
     for h in header:
+        if h == "id" and id_col is not None:
+            continue
         if h not in states:
             raise EvidenceError(f"{p}: header: unknown column (variable) {h!r}{suggest(h, states)}")
         if h in seen:
@@ -156,14 +271,20 @@ def read_cases(path: str | os.PathLike, model) -> tuple[dict[str, np.ndarray], i
     n = len(data)
     if n == 0:
         raise EvidenceError(f"{p}: no cases after the header")
-    lookups = {h: {s: i for i, s in enumerate(states[h])} for h in header}
-    out = {h: np.full(n, -1, dtype=np.int64) for h in header}
+    variables = [h for j, h in enumerate(header) if j != id_col]
+    lookups = {h: {s: i for i, s in enumerate(states[h])} for h in variables}
+    out = {h: np.full(n, -1, dtype=np.int64) for h in variables}
+    ids: list = []
     for k, row in enumerate(data, start=1):
+        if not row:  # an empty line: a case with nothing observed
+            row = [""] * len(header)
         if len(row) != len(header):
             raise EvidenceError(f"{p}: row {k}: {len(row)} cells, expected {len(header)} (one per column)")
-        for h, cell in zip(header, row):
+        if id_col is not None:
+            ids.append(row[id_col].strip())
+        for j, (h, cell) in enumerate(zip(header, row)):
             cell = cell.strip()
-            if not cell:
+            if not cell or j == id_col:
                 continue
             i = lookups[h].get(cell)
             if i is None:
@@ -172,10 +293,14 @@ def read_cases(path: str | os.PathLike, model) -> tuple[dict[str, np.ndarray], i
                     f"{p}: row {k}, column {h!r}: unknown state {cell!r}; allowed: {allowed}{suggest(cell, states[h])}"
                 )
             out[h][k - 1] = i
+    if with_ids:
+        return out, n, ("id", ids) if id_col is not None else ("row", list(range(1, n + 1)))
     return out, n
 
 
-def write_posteriors(path: str | os.PathLike, posteriors: Mapping[str, np.ndarray], model) -> Path:
+def write_posteriors(
+    path: str | os.PathLike, posteriors: Mapping[str, np.ndarray], model, *, case_ids: tuple[str, list] | None = None
+) -> Path:
     """Write posteriors, one row per case and one ``VAR=STATE`` column per state.
 
     The file is written to a temporary file in the same folder and moved into
@@ -190,6 +315,9 @@ def write_posteriors(path: str | os.PathLike, posteriors: Mapping[str, np.ndarra
         columns follow its order.
     model : pgmpy.models.DiscreteBayesianNetwork, engine, or mapping
         Gives the state names per variable.
+    case_ids : (str, list), optional
+        A first column naming each case: ``(column name, one label per case)``,
+        as :func:`read_cases` returns with ``with_ids=True``.
 
     Returns
     -------
@@ -223,6 +351,10 @@ def write_posteriors(path: str | os.PathLike, posteriors: Mapping[str, np.ndarra
         for j, s in enumerate(states[var]):
             columns.append(f"{var}={s}")
             arrays.append(a[:, j])
+    if case_ids is not None:
+        name, labels = case_ids
+        if n is not None and len(labels) != n:
+            raise EvidenceError(f"{len(labels)} case labels for {n} cases")
     if fmt == ".parquet":
         try:
             import pyarrow as pa
@@ -234,12 +366,15 @@ def write_posteriors(path: str | os.PathLike, posteriors: Mapping[str, np.ndarra
         if fmt == ".csv":
             with open(tmp, "w", encoding="utf-8", newline="") as fh:
                 w = csv.writer(fh)
-                w.writerow(columns)
+                w.writerow(columns if case_ids is None else [case_ids[0], *columns])
                 if arrays:
-                    for row in np.column_stack(arrays):
-                        w.writerow([repr(float(x)) for x in row])
+                    for k, row in enumerate(np.column_stack(arrays)):
+                        cells = [repr(float(x)) for x in row]
+                        w.writerow(cells if case_ids is None else [case_ids[1][k], *cells])
         else:
-            pq.write_table(pa.table({c: pa.array(a) for c, a in zip(columns, arrays)}), tmp)
+            table = {} if case_ids is None else {case_ids[0]: pa.array(case_ids[1])}
+            table.update({c: pa.array(a) for c, a in zip(columns, arrays)})
+            pq.write_table(pa.table(table), tmp)
 
     atomic_write(p, write)
     return p

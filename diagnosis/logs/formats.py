@@ -23,6 +23,7 @@ import gzip
 import json
 import math
 import os
+import re
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -116,9 +117,34 @@ def iter_incident_frames(
 
 
 def read_incidents(path: str | os.PathLike) -> tuple[IncidentFrame, list[Reject]]:
-    """Read a whole incident log: ``(frame, rejects)``."""
+    """Read a whole incident log: ``(frame, rejects)``.
+
+    An incident id already held by an earlier record (in any chunk) is set
+    aside as a duplicate, as within a chunk.
+    """
     frames, rejects = [], []
+    seen: dict[str, str] = {}
     for f, r in iter_incident_frames(path, chunk_size=100_000):
+        ids = f.incidents["id"].to_numpy(dtype=object)
+        dup = np.fromiter((i in seen for i in ids), dtype=bool, count=len(ids))
+        if dup.any():
+            for iid in ids[dup]:
+                r.append(
+                    Reject(
+                        str(path),
+                        f.location.get(iid, f"incident {iid}"),
+                        iid,
+                        "id",
+                        short_repr(iid),
+                        f"duplicate incident id (first at {seen[iid]})",
+                    )
+                )
+            f = f.select(ids[~dup])
+        for rej in r:
+            if rej.incident_id:
+                seen.setdefault(rej.incident_id, rej.location)
+        for iid, loc in f.location.items():
+            seen.setdefault(iid, loc)
         frames.append(f)
         rejects.extend(r)
     return IncidentFrame.concat(frames), rejects
@@ -207,11 +233,15 @@ def _iter_jsonl(path: Path, chunk_size: int, skip: int):
     source = str(path)
     raw, rejects, in_chunk, n_records = _Raw(), [], 0, 0
     try:
-        fh = opener(path, "rt", encoding="utf-8", errors="replace")
-    except OSError as exc:
+        fh = opener(path, "rt", encoding="utf-8", errors="surrogateescape")
+        if opener is gzip.open:
+            fh.read(1)  # a file that is not gzip at all fails here, before any work
+            fh.seek(0)
+    except (OSError, EOFError) as exc:
         raise IncidentLogError(f"{path}: cannot open: {exc}") from None
+    tail: list[Reject] = []  # the reject for a truncated compressed file, if any
     with fh:
-        for lineno, line in enumerate(fh, start=1):
+        for lineno, line in _lines(fh, path, tail):
             if not line.strip():
                 continue
             n_records += 1
@@ -220,6 +250,8 @@ def _iter_jsonl(path: Path, chunk_size: int, skip: int):
             in_chunk += 1
             try:
                 rec = json.loads(line)
+                if _SURROGATE.search(line):
+                    raise _Bad(*_bad_utf8(rec, line))
                 _add_record(raw, rec, f"line {lineno}")
             except json.JSONDecodeError as exc:
                 rejects.append(
@@ -232,14 +264,64 @@ def _iter_jsonl(path: Path, chunk_size: int, skip: int):
                         f"not valid JSON (truncated or corrupt): {exc.msg} at character {exc.pos}",
                     )
                 )
+            except RecursionError:
+                rejects.append(
+                    Reject(
+                        source,
+                        f"line {lineno}",
+                        None,
+                        "(line)",
+                        short_repr(line.strip(), 120),
+                        "JSON nested too deeply to read",
+                    )
+                )
             except _Bad as exc:
                 iid = rec.get("id") if isinstance(rec, Mapping) and isinstance(rec.get("id"), str) else None
+                iid = None if iid is not None and _SURROGATE.search(iid) else iid
                 rejects.append(Reject(source, f"line {lineno}", iid, exc.field, short_repr(exc.value), exc.reason))
             if in_chunk == chunk_size:
                 yield _finish(raw, rejects, source)
                 raw, rejects, in_chunk = _Raw(), [], 0
-    if in_chunk:
-        yield _finish(raw, rejects, source)
+    if in_chunk or tail:
+        yield _finish(raw, rejects + tail, source)
+
+
+_SURROGATE = re.compile("[\udc80-\udcff]")  # an invalid UTF-8 byte, kept by errors="surrogateescape"
+
+
+def _bad_utf8(rec: Any, line: str) -> tuple[str, str, str]:
+    """(field, value, reason) of a record holding bytes that are not UTF-8: set aside, never scored with a changed id."""
+    field = "(line)"
+    if isinstance(rec, Mapping):
+        field = next((k for k, v in rec.items() if _SURROGATE.search(json.dumps(v, ensure_ascii=False))), field)
+    value = line.strip().encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+    where = _SURROGATE.search(line).start()
+    return field, value, f"holds bytes that are not valid UTF-8 (first at character {where})"
+
+
+def _lines(fh, path: Path, rejects: list[Reject]):
+    """Number the lines; a compressed file that ends early becomes a reject, not a crash.
+
+    Invalid UTF-8 bytes are kept as lone surrogates (``surrogateescape``) so
+    that validation sets the record aside instead of scoring a changed id.
+    """
+    import zlib
+
+    lineno = 0
+    try:
+        for lineno, line in enumerate(fh, start=1):  # noqa: B007 (used after the loop)
+            yield lineno, line
+    except (EOFError, zlib.error, OSError) as exc:
+        rejects.append(
+            Reject(
+                str(path),
+                f"line {lineno + 1}",
+                None,
+                "(file)",
+                "",
+                f"the compressed file is truncated or corrupt after line {lineno} ({exc}); nothing after it can be read",
+            )
+        )
 
 
 def _finish(raw: _Raw, rejects: list[Reject], source: str):
@@ -252,18 +334,73 @@ def _parquet_files(path: Path) -> list[Path]:
     return sorted(path.glob("*.parquet")) if path.is_dir() else [path]
 
 
-def _iter_parquet(path: Path, chunk_size: int, skip: int):
+_PARQUET_KINDS = {
+    "id": ("string",),
+    "topology": ("string",),
+    "faults": ("string",),
+    "opened": ("timestamp", "string"),
+    "resolved": ("timestamp", "string"),
+    "root_cause": ("struct",),
+    "observations": ("list",),
+    "actions": ("list",),
+}
+_PARQUET_EXPECTED = {
+    "string": "a string",
+    "timestamp": "a timestamp (or an ISO 8601 string)",
+    "struct": "a struct {component, fault_mode}",
+    "list": "a list of structs",
+}
+
+
+def _kind(typ) -> str:
+    import pyarrow as pa
+
+    if pa.types.is_null(typ):
+        return "null"
+    if pa.types.is_string(typ) or pa.types.is_large_string(typ):
+        return "string"
+    if pa.types.is_timestamp(typ):
+        return "timestamp"
+    if pa.types.is_struct(typ):
+        return "struct"
+    if (pa.types.is_list(typ) or pa.types.is_large_list(typ)) and pa.types.is_struct(typ.value_type):
+        return "list"
+    return str(typ)
+
+
+def _open_parquet(file: Path):
+    """Open a Parquet part and check its schema; a file that cannot be an incident log is one clear error."""
     import pyarrow as pa
     import pyarrow.parquet as pq
 
+    try:
+        pf = pq.ParquetFile(file)
+        schema = pf.schema_arrow
+    except (OSError, ValueError, pa.ArrowException) as exc:
+        raise IncidentLogError(f"{file}: cannot read Parquet: {exc}") from None
+    missing = [c for c in ("id", "opened") if c not in schema.names]
+    if missing:
+        raise IncidentLogError(
+            f"{file}: not an incident log: no column {missing[0]!r} (columns: {schema.names}); "
+            "see docs/incidents.md for the Parquet layout"
+        )
+    for name, allowed in _PARQUET_KINDS.items():
+        if name in schema.names:
+            kind = _kind(schema.field(name).type)
+            if kind != "null" and kind not in allowed:
+                raise IncidentLogError(
+                    f"{file}: column {name!r} has type {schema.field(name).type}; "
+                    f"expected {' or '.join(_PARQUET_EXPECTED[a] for a in allowed)}"
+                )
+    return pf
+
+
+def _iter_parquet(path: Path, chunk_size: int, skip: int):
+    files = [(file, _open_parquet(file)) for file in _parquet_files(path)]  # every file checked before any work
     seen = 0
     pending: list = []
     pending_rows = 0
-    for file in _parquet_files(path):
-        try:
-            pf = pq.ParquetFile(file)
-        except (OSError, ValueError, pa.ArrowException) as exc:
-            raise IncidentLogError(f"{file}: cannot read Parquet: {exc}") from None
+    for file, pf in files:
         rows = pf.metadata.num_rows
         if seen + rows <= skip:
             seen += rows
@@ -335,7 +472,7 @@ def _col(cols, name, n):
 
 
 def _flatten(col, n: int, offset: int, fields: Sequence[str]) -> pd.DataFrame:
-    if col is None:
+    if col is None or not hasattr(col, "offsets"):  # absent, or an all-null column
         return pd.DataFrame({"_i": pd.Series(dtype=np.int64), **{f: pd.Series(dtype=object) for f in fields}})
     offsets = np.asarray(col.offsets)
     counts = np.diff(offsets)
@@ -380,8 +517,11 @@ def _iter_csv(path: Path, chunk_size: int, skip: int):
             raise IncidentLogError(f"{p}: missing column 'incident_id'; columns: {list(df.columns)}")
         df["_row"] = np.arange(2, len(df) + 2)
         long[kind] = df
+    orphans = _orphans(paths, long)
     reader = _read_csv(paths["incidents"], chunksize=chunk_size, skiprows=range(1, skip + 1))
     start = skip
+    if skip and orphans:
+        orphans = []  # already set aside with the first chunk
     for chunk in reader:
         chunk = chunk.reset_index(drop=True)
         if "id" not in chunk:
@@ -412,9 +552,35 @@ def _iter_csv(path: Path, chunk_size: int, skip: int):
         for c in ("action", "target", "time", "outcome"):
             a[c] = acts[c].to_numpy() if c in acts else None
         start += n
-        yield frame_from_raw(
+        frame, rejects = frame_from_raw(
             inc, o, a.sort_values("_i", kind="stable").reset_index(drop=True), source=str(paths["incidents"])
         )
+        yield frame, orphans + rejects
+        orphans = []
+    if orphans:  # an incidents table without rows: the orphans still count
+        yield IncidentFrame.empty(), orphans
+
+
+def _orphans(paths: dict[str, Path], long: dict[str, pd.DataFrame]) -> list[Reject]:
+    """Observation and action rows whose incident id is not in the incidents table: rejects, never a silent drop."""
+    ids = _read_csv(paths["incidents"], usecols=lambda c: c == "id")
+    known = pd.Index(ids["id"].dropna().unique()) if "id" in ids else pd.Index([])
+    out = []
+    for kind in ("observations", "actions"):
+        df = long[kind]
+        bad = ~df["incident_id"].isin(known).to_numpy()
+        for iid, row in zip(df["incident_id"].to_numpy()[bad], df["_row"].to_numpy()[bad]):
+            out.append(
+                Reject(
+                    str(paths[kind]),
+                    f"row {int(row) - 1}",
+                    iid if isinstance(iid, str) else None,
+                    "incident_id",
+                    short_repr(iid),
+                    f"no incident with this id in {paths['incidents'].name}; the {kind[:-1]} row is set aside",
+                )
+            )
+    return out
 
 
 # --------------------------------------------------------------------------- writing

@@ -299,7 +299,9 @@ class _Flags:
         if len(rows) == 0:
             return
         values = (
-            np.asarray(values, dtype=object) if not np.isscalar(values) else np.full(len(rows), values, dtype=object)
+            np.full(len(rows), values, dtype=object)
+            if values is None or np.isscalar(values)
+            else np.asarray(values, dtype=object)
         )
         fields = (
             np.asarray(field, dtype=object) if not isinstance(field, str) else np.full(len(rows), field, dtype=object)
@@ -387,6 +389,8 @@ def frame_from_raw(
     flags = _Flags(n)
     pos = np.arange(n)
     ids_ok = _nonempty_str(inc["id"])
+    no_id = _is_null(inc["id"])
+    flags.set(pos[no_id], "id", None, "is required")
     flags.set(pos[~ids_ok], "id", _pick(inc["id"], ~ids_ok), "must be a non-empty string")
     dup = inc["id"].duplicated(keep="first").to_numpy() & ids_ok
     if dup.any():

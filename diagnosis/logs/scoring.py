@@ -40,13 +40,20 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from diagnosis._files import atomic_write
-from diagnosis.exceptions import EvidenceError, IncidentLogError
+from diagnosis._files import (
+    atomic_write,
+    check_outputs,
+    os_error_message,
+    output_lock,
+    remove_stale_temporaries,
+)
+from diagnosis._validation import Interval, short_repr, validate_params
+from diagnosis.exceptions import EvidenceError, IncidentLogError, OutputError
 from diagnosis.logs.schema import IncidentFrame, Reject, parse_faults, validate_frame
 from diagnosis.model.network import FAULT_OK, SYMPTOM_STATES, Network, build_network
 from diagnosis.model.topology import Topology
 
-__all__ = ["LEVELS", "N_BINS", "ScoreStats", "ScoreSummary", "score_frame", "score_log"]
+__all__ = ["LEVELS", "N_BINS", "ROW_COLUMNS", "ScoreStats", "ScoreSummary", "score_frame", "score_log"]
 
 LEVELS = ("location", "component")
 N_BINS = 15
@@ -300,6 +307,18 @@ def _calibration(stats: _LevelStats, p: np.ndarray, y: np.ndarray) -> None:
     stats.bin_y += np.bincount(b, weights=y, minlength=N_BINS)
 
 
+#: The columns of the scored rows, in order (also the header of a CSV output with no rows).
+ROW_COLUMNS = (
+    "incident_id", "n_observations", "top_locations", "top_component", "p_top_component", "recommended_action",
+    "recommended_target", "expected_success", "true_component", "true_fault_mode", "rank_location",
+    "rank_component", "p_true_location", "posterior",
+)  # fmt: skip
+
+
+def _no_rows() -> pd.DataFrame:
+    return pd.DataFrame({c: pd.Series(dtype=object) for c in ROW_COLUMNS})
+
+
 def score_frame(
     network: Network, engine, frame: IncidentFrame, *, top_k: int = 5, source: str = "", assume_fault: bool = False
 ) -> tuple[pd.DataFrame, ScoreStats, list[Reject]]:
@@ -330,7 +349,7 @@ def score_frame(
     n = len(frame)
     stats = ScoreStats()
     if n == 0:
-        return pd.DataFrame(), stats, []
+        return _no_rows(), stats, []
     targets = [network.fault_variable[c.name] for c in comps]
     hard, soft = _evidence_arrays(network, frame)
     post, ok = _query(engine, targets, hard, soft, n)
@@ -353,7 +372,7 @@ def score_frame(
         n = len(frame)
         stats.n_rejected = int((~ok).sum())
         if n == 0:
-            return pd.DataFrame(), stats, rejects
+            return _no_rows(), stats, rejects
     p_fault = _p_some_fault(network, engine, frame, targets, n) if assume_fault else None
     # Location matrix (n, L) and its labels.
     loc_labels, loc_comp, blocks = [], [], []
@@ -499,21 +518,53 @@ class _Chunk:
 
 
 def _plan(path: Path, fmt: str, chunk_size: int) -> list[_Chunk] | None:
-    """Chunks of a Parquet log (row groups, split when larger than ``chunk_size``); None for streamed formats."""
+    """Chunks of a Parquet log (row groups, split when larger than ``chunk_size``); None for streamed formats.
+
+    Every file is opened and its schema checked here, before any work: a file
+    that is not Parquet, or whose columns have the wrong types, is one clear error.
+    """
     if fmt != "parquet":
         return None
-    import pyarrow.parquet as pq
-
-    from diagnosis.logs.formats import _parquet_files
+    from diagnosis.logs.formats import _open_parquet, _parquet_files
 
     chunks = []
     for file in _parquet_files(path):
-        md = pq.ParquetFile(file).metadata
+        md = _open_parquet(file).metadata
         for rg in range(md.num_row_groups):
             rows = md.row_group(rg).num_rows
             for off in range(0, max(rows, 1), chunk_size):
                 chunks.append(_Chunk(len(chunks), str(file), rg, off, min(chunk_size, rows - off)))
     return chunks
+
+
+def _earlier_ids(plan: list[_Chunk]) -> dict[int, dict[str, str]]:
+    """Per chunk, the incident ids an earlier chunk already holds, with where they were first seen.
+
+    Reads only the ``id`` column, so a duplicate id is caught across the whole
+    log (and the same way on a Dask cluster, where chunks run in any order).
+    """
+    import pyarrow.parquet as pq
+
+    first: dict[str, tuple[int, str]] = {}
+    out: dict[int, dict[str, str]] = {}
+    files: dict[str, Any] = {}
+    for chunk in plan:
+        pf = files.get(chunk.file)
+        if pf is None:
+            pf = files[chunk.file] = pq.ParquetFile(chunk.file)
+        if "id" not in pf.schema_arrow.names:
+            continue
+        start_row = sum(pf.metadata.row_group(i).num_rows for i in range(chunk.row_group)) + chunk.offset
+        ids = pf.read_row_group(chunk.row_group, columns=["id"]).column("id").slice(chunk.offset, chunk.length)
+        for k, iid in enumerate(ids.to_pylist()):
+            if not isinstance(iid, str) or not iid:
+                continue
+            seen = first.get(iid)
+            if seen is None:
+                first[iid] = (chunk.index, f"row {start_row + k + 1} of {chunk.file}")
+            elif seen[0] != chunk.index:
+                out.setdefault(chunk.index, {})[iid] = seen[1]
+    return out
 
 
 def _read_chunk(chunk: _Chunk) -> tuple[IncidentFrame, list[Reject]]:
@@ -531,6 +582,33 @@ def _read_chunk(chunk: _Chunk) -> tuple[IncidentFrame, list[Reject]]:
     if not parts:
         return IncidentFrame.empty(), []
     return _parquet_chunk(parts)
+
+
+def _drop_earlier(frame: IncidentFrame, earlier: Mapping[str, str], source: str) -> tuple[IncidentFrame, list[Reject]]:
+    """Set aside the incidents whose id an earlier chunk already held (the first record with an id wins)."""
+    ids = frame.incidents["id"].to_numpy(dtype=object)
+    dup = np.fromiter((i in earlier for i in ids), dtype=bool, count=len(ids))
+    if not dup.any():
+        return frame, []
+    rejects = [
+        Reject(
+            source,
+            frame.location.get(iid, f"incident {iid}"),
+            iid,
+            "id",
+            short_repr(iid),
+            f"duplicate incident id (first at {earlier[iid]})",
+        )
+        for iid in ids[dup]
+    ]
+    return frame.select(ids[~dup]), rejects
+
+
+def _ids_of(frame: IncidentFrame, rejects: list[Reject]) -> dict[str, str]:
+    """Every incident id a chunk holds (scored or set aside), with its location."""
+    out = {r.incident_id: r.location for r in rejects if r.incident_id}
+    out.update(frame.location)
+    return out
 
 
 _ENGINE_CACHE: dict[str, tuple[Network, Any]] = {}
@@ -557,21 +635,34 @@ def _score_chunk(
     top_k: int,
     source: str,
     assume_fault: bool = False,
+    earlier: Mapping[str, str] | None = None,
 ):
     network, eng = _network_and_engine(topology, engine)
+    dups: list[Reject] = []
+    if earlier:
+        frame, dups = _drop_earlier(frame, earlier, source)
     good, bad = validate_frame(frame, topology, source=source)
     rows, stats, more = score_frame(network, eng, good, top_k=top_k, source=source, assume_fault=assume_fault)
-    all_rejects = list(rejects) + bad + more
+    all_rejects = list(rejects) + dups + bad + more
     stats.n_rejected = len(all_rejects)
     return rows, stats, all_rejects
 
 
-def _chunk_task(topology_doc: dict, chunk: _Chunk, engine: str, top_k: int, assume_fault: bool = False):
+def _chunk_task(
+    topology_doc: dict, chunk: _Chunk, engine: str, top_k: int, assume_fault: bool = False, earlier: dict | None = None
+):
     """What a Dask worker runs: read one Parquet chunk and score it (pure function of its inputs)."""
     topology = Topology.from_dict(topology_doc)
     frame, rejects = _read_chunk(chunk)
     rows, stats, rejects = _score_chunk(
-        topology, frame, rejects, engine=engine, top_k=top_k, source=chunk.file, assume_fault=assume_fault
+        topology,
+        frame,
+        rejects,
+        engine=engine,
+        top_k=top_k,
+        source=chunk.file,
+        assume_fault=assume_fault,
+        earlier=earlier,
     )
     return chunk.index, rows, stats.to_json(), [r.to_dict() for r in rejects]
 
@@ -609,7 +700,17 @@ def _write_part(parts: Path, index: int, rows: pd.DataFrame, stats_json: dict, r
 
 
 def _done(parts: Path) -> set[int]:
-    return {int(p.name[5:11]) for p in parts.glob("part-*.stats.json")}
+    """Chunks whose three files are all there (the stats file marks a chunk done; the others are checked too)."""
+    done = set()
+    for p in parts.glob("part-*.stats.json"):
+        stem = parts / p.name[: -len(".stats.json")]
+        if stem.with_suffix(".parquet").is_file() and Path(f"{stem}.rejects.jsonl").is_file():
+            done.add(int(p.name[5:11]))
+    return done
+
+
+def _stats_json(parts: Path, index: int) -> dict:
+    return json.loads((parts / f"part-{index:06d}.stats.json").read_text())
 
 
 def _progress(total: int | None, enabled: bool):
@@ -631,6 +732,7 @@ def score_log(
     scheduler: Any = None,
     progress: bool = False,
     assume_fault: bool = False,
+    restart: bool = False,
 ) -> ScoreSummary:
     """Score an incident log chunk by chunk; resumable; optionally on a Dask cluster.
 
@@ -656,6 +758,9 @@ def score_log(
         A Dask scheduler address (or client): score Parquet chunks on the cluster.
     progress : bool
         Show a progress bar on stderr.
+    restart : bool
+        Discard the unfinished work of an earlier run with other arguments
+        (``OUT.parts/``) instead of refusing to mix it in.
 
     Returns
     -------
@@ -670,12 +775,31 @@ def score_log(
     does not redo them, and writes each chunk's rows exactly once. The folder
     holds a fingerprint of the arguments (topology, input files' sizes and
     modification times, chunk size, top-k, engine); a different fingerprint is
-    an error rather than a silent mix. When every chunk is done the parts are
-    merged into ``OUT`` (atomically), the summary is the sum of the chunks'
-    statistics in chunk order, and ``OUT.parts/`` is removed.
+    an error rather than a silent mix (``restart=True`` discards it). When
+    every chunk is done the parts are merged into ``OUT`` (atomically), the
+    summary is the sum of the chunks' statistics in chunk order, and
+    ``OUT.parts/`` is renamed away and removed. A run killed at any moment
+    (``kill -9``) is finished by a plain rerun; the rerun also removes the
+    temporaries the killed run left.
+
+    **Safety.** The outputs are checked against the input before any work (an
+    output that is the input, a link to it, or an existing folder is refused);
+    the run holds an exclusive lock on ``OUT.lock``, so a second run on the
+    same output refuses (naming the first one's pid) rather than mixing two
+    logs. An incident id already seen in an earlier record (in any chunk) is
+    set aside as a duplicate.
     """
     from diagnosis.logs.formats import _write_text, detect_format, iter_incident_frames
 
+    validate_params(
+        {"chunk_size": chunk_size, "top_k": top_k, "restart": restart},
+        {
+            "chunk_size": [Interval(int, 1, None, closed="left")],
+            "top_k": [Interval(int, 1, None, closed="left")],
+            "restart": [bool],
+        },
+        caller="score_log",
+    )
     inp = Path(incidents)
     out = Path(out)
     if not inp.exists():
@@ -685,8 +809,12 @@ def score_log(
         raise IncidentLogError(f"{out}: the output must end in .parquet, .jsonl or .csv")
     if not out.parent.is_dir():
         raise IncidentLogError(f"{out}: folder {str(out.parent)!r} does not exist")
-    if not isinstance(chunk_size, int) or chunk_size < 1:
-        raise IncidentLogError(f"chunk_size must be an int >= 1. Got {chunk_size!r} instead.")
+    rejects_path, summary_path = Path(f"{out}.rejects.jsonl"), Path(f"{out}.summary.json")
+    check_outputs([out, rejects_path, summary_path], [inp], not_inside_inputs=True)
+    parts = out.parent / f"{out.name}.parts"
+    trash = out.parent / f".{out.name}.parts.old"
+    if parts.exists() and not parts.is_dir():
+        raise OutputError(f"{parts}: the run's work folder is a file; remove it or choose another --out")
     fmt = detect_format(inp)
     plan = _plan(inp, fmt, chunk_size)
     if scheduler is not None and plan is None:
@@ -697,18 +825,52 @@ def score_log(
 
     network, eng = _network_and_engine(topology, engine)
     engine_name = engine_label(eng)
-
-    parts = out.parent / f"{out.name}.parts"
-    parts.mkdir(exist_ok=True)
     fp = _fingerprint(topology, inp, chunk_size, top_k, engine, assume_fault)
+    with output_lock(out):
+        for p in (out, rejects_path, summary_path):
+            remove_stale_temporaries(p)
+        try:
+            if trash.exists():
+                shutil.rmtree(trash)
+            if restart and parts.exists():
+                shutil.rmtree(parts)
+            parts.mkdir(exist_ok=True)
+        except OSError as exc:
+            raise OutputError(os_error_message(parts, exc, "cannot prepare the work folder")) from None
+        try:
+            return _run(
+                topology, inp, out, out_fmt, parts, trash, plan, fp,
+                chunk_size=chunk_size, top_k=top_k, engine=engine, engine_name=engine_name, assume_fault=assume_fault,
+                scheduler=scheduler, progress=progress, iter_frames=iter_incident_frames, write_text=_write_text,
+            )  # fmt: skip
+        except BaseException:
+            if parts.is_dir() and not _done(parts):  # nothing finished: leave no work folder behind
+                shutil.rmtree(parts, ignore_errors=True)
+            raise
+
+
+def _run(
+    topology, inp, out, out_fmt, parts, trash, plan, fp, *, chunk_size, top_k, engine, engine_name, assume_fault, scheduler,
+    progress, iter_frames, write_text,
+) -> ScoreSummary:  # fmt: skip
+    """The body of :func:`score_log`, with the output's lock held."""
     manifest = parts / "manifest.json"
+    old = None
     if manifest.exists():
-        old = json.loads(manifest.read_text())
-        if old.get("fingerprint") != fp:
-            raise IncidentLogError(
-                f"{parts} holds a run with different arguments or input; delete it to start over, or choose another --out"
-            )
-    else:
+        try:
+            old = json.loads(manifest.read_text())
+        except (OSError, ValueError):
+            old = {}
+    if old is not None and old.get("fingerprint") != fp:
+        raise IncidentLogError(
+            f"{parts} holds the unfinished work of a run with different arguments or a changed input; "
+            "rerun with the same arguments to finish it, or add --restart (score_log(..., restart=True)) "
+            "to discard it and start over"
+        )
+    if old is None:
+        # No manifest: whatever is in the folder belongs to no known run.
+        for p in parts.iterdir():
+            shutil.rmtree(p) if p.is_dir() else p.unlink()
         _atomic_write(
             manifest,
             lambda tmp: Path(tmp).write_text(
@@ -720,6 +882,7 @@ def score_log(
     source = str(inp)
 
     if plan is not None:
+        earlier = _earlier_ids(plan)
         todo = [c for c in plan if c.index not in done]
         bar = _progress(len(plan), progress)
         if bar:
@@ -737,6 +900,7 @@ def score_log(
                     [engine] * len(todo),
                     [top_k] * len(todo),
                     [assume_fault] * len(todo),
+                    [earlier.get(c.index) for c in todo],
                     pure=False,
                 )
                 from distributed import as_completed
@@ -753,7 +917,14 @@ def score_log(
             for chunk in todo:
                 frame, rejects = _read_chunk(chunk)
                 rows, stats, rj = _score_chunk(
-                    topology, frame, rejects, engine=engine, top_k=top_k, source=chunk.file, assume_fault=assume_fault
+                    topology,
+                    frame,
+                    rejects,
+                    engine=engine,
+                    top_k=top_k,
+                    source=chunk.file,
+                    assume_fault=assume_fault,
+                    earlier=earlier.get(chunk.index),
                 )
                 _write_part(parts, chunk.index, rows, stats.to_json(), [r.to_dict() for r in rj])
                 if bar:
@@ -763,16 +934,32 @@ def score_log(
         first_todo = 0
         while first_todo in done:
             first_todo += 1
+        # The ids of the chunks done by an earlier run, so a duplicate across chunks is still caught.
+        seen: dict[str, str] = {}
+        for i in range(first_todo):
+            seen.update(_stats_json(parts, i).get("ids", {}))
         bar = _progress(None, progress)
         if bar:
             bar.update(first_todo)
         index = first_todo
-        for frame, rejects in iter_incident_frames(inp, chunk_size=chunk_size, skip=first_todo * chunk_size):
-            if index not in done:
+        for frame, rejects in iter_frames(inp, chunk_size=chunk_size, skip=first_todo * chunk_size):
+            if index in done:
+                seen.update(_stats_json(parts, index).get("ids", {}))
+            else:
+                ids = _ids_of(frame, rejects)
                 rows, stats, rj = _score_chunk(
-                    topology, frame, rejects, engine=engine, top_k=top_k, source=source, assume_fault=assume_fault
+                    topology,
+                    frame,
+                    rejects,
+                    engine=engine,
+                    top_k=top_k,
+                    source=source,
+                    assume_fault=assume_fault,
+                    earlier=seen,
                 )
-                _write_part(parts, index, rows, stats.to_json(), [r.to_dict() for r in rj])
+                for iid, loc in ids.items():
+                    seen.setdefault(iid, loc)
+                _write_part(parts, index, rows, {**stats.to_json(), "ids": ids}, [r.to_dict() for r in rj])
             index += 1
             if bar:
                 bar.update(1)
@@ -784,14 +971,20 @@ def score_log(
     total = ScoreStats()
     indexes = sorted(_done(parts))
     for i in indexes:
-        total.add(ScoreStats.from_json(json.loads((parts / f"part-{i:06d}.stats.json").read_text())))
+        total.add(ScoreStats.from_json(_stats_json(parts, i)))
     summary = ScoreSummary.from_stats(total, n_chunks=n_chunks, n_chunks_resumed=n_resumed, engine=engine_name)
     files = [parts / f"part-{i:06d}.parquet" for i in indexes]
     _merge(files, out, out_fmt)
     rej_lines = (p.read_text() for p in (parts / f"part-{i:06d}.rejects.jsonl" for i in indexes))
-    _write_text(Path(f"{out}.rejects.jsonl"), rej_lines)
-    _write_text(Path(f"{out}.summary.json"), [json.dumps(summary.to_dict(), indent=2, allow_nan=True) + "\n"])
-    shutil.rmtree(parts)
+    write_text(Path(f"{out}.rejects.jsonl"), rej_lines)
+    write_text(Path(f"{out}.summary.json"), [json.dumps(summary.to_dict(), indent=2, allow_nan=True) + "\n"])
+    # Rename first (atomic), then delete: a run killed while deleting leaves no half-removed parts folder
+    # that a rerun would mistake for work in progress, only a hidden folder the next run removes.
+    try:
+        os.replace(parts, trash)
+        shutil.rmtree(trash)
+    except OSError as exc:
+        raise OutputError(os_error_message(parts, exc, "cannot remove the work folder")) from None
     return summary
 
 
@@ -811,7 +1004,7 @@ def _merge(files: list[Path], out: Path, fmt: str) -> None:
                     writer = pq.ParquetWriter(tmp, t.schema)
                 writer.write_table(t.cast(writer.schema))
             if writer is None:
-                pq.write_table(pa.table({"incident_id": pa.array([], pa.string())}), tmp)
+                pq.write_table(pa.table({c: pa.array([], pa.string()) for c in ROW_COLUMNS}), tmp)
             else:
                 writer.close()
         else:
@@ -820,10 +1013,12 @@ def _merge(files: list[Path], out: Path, fmt: str) -> None:
                 for f in files:
                     df = pd.read_parquet(f)
                     if fmt == "csv":
-                        if len(df) or header:
+                        if len(df):
                             fh.write(df.to_csv(index=False, header=header))
-                            header = False if len(df.columns) else header
-                    else:
+                            header = False
+                    elif len(df):
                         fh.write(df.to_json(orient="records", lines=True))
+                if fmt == "csv" and header:  # no rows at all: still a header, so the file reads as a table
+                    fh.write(",".join(ROW_COLUMNS) + "\n")
 
     _atomic_write(out, write)

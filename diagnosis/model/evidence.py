@@ -242,6 +242,8 @@ def read_evidence(path: str | Path) -> tuple[str, Evidence]:
         raise EvidenceError(f"{path}: file not found") from None
     except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
         raise EvidenceError(f"{path}: cannot read incident: {exc}") from None
+    except RecursionError:
+        raise EvidenceError(f"{path}: cannot read incident: nested too deeply") from None
     if not isinstance(data, Mapping) or not isinstance(data.get("observations"), Mapping):
         raise EvidenceError(
             f"{path}: expected a mapping with an 'observations' mapping (symptom -> fired|passed|absent)"

@@ -502,12 +502,57 @@ def load_topology(path: str | Path) -> Topology:
         raise TopologyError("file not found", source=source) from None
     except (OSError, UnicodeDecodeError) as exc:
         raise TopologyError(f"cannot read file: {exc}", source=source) from None
+    _check_duplicate_keys(text, source)  # also bounds nesting and alias expansion, before anything is built
     try:
         data = yaml.safe_load(text)
     except yaml.YAMLError as exc:
         raise TopologyError(f"not valid YAML: {exc}", source=source) from None
-    _check_duplicate_keys(text, source)
     return Topology.from_dict(data, source=source)
+
+
+#: Bounds on a topology file's YAML: nesting depth, and nodes once every alias is expanded.
+_MAX_YAML_DEPTH = 64
+_MAX_YAML_NODES = 1_000_000
+
+
+def _children(node) -> list:
+    if isinstance(node, yaml.MappingNode):
+        return [n for pair in node.value for n in pair]
+    if isinstance(node, yaml.SequenceNode):
+        return list(node.value)
+    return []
+
+
+def _check_expansion(root, source: str) -> None:
+    """Refuse aliases that expand to a huge tree ("billion laughs") or refer to themselves, in linear time."""
+    size: dict[int, int] = {}
+    open_: set[int] = set()
+    stack = [(root, False)]
+    while stack:
+        node, done = stack.pop()
+        key = id(node)
+        if done:
+            open_.discard(key)
+            size[key] = 1 + sum(size[id(k)] for k in _children(node))
+            if size[key] > _MAX_YAML_NODES:
+                line = node.start_mark.line + 1
+                raise TopologyError(
+                    f"the YAML aliases expand to more than {_MAX_YAML_NODES:,} values (at line {line}); "
+                    "a topology needs far fewer -- is this an alias bomb?",
+                    source=source,
+                )
+            continue
+        if key in size:
+            continue
+        open_.add(key)
+        stack.append((node, True))
+        for k in _children(node):
+            if id(k) in open_:
+                raise TopologyError(
+                    f"a YAML alias refers to the value that contains it (line {k.start_mark.line + 1})", source=source
+                )
+            if id(k) not in size:
+                stack.append((k, False))
 
 
 def _check_duplicate_keys(text: str, source: str) -> None:
@@ -516,10 +561,30 @@ def _check_duplicate_keys(text: str, source: str) -> None:
     Walks the composed node tree (no object construction), so it is as safe as
     ``safe_load``.
     """
-    root = yaml.compose(text, Loader=yaml.SafeLoader)
-    stack = [(root, "")]
+    try:
+        root = yaml.compose(text, Loader=yaml.SafeLoader)
+    except yaml.YAMLError as exc:
+        raise TopologyError(f"not valid YAML: {exc}", source=source) from None
+    except RecursionError:
+        raise TopologyError(
+            f"the YAML is nested too deeply to read (a topology needs at most {_MAX_YAML_DEPTH} levels)", source=source
+        ) from None
+    if root is None:
+        return
+    _check_expansion(root, source)
+    stack = [(root, "", 0)]
+    visited: set[int] = set()
     while stack:
-        node, path = stack.pop()
+        node, path, depth = stack.pop()
+        if id(node) in visited:
+            continue  # an alias: its keys were checked where it was defined
+        visited.add(id(node))
+        if depth > _MAX_YAML_DEPTH:
+            raise TopologyError(
+                f"nested more than {_MAX_YAML_DEPTH} levels deep (line {node.start_mark.line + 1})",
+                source=source,
+                path=path or None,
+            )
         if isinstance(node, yaml.MappingNode):
             seen: dict[str, int] = {}
             for key, value in node.value:
@@ -530,9 +595,9 @@ def _check_duplicate_keys(text: str, source: str) -> None:
                         f"duplicate key {k!r} (line {line}; first at line {seen[k]})", source=source, path=path or None
                     )
                 seen[k] = line
-                stack.append((value, f"{path}.{k}" if path else k))
+                stack.append((value, f"{path}.{k}" if path else k, depth + 1))
         elif isinstance(node, yaml.SequenceNode):
-            stack.extend((v, f"{path}[{i}]") for i, v in enumerate(node.value))
+            stack.extend((v, f"{path}[{i}]", depth + 1) for i, v in enumerate(node.value))
 
 
 @cache
@@ -788,7 +853,12 @@ class _Parser:
                 raise self.fail(mpath, f"{mname!r} is reserved and cannot be a fault mode name")
             if isinstance(mspec, (int, float)) and not isinstance(mspec, bool):
                 mspec = {"prior": mspec}
-            mspec = self.mapping(mspec, mpath)
+            if not isinstance(mspec, Mapping):
+                raise self.fail(
+                    mpath,
+                    f"expected a prior probability (a number in [0, 1]) or a mapping {{prior, impact}}. "
+                    f"Got {mspec!r} instead.",
+                )
             self.check_keys(mspec, ("prior", "impact"), mpath)
             if "prior" not in mspec:
                 raise self.fail(f"{mpath}.prior", "is required")

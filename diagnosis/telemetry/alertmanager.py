@@ -310,6 +310,8 @@ def _payloads(path: Path, rejects: list[Reject]) -> Iterator[tuple[str, Any]]:
         doc = json.loads(text)
     except json.JSONDecodeError as exc:
         whole = exc
+    except RecursionError:
+        raise IncidentLogError(f"{path}: the JSON is nested too deeply to be a webhook payload") from None
     else:
         if isinstance(doc, Mapping):  # one payload; a one-line file is also one line of JSON Lines
             lines = [n for n, line in enumerate(text.splitlines(), start=1) if line.strip()]

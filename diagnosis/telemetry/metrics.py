@@ -272,7 +272,7 @@ def _numbers(
 ) -> tuple[np.ndarray, int]:
     """Values as float64 (NaN for empty cells and cells that are not numbers); count both."""
     s = values.astype(object)
-    num = pd.to_numeric(s, errors="coerce").to_numpy(dtype=np.float64)
+    num = pd.to_numeric(s, errors="coerce").to_numpy(dtype=np.float64, copy=True)  # writable: inf -> NaN below
     nan = np.isnan(num)
     missing = 0
     if nan.any():

@@ -168,6 +168,8 @@ def import_nezha(
         raise DiagnosisError(f"{path}: cannot read the fault list: {exc.strerror}") from None
     except json.JSONDecodeError as exc:
         raise DiagnosisError(f"{path}: not valid JSON (line {exc.lineno}): {exc.msg}") from None
+    except RecursionError:
+        raise DiagnosisError(f"{path}: the JSON is nested too deeply to be a fault list") from None
     if not isinstance(doc, Mapping):
         raise DiagnosisError(
             f"{path}: a Nezha fault list maps hours to lists of injections. Got a JSON {type(doc).__name__} instead."

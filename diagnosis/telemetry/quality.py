@@ -94,7 +94,13 @@ class ReadReport:
                 f"{self.bad_values} cells not numbers, {self.missing_values} empty cells, {self.duplicates} duplicates dropped"
             )
         ]
-        out += [f"  {n} x {reason}" for reason, n in self.by_reason.items()]
+        first = {}
+        for r in self.examples:
+            first.setdefault(r.reason, r)
+        for reason, n in self.by_reason.items():
+            ex = first.get(reason)
+            where = f" (first: {ex.source}, {ex.location}, {ex.field} {ex.value})" if ex is not None else ""
+            out.append(f"  {n} x {reason}{where}")
         out += [f"  skipped {f}: {why}" for f, why in self.skipped_files.items()]
         if self.unmapped_entities:
             out.append(

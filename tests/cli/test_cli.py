@@ -231,7 +231,8 @@ def test_query_matches_diagnose(tmp_path):
     )
     assert code == 0, err
     post = __import__("pandas").read_csv(tmp_path / "p.csv")
-    assert list(post.columns)[:2] == ["fault__db=ok", "fault__db=down"] and len(post) == 2
+    assert list(post.columns)[:3] == ["row", "fault__db=ok", "fault__db=down"] and len(post) == 2
+    assert post["row"].tolist() == [1, 2]
     from diagnosis import diagnose, load_topology
 
     d = diagnose(
