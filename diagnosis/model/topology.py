@@ -841,7 +841,18 @@ class _Parser:
         if not isinstance(replace, bool):
             raise self.fail(f"{path}.replace_defaults", f"must be true or false. Got {replace!r} instead.")
 
-        # fault modes
+        modes = self.fault_modes(spec, path, name, kind_defaults, replace)
+        mode_names = [m.name for m in modes]
+        detectors = self.detectors(spec, path, name, kind_defaults, replace, mode_names)
+        actions = self.actions(spec, path, name, kind_defaults, replace, mode_names)
+        edges = self.edges(spec, path, name, kinds, defaults)
+        comp = Component(name, kind, spec.get("host"), tuple(modes), tuple(detectors), tuple(actions))
+        return comp, edges
+
+    def fault_modes(
+        self, spec: Mapping, path: str, name: str, kind_defaults: Mapping, replace: bool
+    ) -> list[FaultMode]:
+        """The component's fault modes: its kind's defaults merged with its own ``fault_modes``."""
         raw_modes = self.merge_section(
             kind_defaults["fault_modes"], spec.get("fault_modes"), f"{path}.fault_modes", replace=replace
         )
@@ -874,9 +885,12 @@ class _Parser:
             raise self.fail(
                 f"{path}.fault_modes", f"priors of component {name!r} sum to {total!r}; they must sum to at most 1"
             )
-        mode_names = [m.name for m in modes]
+        return modes
 
-        # detectors
+    def detectors(
+        self, spec: Mapping, path: str, name: str, kind_defaults: Mapping, replace: bool, mode_names: list[str]
+    ) -> list[Detector]:
+        """The component's detectors; a default detector keeps only the triggers the component has."""
         raw_dets = self.merge_section(
             kind_defaults["detectors"], spec.get("detectors"), f"{path}.detectors", replace=replace
         )
@@ -938,8 +952,12 @@ class _Parser:
                     cost=self.cost(dspec.get("cost", 1.0), f"{dpath}.cost"),
                 )
             )
+        return detectors
 
-        # actions
+    def actions(
+        self, spec: Mapping, path: str, name: str, kind_defaults: Mapping, replace: bool, mode_names: list[str]
+    ) -> list[Action]:
+        """The component's recovery actions; a default action keeps only the fault modes the component has."""
         raw_actions = self.merge_section(
             kind_defaults["actions"], spec.get("actions"), f"{path}.actions", replace=replace
         )
@@ -967,8 +985,12 @@ class _Parser:
                 success[mode] = self.prob(p, f"{apath}.success.{mode}")
             hook = self.hook(aspec["hook"], f"{apath}.hook") if aspec.get("hook") is not None else None
             actions.append(Action(aname, name, success, self.cost(aspec.get("cost", 1.0), f"{apath}.cost"), hook))
+        return actions
 
-        # dependencies
+    def edges(
+        self, spec: Mapping, path: str, name: str, kinds: Mapping[str, str], defaults: Mapping
+    ) -> list[tuple[Dependency, str]]:
+        """The component's ``calls``, ``uses`` and ``host`` edges, each with its dotted path."""
         edges: list[tuple[Dependency, str]] = []
         seen_targets: dict[str, str] = {}
         for key, typ in (("calls", "call"), ("uses", "datastore")):
@@ -991,8 +1013,7 @@ class _Parser:
             edges.append((self.edge(name, host, "host", hs, f"{path}.host", kinds, seen_targets), f"{path}.host"))
         elif "host_strength" in spec:
             raise self.fail(f"{path}.host_strength", "given without a host")
-        comp = Component(name, kind, host, tuple(modes), tuple(detectors), tuple(actions))
-        return comp, edges
+        return edges
 
     def hook(self, raw: Any, path: str) -> Hook:
         """A hook: an argv list, a URL, or a mapping with ``argv`` or ``url`` and an optional ``timeout``."""
