@@ -6,7 +6,6 @@ import argparse
 from typing import TextIO
 
 from diagnosis.exceptions import EvidenceError
-from diagnosis.inference import make_engine
 
 __all__ = ["register"]
 
@@ -49,7 +48,7 @@ def register(verbs) -> None:
 def _query(args: argparse.Namespace, out: TextIO, err: TextIO) -> None:
     import numpy as np
 
-    from diagnosis.inference import read_cases, read_model, write_posteriors
+    from diagnosis.inference import make_engine, read_cases, read_model, write_posteriors
 
     model = read_model(args.model)
     engine = make_engine(model, args.engine, memory_budget_bytes=int(args.memory_budget * 2**30))

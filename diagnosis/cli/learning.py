@@ -6,7 +6,7 @@ import argparse
 import json
 from typing import TextIO
 
-from diagnosis.model.topology import load_topology
+from diagnosis.cli._common import load_topology
 
 __all__ = ["register"]
 

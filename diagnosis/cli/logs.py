@@ -6,10 +6,10 @@ import argparse
 import json
 from typing import TextIO
 
+from diagnosis.cli._common import load_topology
 from diagnosis.cli._common import table as _table
 from diagnosis.exceptions import DiagnosisError
 from diagnosis.inference import ENGINES
-from diagnosis.model.topology import load_topology
 
 __all__ = ["register"]
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import argparse
 from typing import TextIO
 
+from diagnosis.cli._common import load_topology
 from diagnosis.cli._common import time_offset as _offset
-from diagnosis.model.topology import load_topology
 
 __all__ = ["register"]
 

@@ -296,13 +296,10 @@ def _noisy_or(strengths: Sequence[float], leak: float, own: Sequence[float] | No
 
 
 def _topological(variables: Mapping[str, Variable]) -> tuple[Variable, ...]:
-    import networkx as nx
+    from diagnosis.model.topology import _ordered_topological_sort
 
-    g = nx.DiGraph()
-    g.add_nodes_from(variables)
-    g.add_edges_from((p, v.name) for v in variables.values() for p in v.parents)
-    index = {n: i for i, n in enumerate(variables)}
-    return tuple(variables[n] for n in nx.lexicographical_topological_sort(g, key=index.__getitem__))
+    order = _ordered_topological_sort(list(variables), [(p, v.name) for v in variables.values() for p in v.parents])
+    return tuple(variables[n] for n in order)
 
 
 def export_network(network: Network, path: str | os.PathLike) -> Path:
