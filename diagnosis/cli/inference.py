@@ -48,9 +48,10 @@ def register(verbs) -> None:
 def _query(args: argparse.Namespace, out: TextIO, err: TextIO) -> None:
     import numpy as np
 
-    from diagnosis.inference import make_engine, read_cases, read_model, write_posteriors
+    from diagnosis.inference import make_engine, read_cases, read_model, read_tables, write_posteriors
 
-    model = read_model(args.model)
+    # our own BIF/XMLBIF reader (no pgmpy); the pgmpy reference engine needs pgmpy's model
+    model = read_model(args.model) if args.engine == "reference" else read_tables(args.model)
     engine = make_engine(model, args.engine, memory_budget_bytes=int(args.memory_budget * 2**30))
     for t in args.target:
         if t not in engine.states:

@@ -35,6 +35,7 @@ _LAZY = {
     "make_engine": "diagnosis.inference.base",
     "read_cases": "diagnosis.inference.modelfile",
     "read_model": "diagnosis.inference.modelfile",
+    "read_tables": "diagnosis.inference.modelfile",
     "write_posteriors": "diagnosis.inference.modelfile",
 }
 
@@ -67,5 +68,6 @@ __all__ = [
     "make_engine",
     "read_cases",
     "read_model",
+    "read_tables",
     "write_posteriors",
 ]
