@@ -205,7 +205,9 @@ def _add_record(raw: _Raw, rec: Any, loc: str) -> None:
 def _iter_jsonl(path: Path, chunk_size: int, skip: int):
     opener = gzip.open if path.name.endswith(".gz") else open
     source = str(path)
-    raw, rejects, in_chunk, n_records = _Raw(), [], 0, 0
+    chunk: list[list[tuple[int, str]]] = []  # the chunk's records as sub-blocks of (line number, line)
+    block: list[tuple[int, str]] = []
+    block_chars, in_chunk, n_records = 0, 0, 0
     try:
         fh = opener(path, "rt", encoding="utf-8", errors="replace")
     except OSError as exc:
@@ -218,28 +220,146 @@ def _iter_jsonl(path: Path, chunk_size: int, skip: int):
             if n_records <= skip:
                 continue
             in_chunk += 1
-            try:
-                rec = json.loads(line)
-                _add_record(raw, rec, f"line {lineno}")
-            except json.JSONDecodeError as exc:
-                rejects.append(
-                    Reject(
-                        source,
-                        f"line {lineno}",
-                        None,
-                        "(line)",
-                        short_repr(line.strip(), 120),
-                        f"not valid JSON (truncated or corrupt): {exc.msg} at character {exc.pos}",
-                    )
-                )
-            except _Bad as exc:
-                iid = rec.get("id") if isinstance(rec, Mapping) and isinstance(rec.get("id"), str) else None
-                rejects.append(Reject(source, f"line {lineno}", iid, exc.field, short_repr(exc.value), exc.reason))
+            block.append((lineno, line))
+            block_chars += len(line)
+            if block_chars >= _JSONL_BLOCK_CHARS:
+                chunk.append(block)
+                block, block_chars = [], 0
             if in_chunk == chunk_size:
-                yield _finish(raw, rejects, source)
-                raw, rejects, in_chunk = _Raw(), [], 0
+                yield _jsonl_read_chunk([*chunk, block] if block else chunk, source)
+                chunk, block, block_chars, in_chunk = [], [], 0, 0
     if in_chunk:
-        yield _finish(raw, rejects, source)
+        yield _jsonl_read_chunk([*chunk, block] if block else chunk, source)
+
+
+#: Text parsed by pyarrow at a time (a chunk of records is parsed in blocks of about this size).
+_JSONL_BLOCK_CHARS = 1 << 25
+
+
+def _jsonl_read_chunk(blocks: list[list[tuple[int, str]]], source: str):
+    """One chunk of records: each block through pyarrow's JSON reader, or line by line if that fails."""
+    incs, obss, actss, rejects, offset = [], [], [], [], 0
+    for block in blocks:
+        parts = _jsonl_block_arrow(block)
+        if parts is None:  # anything unusual: the per-line reader, which words every reject
+            parts, more = _jsonl_block_lines(block, source)
+            rejects.extend(more)
+        inc, obs, acts = parts
+        if offset:
+            obs = obs.assign(_i=obs["_i"] + offset)
+            acts = acts.assign(_i=acts["_i"] + offset)
+        incs.append(inc)
+        obss.append(obs)
+        actss.append(acts)
+        offset += len(inc)
+    if len(incs) == 1:
+        inc, obs, acts = incs[0], obss[0], actss[0]
+    else:
+        inc = pd.concat(incs, ignore_index=True)
+        obs = pd.concat(obss, ignore_index=True)
+        acts = pd.concat(actss, ignore_index=True)
+    frame, more = frame_from_raw(inc, obs, acts, source=source)
+    return frame, rejects + more
+
+
+def _jsonl_block_lines(block: list[tuple[int, str]], source: str):
+    """Parse records line by line (``json`` + :func:`_add_record`): raw frames and parse rejects."""
+    raw, rejects = _Raw(), []
+    for lineno, line in block:
+        try:
+            rec = json.loads(line)
+            _add_record(raw, rec, f"line {lineno}")
+        except json.JSONDecodeError as exc:
+            rejects.append(
+                Reject(
+                    source,
+                    f"line {lineno}",
+                    None,
+                    "(line)",
+                    short_repr(line.strip(), 120),
+                    f"not valid JSON (truncated or corrupt): {exc.msg} at character {exc.pos}",
+                )
+            )
+        except _Bad as exc:
+            iid = rec.get("id") if isinstance(rec, Mapping) and isinstance(rec.get("id"), str) else None
+            rejects.append(Reject(source, f"line {lineno}", iid, exc.field, short_repr(exc.value), exc.reason))
+    return raw.frames(), rejects
+
+
+def _jsonl_schema():
+    import pyarrow as pa
+
+    s = pa.string()
+    pair = pa.struct([("component", s), ("fault_mode", s)])
+    obs = pa.struct([("symptom", s), ("value", s), ("p_fired", pa.float64()), ("p_passed", pa.float64()), ("time", s)])
+    act = pa.struct([("action", s), ("target", s), ("time", s), ("outcome", s)])
+    return pa.schema(
+        [
+            ("id", s),
+            ("opened", s),
+            ("resolved", s),
+            ("topology", s),
+            ("root_cause", pair),
+            ("faults", pa.list_(pair)),
+            ("observations", pa.list_(obs)),
+            ("actions", pa.list_(act)),
+            ("title", s),
+            ("notes", s),
+        ]
+    )
+
+
+def _jsonl_block_arrow(block: list[tuple[int, str]]):
+    """Raw frames of a block of records through ``pyarrow.json`` with the record schema; ``None``
+    when the block holds anything the schema cannot say exactly as the per-line reader would (a
+    syntax error, an unknown field, a value of another type, a null list, a soft-evidence mapping...)."""
+    try:
+        import pyarrow as pa
+        import pyarrow.compute as pc
+        import pyarrow.json as pjson
+    except ImportError:  # pragma: no cover - pyarrow is a dependency
+        return None
+    data = "".join(line if line.endswith("\n") else line + "\n" for _, line in block).encode("utf-8")
+    try:
+        table = pjson.read_json(
+            pa.py_buffer(data),
+            read_options=pjson.ReadOptions(block_size=max(len(data), 1 << 20) + 1),
+            parse_options=pjson.ParseOptions(explicit_schema=_jsonl_schema(), unexpected_field_behavior="error"),
+        )
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+        return None
+    n = table.num_rows
+    if n != len(block):
+        return None
+    cols = {name: table.column(name).combine_chunks() for name in table.column_names}
+    lists = {}
+    for name in ("observations", "actions", "faults"):
+        col = cols[name]
+        items = col.flatten()
+        # missing and null lists look alike here but not to the per-line reader; so do null items
+        if (name != "faults" and col.null_count) or items.null_count:
+            return None
+        lists[name] = (col, items)
+    col, items = lists["faults"]
+    comp, mode = items.field("component"), items.field("fault_mode")
+    if comp.null_count or mode.null_count:
+        return None
+    joined = pc.binary_join(
+        pa.ListArray.from_arrays(col.offsets, pc.binary_join_element_wise(comp, mode, ":"), mask=col.is_null()), "|"
+    )
+    faults = joined.to_pandas()
+    faults = faults.where(faults != "", NO_FAULT)
+    inc = pd.DataFrame({c: cols[c].to_pandas() for c in ("id", "opened", "resolved", "topology")})
+    rc = cols["root_cause"]
+    valid = np.asarray(rc.is_valid())
+    for key, field in (("cause_component", "component"), ("cause_fault_mode", "fault_mode")):
+        values = rc.field(field).to_pandas().astype(object)
+        inc[key] = values.where(valid & values.notna().to_numpy(), None)
+    inc["faults"] = faults.astype(object).where(faults.notna(), None)
+    inc["_loc"] = [f"line {lineno}" for lineno, _ in block]
+    obs = _flatten(lists["observations"][0], n, 0, ("symptom", "value", "p_fired", "p_passed", "time"))
+    acts = _flatten(lists["actions"][0], n, 0, ("action", "target", "time", "outcome"))
+    return inc[list(RAW_INCIDENT_COLUMNS)], obs, acts
 
 
 def _finish(raw: _Raw, rejects: list[Reject], source: str):
