@@ -33,8 +33,10 @@ The result is exact (up to float64 rounding); the tests check it against pgmpy's
 from __future__ import annotations
 
 import math
+import os
 import time
 from collections.abc import Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
@@ -59,6 +61,7 @@ _ITEM = 8  # bytes per float64
 _CHUNK_CAP = 4096  # most cases per chunk (more does not amortise anything further)
 _CHUNK_MIN = 64  # fewest cases per chunk when memory allows (short inner loops are slow)
 _CHUNK_TARGET_ENTRIES = 2**21  # aim: all clique potentials of a chunk ~16 MiB (cache-friendly)
+_THREAD_MIN_OPS = 2e7  # a chunk worth a thread of its own (below, the pool costs more than it saves)
 
 
 @dataclass(frozen=True)
@@ -674,6 +677,8 @@ class CompiledEngine(TableEngine):
     def __init__(self, tables: ModelTables, *, memory_budget_bytes: int = DEFAULT_MEMORY_BUDGET):
         super().__init__(tables)
         self.memory_budget_bytes = int(memory_budget_bytes)
+        #: Chunks of a large batch run on this many threads (numpy releases the GIL); at most 2 by default.
+        self.threads = min(2, os.cpu_count() or 1)
         everything = frozenset(range(len(tables.names)))
         st = self._structure(frozenset(), frozenset(), everything)
         self.stats: CompiledStats = st.stats(tables)
@@ -784,7 +789,8 @@ class CompiledEngine(TableEngine):
             offsets[t] = width
             width += int(self._tables.cards[t])
         out = np.empty((B, width)) if want else None
-        for start in range(0, B, chunk):
+
+        def one(start: int) -> None:
             stop = min(B, start + chunk)
             sub = ev.take(start, stop) if (start, stop) != (0, B) else ev
             marg, lz, suspect = plan.run(sub, want)
@@ -806,6 +812,16 @@ class CompiledEngine(TableEngine):
                 for t, r in marg.items():
                     o = offsets[t]
                     out[start:stop, o : o + r.shape[0]] = r.T
+
+        starts = range(0, B, chunk)
+        threads = min(getattr(self, "threads", 1), len(starts))
+        if threads > 1 and plan.stats.ops_per_case * chunk >= _THREAD_MIN_OPS:
+            # numpy releases the GIL in its loops: chunks on two cores (each writes its own rows)
+            with ThreadPoolExecutor(threads) as pool:
+                list(pool.map(one, starts))
+        else:
+            for start in starts:
+                one(start)
         if ev.soft_log_scale is not None:
             logz += ev.soft_log_scale
         res = {}
