@@ -105,6 +105,48 @@ def pyagrum_from_tables(tables):
     return bn
 
 
+def pgmpy_check(tables, matrix, res, pa_post, targets):
+    """At the case and target where we differ most from pyAgrum: |ours - pgmpy VE| and |pyAgrum - pgmpy VE|."""
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        from pgmpy.factors.discrete import TabularCPD
+        from pgmpy.inference import VariableElimination
+        from pgmpy.models import DiscreteBayesianNetwork
+
+    done = len(next(iter(pa_post.values())))
+    worst, where = -1.0, None
+    for t in targets:
+        d = np.abs(res[t][:done] - pa_post[t]).max(axis=1)
+        b = int(d.argmax())
+        if d[b] > worst:
+            worst, where = float(d[b]), (b, t)
+    b, t = where
+    names = tables.names
+    model = DiscreteBayesianNetwork()
+    model.add_nodes_from(names)
+    model.add_edges_from((names[p], names[v]) for v, ps in enumerate(tables.parents) for p in ps)
+    for v, ps in enumerate(tables.parents):
+        card = int(tables.cards[v])
+        model.add_cpds(
+            TabularCPD(
+                names[v],
+                card,
+                tables.cpts[v].reshape(card, -1),
+                evidence=[names[p] for p in ps] or None,
+                evidence_card=[int(tables.cards[p]) for p in ps] or None,
+                state_names={names[x]: list(tables.states[x]) for x in (v, *ps)},
+            )
+        )
+    ev = {names[v]: tables.states[v][s] for v, s in enumerate(matrix[:, b]) if s >= 0}
+    if t in ev:
+        return 0.0, 0.0
+    f = VariableElimination(model).query([t], evidence=ev, show_progress=False)
+    ref = np.array([f.values[list(f.state_names[t]).index(s)] for s in tables.states[tables.index[t]]])
+    return float(np.abs(res[t][b] - ref).max()), float(np.abs(pa_post[t][b] - ref).max())
+
+
 def pyagrum_in_process(tables, matrix, targets, limit):
     """LazyPropagation over the cases (until ``limit`` s): seconds per case and the posteriors it computed."""
     import pyagrum as gum
@@ -129,6 +171,21 @@ def pyagrum_in_process(tables, matrix, targets, limit):
             break
     per_case = (time.perf_counter() - t0) / done
     return per_case, {t: np.array(p) for t, p in post.items()}
+
+
+def pyagrum_file(path, tables, folder):
+    """A file pyAgrum loads: the BIF itself, or (when pyAgrum's BIF parser refuses it, e.g. states
+    named ``<7.5``) the same tables saved by pyAgrum in Hugin .net format."""
+    import pyagrum as gum
+
+    plain = plain_bif(path, folder)
+    try:
+        gum.loadBN(plain)
+        return plain
+    except Exception:  # pyAgrum raises its own FatalError types
+        out = os.path.join(folder, os.path.basename(plain).split(".")[0] + ".net")
+        gum.saveBN(pyagrum_from_tables(tables), out)
+        return out
 
 
 def time_ours_process(model, cases, targets, out):

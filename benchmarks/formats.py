@@ -61,7 +61,7 @@ def main() -> None:
     print(f"  JSON Lines / Parquet: {ratio:.2f}x (per pair: {', '.join(f'{r:.2f}' for r in spread)})")
     if not args.no_line_reader:
         real = formats._jsonl_block_arrow
-        formats._jsonl_block_arrow = lambda block: None
+        formats._jsonl_block_arrow = lambda linenos, data: None
         try:
             t = time.perf_counter()
             read_incidents(js_path)

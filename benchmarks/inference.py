@@ -438,10 +438,13 @@ def hetero_table(args, rate):
         pa_case, pa_post = het.pyagrum_in_process(tables, matrix, targets, args.pyagrum_limit)
         done = len(next(iter(pa_post.values())))
         d = max(float(np.abs(res[t][:done] - pa_post[t]).max()) for t in targets)
+        d_ve, d_pa_ve = het.pgmpy_check(tables, matrix, res, pa_post, targets)
         pa_in = pa_case * n
         out = os.path.join(args.workdir, "ours.parquet")
         ours_proc = het.time_ours_process(path, cases, targets, out)
-        pa_info = het.time_pyagrum_process(het.plain_bif(path, args.workdir), cases, targets, args.pyagrum_limit)
+        pa_info = het.time_pyagrum_process(
+            het.pyagrum_file(path, tables, args.workdir), cases, targets, args.pyagrum_limit
+        )
         pa_proc = pa_info["wall"] - pa_info["loop"] + pa_info["loop"] / pa_info["done"] * n
         ours_tab = pq.read_table(out)
         pa_tab = pq.read_table(pa_info["out"])
@@ -465,12 +468,14 @@ def hetero_table(args, rate):
             pa_done=pa_info["done"],
             d=d,
             d_file=d_file,
+            d_ve=d_ve,
+            d_pa_ve=d_pa_ve,
         )
         rows.append(r)
         print(
             f"{label:<16}{r['vars']:>5}{r['tw']:>4}{n:>7}{r['ops']:>11,}{floor:>9.3f}{ours_in:>8.2f}"
             f"{ours_proc:>12.2f}{pa_in:>9.1f}{pa_proc:>11.1f}{pa_proc / ours_proc:>8.1f}{pa_in / ours_in:>10.1f}"
-            f"{d:>9.1e}{d_file:>9.1e}",
+            f"{d:>9.1e}{d_file:>9.1e}{d_ve:>9.1e}{d_pa_ve:>8.1e}",
             flush=True,
         )
     print(
@@ -482,7 +487,8 @@ def hetero_table(args, rate):
         "+ the extrapolated loop).\n"
         "floor s = ops/case x cases at numpy's in-cache multiply-add rate; |d| = max abs difference of "
         "any posterior entry from pyAgrum's (same float64 tables) on the cases it ran; |d| file: against the "
-        "pyAgrum process, whose gum.loadBN rounds the BIF's numbers. Cases are capped so that ours needs about "
+        "pyAgrum process, whose gum.loadBN rounds the BIF's numbers; VE: at the case and target where ours and "
+        "pyAgrum differ most, ours and pyAgrum against pgmpy VariableElimination. Cases are capped so that ours needs about "
         f"{args.hetero_budget:g} s of arithmetic (the 'cases' column)."
     )
     return rows

@@ -205,13 +205,21 @@ def _add_record(raw: _Raw, rec: Any, loc: str) -> None:
 def _iter_jsonl(path: Path, chunk_size: int, skip: int):
     opener = gzip.open if path.name.endswith(".gz") else open
     source = str(path)
-    chunk: list[list[tuple[int, str]]] = []  # the chunk's records as sub-blocks of (line number, line)
-    block: list[tuple[int, str]] = []
+    chunk: list[tuple[list[int], bytes]] = []  # the chunk's records as blocks of (line numbers, UTF-8 lines)
+    linenos: list[int] = []
+    lines: list[str] = []
     block_chars, in_chunk, n_records = 0, 0, 0
     try:
         fh = opener(path, "rt", encoding="utf-8", errors="replace")
     except OSError as exc:
         raise IncidentLogError(f"{path}: cannot open: {exc}") from None
+
+    def block() -> tuple[list[int], bytes]:
+        # every line ends with exactly one "\n" (text mode splits there), so the block splits back exactly
+        if not lines[-1].endswith("\n"):
+            lines[-1] += "\n"
+        return linenos, "".join(lines).encode("utf-8")
+
     with fh:
         for lineno, line in enumerate(fh, start=1):
             if not line.strip():
@@ -220,29 +228,35 @@ def _iter_jsonl(path: Path, chunk_size: int, skip: int):
             if n_records <= skip:
                 continue
             in_chunk += 1
-            block.append((lineno, line))
+            linenos.append(lineno)
+            lines.append(line)
             block_chars += len(line)
             if block_chars >= _JSONL_BLOCK_CHARS:
-                chunk.append(block)
-                block, block_chars = [], 0
+                chunk.append(block())
+                linenos, lines, block_chars = [], [], 0
             if in_chunk == chunk_size:
-                yield _jsonl_read_chunk([*chunk, block] if block else chunk, source)
-                chunk, block, block_chars, in_chunk = [], [], 0, 0
+                if lines:
+                    chunk.append(block())
+                yield _jsonl_read_chunk(chunk, source)
+                chunk, linenos, lines, block_chars, in_chunk = [], [], [], 0, 0
     if in_chunk:
-        yield _jsonl_read_chunk([*chunk, block] if block else chunk, source)
+        if lines:
+            chunk.append(block())
+        yield _jsonl_read_chunk(chunk, source)
 
 
 #: Text parsed by pyarrow at a time (a chunk of records is parsed in blocks of about this size).
 _JSONL_BLOCK_CHARS = 1 << 25
 
 
-def _jsonl_read_chunk(blocks: list[list[tuple[int, str]]], source: str):
+def _jsonl_read_chunk(blocks: list[tuple[list[int], bytes]], source: str):
     """One chunk of records: each block through pyarrow's JSON reader, or line by line if that fails."""
     incs, obss, actss, rejects, offset = [], [], [], [], 0
-    for block in blocks:
-        parts = _jsonl_block_arrow(block)
+    for linenos, data in blocks:
+        parts = _jsonl_block_arrow(linenos, data)
         if parts is None:  # anything unusual: the per-line reader, which words every reject
-            parts, more = _jsonl_block_lines(block, source)
+            lines = data.decode("utf-8").split("\n")[:-1]
+            parts, more = _jsonl_block_lines(list(zip(linenos, lines)), source)
             rejects.extend(more)
         inc, obs, acts = parts
         if offset:
@@ -309,7 +323,7 @@ def _jsonl_schema():
     )
 
 
-def _jsonl_block_arrow(block: list[tuple[int, str]]):
+def _jsonl_block_arrow(linenos: list[int], data: bytes):
     """Raw frames of a block of records through ``pyarrow.json`` with the record schema; ``None``
     when the block holds anything the schema cannot say exactly as the per-line reader would (a
     syntax error, an unknown field, a value of another type, a null list, a soft-evidence mapping...)."""
@@ -319,7 +333,6 @@ def _jsonl_block_arrow(block: list[tuple[int, str]]):
         import pyarrow.json as pjson
     except ImportError:  # pragma: no cover - pyarrow is a dependency
         return None
-    data = "".join(line if line.endswith("\n") else line + "\n" for _, line in block).encode("utf-8")
     try:
         table = pjson.read_json(
             pa.py_buffer(data),
@@ -329,7 +342,7 @@ def _jsonl_block_arrow(block: list[tuple[int, str]]):
     except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
         return None
     n = table.num_rows
-    if n != len(block):
+    if n != len(linenos):
         return None
     cols = {name: table.column(name).combine_chunks() for name in table.column_names}
     lists = {}
@@ -356,7 +369,7 @@ def _jsonl_block_arrow(block: list[tuple[int, str]]):
         values = rc.field(field).to_pandas().astype(object)
         inc[key] = values.where(valid & values.notna().to_numpy(), None)
     inc["faults"] = faults.astype(object).where(faults.notna(), None)
-    inc["_loc"] = [f"line {lineno}" for lineno, _ in block]
+    inc["_loc"] = [f"line {lineno}" for lineno in linenos]
     obs = _flatten(lists["observations"][0], n, 0, ("symptom", "value", "p_fired", "p_passed", "time"))
     acts = _flatten(lists["actions"][0], n, 0, ("action", "target", "time", "outcome"))
     return inc[list(RAW_INCIDENT_COLUMNS)], obs, acts

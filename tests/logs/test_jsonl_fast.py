@@ -60,7 +60,7 @@ def _records(k_bad):
 def _read_both(path, monkeypatch, chunk_size):
     fast = list(iter_incident_frames(path, chunk_size=chunk_size))
     with monkeypatch.context() as m:
-        m.setattr(formats, "_jsonl_block_arrow", lambda block: None)
+        m.setattr(formats, "_jsonl_block_arrow", lambda linenos, data: None)
         slow = list(iter_incident_frames(path, chunk_size=chunk_size))
     return fast, slow
 
@@ -95,7 +95,7 @@ def test_fast_reader_runs_on_a_simulated_log(tmp_path, monkeypatch, boutique):
     path = write_incidents(frame, tmp_path / "sim.jsonl")
     calls = []
     real = formats._jsonl_block_arrow
-    monkeypatch.setattr(formats, "_jsonl_block_arrow", lambda block: calls.append(real(block)) or calls[-1])
+    monkeypatch.setattr(formats, "_jsonl_block_arrow", lambda *a: calls.append(real(*a)) or calls[-1])
     fast = list(iter_incident_frames(path, chunk_size=128))
     assert calls and all(c is not None for c in calls)  # every block went through pyarrow
     monkeypatch.undo()
