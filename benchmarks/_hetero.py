@@ -174,8 +174,10 @@ def pyagrum_in_process(tables, matrix, targets, limit):
 
 
 def pyagrum_file(path, tables, folder):
-    """A file pyAgrum loads: the BIF itself, or (when pyAgrum's BIF parser refuses it, e.g. states
-    named ``<7.5``) the same tables saved by pyAgrum in Hugin .net format."""
+    """A file pyAgrum loads: the BIF itself, or -- when pyAgrum's parsers refuse the names (child's
+    ``<7.5``, ``Asy/Patch``) -- the same tables as a pickled ``pyagrum.BayesNet``."""
+    import pickle
+
     import pyagrum as gum
 
     plain = plain_bif(path, folder)
@@ -183,8 +185,9 @@ def pyagrum_file(path, tables, folder):
         gum.loadBN(plain)
         return plain
     except Exception:  # pyAgrum raises its own FatalError types
-        out = os.path.join(folder, os.path.basename(plain).split(".")[0] + ".net")
-        gum.saveBN(pyagrum_from_tables(tables), out)
+        out = os.path.join(folder, os.path.basename(plain).split(".")[0] + ".pkl")
+        with open(out, "wb") as fh:
+            pickle.dump(pyagrum_from_tables(tables), fh)
         return out
 
 
@@ -221,7 +224,13 @@ def _pyagrum_child(model, cases, targets, limit):
     import pyarrow.parquet as pq
 
     t_import = time.perf_counter()
-    bn = gum.loadBN(model)
+    if model.endswith(".pkl"):
+        import pickle
+
+        with open(model, "rb") as fh:
+            bn = pickle.load(fh)
+    else:
+        bn = gum.loadBN(model)
     t_load = time.perf_counter()
     table = pcsv.read_csv(
         cases,
@@ -254,7 +263,8 @@ def _pyagrum_child(model, cases, targets, limit):
     for t in targets:
         arr = np.array(post[t])
         for j, s in enumerate(labels[t]):
-            columns[f"{t}={s}"] = pa.array(arr[:, j])
+            col = np.ascontiguousarray(arr[:, j])  # as ours: from the buffer (pa.array would import pandas)
+            columns[f"{t}={s}"] = pa.Array.from_buffers(pa.float64(), len(col), [None, pa.py_buffer(col)])
     pq.write_table(pa.table(columns), out)
     t_write = time.perf_counter()
     print(
