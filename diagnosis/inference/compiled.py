@@ -36,7 +36,6 @@ import math
 import os
 import time
 from collections.abc import Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
@@ -817,6 +816,8 @@ class CompiledEngine(TableEngine):
         threads = min(getattr(self, "threads", 1), len(starts))
         if threads > 1 and plan.stats.ops_per_case * chunk >= _THREAD_MIN_OPS:
             # numpy releases the GIL in its loops: chunks on two cores (each writes its own rows)
+            from concurrent.futures import ThreadPoolExecutor  # here: 40 ms of imports at start-up otherwise
+
             with ThreadPoolExecutor(threads) as pool:
                 list(pool.map(one, starts))
         else:

@@ -21,7 +21,6 @@ from types import MappingProxyType
 
 import numpy as np
 
-from diagnosis._files import atomic_write_text
 from diagnosis.exceptions import ModelError, TopologyError, suggest
 from diagnosis.model.topology import IMPAIRED, Topology
 
@@ -334,5 +333,7 @@ def export_network(network: Network, path: str | os.PathLike) -> Path:
     model = network.to_pgmpy()
     writer = writers[suffix](model)
     text = str(writer)
+    from diagnosis._files import atomic_write_text  # tempfile etc. only when writing
+
     atomic_write_text(path, text)
     return path
