@@ -59,6 +59,9 @@ def sample_cases(tables, n_cases, share, *, seed=1):
         u = rng.random(n_cases)
         values[v] = np.minimum((u[None, :] > cum).sum(axis=0), table.shape[0] - 1)
     mask = rng.random((n, n_cases)) < share
+    # a CSV row of blanks is not a case (read_cases skips it): every case observes at least one variable
+    empty = np.flatnonzero(~mask.any(axis=0))
+    mask[rng.integers(0, n, empty.size), empty] = True
     return np.where(mask, values, -1)
 
 
