@@ -280,6 +280,23 @@ class PreparedEvidence:
             stop - start,
         )
 
+    def subset(self, idx: np.ndarray, *, pattern: bool = False) -> PreparedEvidence:
+        """The cases ``idx``; with ``pattern`` (they all observe the same variables) only the
+        variables they observe are kept, so a plan instantiates them all."""
+        matrix = self.matrix[:, idx]
+        vars_ = self.vars
+        if pattern and vars_:
+            seen = matrix[:, 0] >= 0
+            matrix = matrix[seen]
+            vars_ = tuple(v for v, s in zip(vars_, seen.tolist()) if s)
+        return PreparedEvidence(
+            vars_,
+            matrix,
+            {v: a[idx] for v, a in self.soft.items()},
+            None if self.soft_log_scale is None else self.soft_log_scale[idx],
+            int(idx.size),
+        )
+
     def signature(self) -> tuple[frozenset, frozenset, frozenset]:
         """``(hard, partial, soft)``: variables observed in every case, in some cases, softly."""
         if self.vars:

@@ -29,12 +29,18 @@ def _brute(t: ModelTables, joint: np.ndarray, case: np.ndarray) -> list[np.ndarr
             shape = [1] * len(t.names)
             shape[v] = len(ind)
             j = j * ind.reshape(shape)
-    j = j / j.sum()
-    return [j.sum(axis=tuple(a for a in range(len(t.names)) if a != v)) for v in range(len(t.names))]
+    z = j.sum()
+    j = j / z
+    return [j.sum(axis=tuple(a for a in range(len(t.names)) if a != v)) for v in range(len(t.names))], z
 
 
+@pytest.mark.parametrize("way", [None, "patterns", "single"])
 @pytest.mark.parametrize("seed", [0, 1, 2])
-def test_each_case_its_own_evidence_matches_brute_force(netlib, seed):
+def test_each_case_its_own_evidence_matches_brute_force(netlib, monkeypatch, seed, way):
+    if way is not None:  # the per-pattern path (measured against one structure) and the one-structure path
+        monkeypatch.setattr(compiled, "_GROUP_MIN_OPS", 0)
+        monkeypatch.setattr(compiled, "_GROUP_MIN_CASES", 2)
+        monkeypatch.setattr(compiled, "_PREFER", way)
     t = ModelTables.from_pgmpy(netlib.random_network(9, seed=seed, max_parents=3, max_card=3))
     rng = np.random.default_rng(seed)
     B = 60
@@ -47,11 +53,13 @@ def test_each_case_its_own_evidence_matches_brute_force(netlib, seed):
     engine = make_engine(t, "exact")
     ev = {n: matrix[i] for i, n in enumerate(t.names)}
     got = engine.query(list(t.names), ev)
+    logz = engine.log_evidence(ev)
     joint = _joint(t)
     for b in range(B):
-        want = _brute(t, joint, matrix[:, b])
+        want, z = _brute(t, joint, matrix[:, b])
         for i, n in enumerate(t.names):
             np.testing.assert_allclose(got[n][b], want[i], atol=1e-9)
+        np.testing.assert_allclose(logz[b], np.log(z), rtol=1e-9, atol=1e-12)
 
 
 def test_two_threads_give_the_same_posteriors(netlib, monkeypatch):
