@@ -16,6 +16,7 @@ from diagnosis.exceptions import EvidenceError, ModelError, suggest
 __all__ = ["ModelTables", "PreparedEvidence", "prepare_evidence", "resolve_targets"]
 
 _COLUMN_TOL = 1e-5
+_RENORMALISE_TOL = 1e-12
 
 
 @dataclass(frozen=True, eq=False)
@@ -120,7 +121,9 @@ class ModelTables:
 
         Checks what :meth:`from_pgmpy` checks (shapes, finite non-negative
         entries, columns summing to 1 within 1e-5) and that the graph is acyclic;
-        a problem raises ``error`` (default :class:`ModelError`).
+        a problem raises ``error`` (default :class:`ModelError`). Columns that sum
+        to 1 within 1e-5 but not within 1e-12 (rounded decimals in a file) are
+        divided by their sum.
         """
         names = tuple(str(n) for n in names)
         if not names:
@@ -140,6 +143,12 @@ class ModelTables:
             if table.shape != (int(cards[idx[v]]), *(int(cards[p]) for p in pi)):
                 raise error(f"CPD of {v!r} has shape {table.shape}, which does not match its states and parents")
             _check_cpt(v, table, error)
+            sums = table.sum(axis=0)
+            if np.any(np.abs(sums - 1.0) > _RENORMALISE_TOL):
+                # printed decimals (hepar2's columns sum to 1 +- 1e-7): renormalise, so that an
+                # unobserved variable sums out to exactly 1 and the answer does not depend on
+                # whether an engine prunes it
+                table = table / sums
             table.setflags(write=False)
             par.append(pi)
             tabs.append(table)
