@@ -37,10 +37,9 @@ def _brute(t: ModelTables, joint: np.ndarray, case: np.ndarray) -> list[np.ndarr
 @pytest.mark.parametrize("way", [None, "patterns", "single"])
 @pytest.mark.parametrize("seed", [0, 1, 2])
 def test_each_case_its_own_evidence_matches_brute_force(netlib, monkeypatch, seed, way):
-    if way is not None:  # the per-pattern path (measured against one structure) and the one-structure path
-        monkeypatch.setattr(compiled, "_GROUP_MIN_OPS", 0)
+    if way is not None:  # the per-pattern path and the one-structure path, whatever the size
+        monkeypatch.setattr(compiled, "_GROUP_MIN_OPS", 0 if way == "patterns" else 1e30)
         monkeypatch.setattr(compiled, "_GROUP_MIN_CASES", 2)
-        monkeypatch.setattr(compiled, "_PREFER", way)
     t = ModelTables.from_pgmpy(netlib.random_network(9, seed=seed, max_parents=3, max_card=3))
     rng = np.random.default_rng(seed)
     B = 60
