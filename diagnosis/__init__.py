@@ -10,9 +10,6 @@ symptoms of an incident into ranked fault locations and a recovery action::
     True
 """
 
-from importlib.metadata import PackageNotFoundError as _PackageNotFoundError
-from importlib.metadata import version as _version
-
 from diagnosis.exceptions import (
     DiagnosisError,
     EvidenceError,
@@ -21,37 +18,107 @@ from diagnosis.exceptions import (
     NotFittedError,
     TopologyError,
 )
-from diagnosis.inference import make_engine
-from diagnosis.learning import FitReport, PriorFitter, fit_topology
-from diagnosis.localization import Diagnosis, Location, diagnose
-from diagnosis.logs.formats import iter_incident_frames, read_incidents, write_incidents, write_rejects
-from diagnosis.logs.schema import Incident, IncidentFrame, Reject, validate_frame
-from diagnosis.logs.scoring import ScoreSummary, score_frame, score_log
-from diagnosis.logs.simulate import iter_simulate, simulate
-from diagnosis.model.datasets import bundled_incident, bundled_topology, list_bundled
-from diagnosis.model.evidence import Evidence, Observation, ResolvedEvidence, read_evidence
-from diagnosis.model.network import Network, Variable, build_network, export_network
-from diagnosis.model.topology import (
-    Action,
-    AlertRule,
-    Component,
-    Dependency,
-    Detector,
-    FaultMode,
-    Topology,
-    load_topology,
-)
-from diagnosis.postmortem.explain import Explanation, explain
-from diagnosis.postmortem.planning import CheckValue, Plan, compare_policies, next_step, plan_recovery, rank_checks
-from diagnosis.postmortem.report import write_report
-from diagnosis.postmortem.timeline import Timeline, belief_timeline
-from diagnosis.recovery import ActionScore, choose_action, score_actions
-from diagnosis.telemetry.alertmanager import ImportSummary, import_alertmanager
 
-try:
-    __version__ = _version("diagnosis")
-except _PackageNotFoundError:  # pragma: no cover - running from a source tree without install
-    __version__ = "0.0.0"
+# The public API is imported on first use (PEP 562): ``diagnosis --version``
+# and ``import diagnosis`` stay cheap, and a caller of ``diagnose`` does not
+# pay for pandas, scipy or pgmpy. Each name maps to the module defining it.
+_LAZY = {
+    "Action": "diagnosis.model.topology",
+    "ActionScore": "diagnosis.recovery",
+    "AlertRule": "diagnosis.model.topology",
+    "CheckValue": "diagnosis.postmortem.planning",
+    "Component": "diagnosis.model.topology",
+    "Dependency": "diagnosis.model.topology",
+    "Detector": "diagnosis.model.topology",
+    "Diagnosis": "diagnosis.localization",
+    "Evidence": "diagnosis.model.evidence",
+    "Explanation": "diagnosis.postmortem.explain",
+    "FaultMode": "diagnosis.model.topology",
+    "FitReport": "diagnosis.learning",
+    "ImportSummary": "diagnosis.telemetry.alertmanager",
+    "Incident": "diagnosis.logs.schema",
+    "IncidentFrame": "diagnosis.logs.schema",
+    "Location": "diagnosis.localization",
+    "Network": "diagnosis.model.network",
+    "Observation": "diagnosis.model.evidence",
+    "Plan": "diagnosis.postmortem.planning",
+    "PriorFitter": "diagnosis.learning",
+    "Reject": "diagnosis.logs.schema",
+    "ResolvedEvidence": "diagnosis.model.evidence",
+    "ScoreSummary": "diagnosis.logs.scoring",
+    "Timeline": "diagnosis.postmortem.timeline",
+    "Topology": "diagnosis.model.topology",
+    "Variable": "diagnosis.model.network",
+    "belief_timeline": "diagnosis.postmortem.timeline",
+    "build_network": "diagnosis.model.network",
+    "bundled_incident": "diagnosis.model.datasets",
+    "bundled_topology": "diagnosis.model.datasets",
+    "choose_action": "diagnosis.recovery",
+    "compare_policies": "diagnosis.postmortem.planning",
+    "diagnose": "diagnosis.localization",
+    "explain": "diagnosis.postmortem.explain",
+    "export_network": "diagnosis.model.network",
+    "fit_topology": "diagnosis.learning",
+    "import_alertmanager": "diagnosis.telemetry.alertmanager",
+    "iter_incident_frames": "diagnosis.logs.formats",
+    "iter_simulate": "diagnosis.logs.simulate",
+    "list_bundled": "diagnosis.model.datasets",
+    "load_topology": "diagnosis.model.topology",
+    "make_engine": "diagnosis.inference.base",
+    "next_step": "diagnosis.postmortem.planning",
+    "plan_recovery": "diagnosis.postmortem.planning",
+    "rank_checks": "diagnosis.postmortem.planning",
+    "read_evidence": "diagnosis.model.evidence",
+    "read_incidents": "diagnosis.logs.formats",
+    "score_actions": "diagnosis.recovery",
+    "score_frame": "diagnosis.logs.scoring",
+    "score_log": "diagnosis.logs.scoring",
+    "simulate": "diagnosis.logs.simulate",
+    "validate_frame": "diagnosis.logs.schema",
+    "write_incidents": "diagnosis.logs.formats",
+    "write_rejects": "diagnosis.logs.formats",
+    "write_report": "diagnosis.postmortem.report",
+}
+#: Sub-modules ``import diagnosis`` exposed as attributes before the API went lazy.
+_SUBMODULES = (
+    "_files",
+    "_validation",
+    "exceptions",
+    "inference",
+    "learning",
+    "localization",
+    "logs",
+    "model",
+    "postmortem",
+    "recovery",
+    "telemetry",
+)
+
+
+def __getattr__(name: str):
+    import importlib
+
+    if name in _LAZY:
+        value = getattr(importlib.import_module(_LAZY[name]), name)
+        globals()[name] = value
+        return value
+    if name in _SUBMODULES:
+        return importlib.import_module(f"diagnosis.{name}")
+    if name == "__version__":
+        from importlib.metadata import PackageNotFoundError, version
+
+        try:
+            value = version("diagnosis")
+        except PackageNotFoundError:  # pragma: no cover - running from a source tree without install
+            value = "0.0.0"
+        globals()["__version__"] = value
+        return value
+    raise AttributeError(f"module 'diagnosis' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__) | set(_SUBMODULES) | {"__version__"})
+
 
 __all__ = [
     "Action",

@@ -9,7 +9,7 @@ from typing import TextIO
 
 from diagnosis._files import check_outputs, output_lock, remove_stale_temporaries
 
-__all__ = ["guarded_outputs", "log_outputs", "table", "time_offset"]
+__all__ = ["guarded_outputs", "load_topology", "log_outputs", "table", "time_offset"]
 
 
 def _flat(paths) -> list[str]:
@@ -69,6 +69,13 @@ def table(header: Sequence[str], rows: Sequence[Sequence[str]], out: TextIO) -> 
     print("  " + "  ".join(h.ljust(w) for h, w in zip(header, widths)), file=out)
     for row in rows:
         print("  " + "  ".join(str(x).ljust(w) for x, w in zip(row, widths)), file=out)
+
+
+def load_topology(path):
+    """:func:`diagnosis.model.topology.load_topology`, imported when a verb runs (not at start-up)."""
+    from diagnosis.model.topology import load_topology as load
+
+    return load(path)
 
 
 def time_offset(text: str | None):

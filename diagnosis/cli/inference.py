@@ -7,7 +7,6 @@ from typing import TextIO
 
 from diagnosis.cli._common import guarded_outputs
 from diagnosis.exceptions import EvidenceError
-from diagnosis.inference import make_engine
 
 __all__ = ["register"]
 
@@ -59,9 +58,10 @@ def _query(args: argparse.Namespace, out: TextIO, err: TextIO) -> None:
 def _query_run(args: argparse.Namespace, out: TextIO) -> None:
     import numpy as np
 
-    from diagnosis.inference import read_cases, read_model, write_posteriors
+    from diagnosis.inference import make_engine, read_cases, read_model, read_tables, write_posteriors
 
-    model = read_model(args.model)
+    # our own BIF/XMLBIF reader (no pgmpy); the pgmpy reference engine needs pgmpy's model
+    model = read_model(args.model) if args.engine == "reference" else read_tables(args.model)
     engine = make_engine(model, args.engine, memory_budget_bytes=int(args.memory_budget * 2**30))
     for t in args.target:
         if t not in engine.states:

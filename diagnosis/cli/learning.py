@@ -6,8 +6,7 @@ import argparse
 import json
 from typing import TextIO
 
-from diagnosis.cli._common import guarded_outputs
-from diagnosis.model.topology import load_topology
+from diagnosis.cli._common import guarded_outputs, load_topology
 
 __all__ = ["register"]
 

@@ -6,11 +6,10 @@ import argparse
 import json
 from typing import TextIO
 
-from diagnosis.cli._common import guarded_outputs, log_outputs
+from diagnosis.cli._common import guarded_outputs, load_topology, log_outputs
 from diagnosis.cli._common import table as _table
 from diagnosis.exceptions import ParameterError
 from diagnosis.inference import ENGINES
-from diagnosis.model.topology import load_topology
 
 __all__ = ["register"]
 

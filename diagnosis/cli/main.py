@@ -54,14 +54,25 @@ def build_parser() -> argparse.ArgumentParser:
         prog="diagnosis",
         description="Probabilistic fault diagnosis for service platforms.",
     )
-    from diagnosis import __version__
-
-    parser.add_argument("--version", action="version", version=f"diagnosis {__version__}")
+    parser.add_argument("--version", action=_Version, help="show program's version number and exit")
     verbs = parser.add_subparsers(dest="verb", metavar="VERB", required=True)
 
     for group in (model_cli, logs_cli, learning_cli, telemetry_cli, inference_cli, postmortem_cli, serve_cli):
         group.register(verbs)
     return parser
+
+
+class _Version(argparse.Action):
+    """``--version``; the version is looked up (importlib.metadata, ~0.05 s) only when asked for."""
+
+    def __init__(self, option_strings, dest=argparse.SUPPRESS, default=argparse.SUPPRESS, help=None):
+        super().__init__(option_strings=option_strings, dest=dest, default=default, nargs=0, help=help)
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        from diagnosis import __version__
+
+        parser._print_message(f"diagnosis {__version__}\n", sys.stdout)
+        parser.exit()
 
 
 def main(argv: Sequence[str] | None = None, *, stdout: TextIO | None = None, stderr: TextIO | None = None) -> int:

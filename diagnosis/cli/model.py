@@ -5,16 +5,16 @@ from __future__ import annotations
 import argparse
 import json
 import math
-from typing import TextIO
+from typing import TYPE_CHECKING, TextIO
 
-from diagnosis.cli._common import guarded_outputs
+from diagnosis.cli._common import guarded_outputs, load_topology
 from diagnosis.cli._common import table as _table
-from diagnosis.exceptions import EvidenceError
+from diagnosis.exceptions import EvidenceError, ParameterError
 from diagnosis.inference import ENGINES
-from diagnosis.localization import Diagnosis, diagnose
-from diagnosis.model.evidence import Evidence, read_evidence
-from diagnosis.model.network import build_network, export_network
-from diagnosis.model.topology import Topology, load_topology
+
+if TYPE_CHECKING:  # the verbs import what they run when they run (start-up time)
+    from diagnosis.localization import Diagnosis
+    from diagnosis.model.topology import Topology
 
 __all__ = ["register"]
 
@@ -67,7 +67,10 @@ def register(verbs) -> None:
 
 def _diagnose(args: argparse.Namespace, out: TextIO, err: TextIO) -> None:
     if args.top < 1:
-        raise EvidenceError(f"--top must be an int >= 1. Got {args.top!r} instead.")
+        raise ParameterError(f"--top must be an int >= 1. Got {args.top!r} instead.")
+    from diagnosis.localization import diagnose
+    from diagnosis.model.evidence import Evidence, read_evidence
+
     topology = load_topology(args.topology)
     observations = {}
     if args.incident:
@@ -146,6 +149,8 @@ def _print_diagnosis(result: Diagnosis, topology: Topology, k: int, out: TextIO)
 
 
 def _check(topology: Topology, out: TextIO) -> None:
+    from diagnosis.model.network import build_network
+
     network = build_network(topology)
     print(
         f"ok: {topology.source or topology.name}: {len(topology.components)} components, "
@@ -158,6 +163,8 @@ def _check(topology: Topology, out: TextIO) -> None:
 
 
 def _show(topology: Topology, fmt: str, out: TextIO) -> None:
+    from diagnosis.model.network import build_network
+
     network = build_network(topology)
     if fmt == "json":
         doc = network.summary()
@@ -190,6 +197,8 @@ def _show(topology: Topology, fmt: str, out: TextIO) -> None:
 
 
 def _export(args: argparse.Namespace, out: TextIO, err: TextIO) -> None:
+    from diagnosis.model.network import build_network, export_network
+
     with guarded_outputs([args.to], [args.topology], lock=args.to):
         path = export_network(build_network(load_topology(args.topology)), args.to)
     print(f"wrote {path}", file=out)

@@ -6,14 +6,15 @@ import argparse
 import contextlib
 import json
 from collections.abc import Sequence
-from typing import TextIO
+from typing import TYPE_CHECKING, TextIO
 
+from diagnosis.cli._common import load_topology
 from diagnosis.cli._common import table as _table
 from diagnosis.exceptions import DiagnosisError, EvidenceError
-from diagnosis.inference import ENGINES, make_engine
-from diagnosis.model.evidence import Evidence, read_evidence
-from diagnosis.model.network import build_network
-from diagnosis.model.topology import load_topology
+from diagnosis.inference import ENGINES
+
+if TYPE_CHECKING:  # the verbs import what they run when they run (start-up time)
+    from diagnosis.model.evidence import Evidence
 
 __all__ = ["register"]
 
@@ -133,6 +134,8 @@ class _Budget:
 
 
 def _evidence_of(args: argparse.Namespace) -> Evidence:
+    from diagnosis.model.evidence import Evidence, read_evidence
+
     observations = {}
     if args.incident:
         _, ev = read_evidence(args.incident)
@@ -159,6 +162,8 @@ def _tried(items: Sequence[str]) -> list[tuple[str, str, str]]:
 
 
 def _explain(args: argparse.Namespace, out: TextIO, err: TextIO) -> None:
+    from diagnosis.inference import make_engine
+    from diagnosis.model.network import build_network
     from diagnosis.postmortem.explain import explain
     from diagnosis.postmortem.planning import plan_recovery, rank_checks
 
@@ -237,6 +242,7 @@ def _explain(args: argparse.Namespace, out: TextIO, err: TextIO) -> None:
 
 
 def _timeline(args: argparse.Namespace, out: TextIO, err: TextIO) -> None:
+    from diagnosis.model.network import build_network
     from diagnosis.postmortem.report import find_incident
     from diagnosis.postmortem.timeline import belief_timeline
 

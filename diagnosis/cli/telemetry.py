@@ -5,9 +5,8 @@ from __future__ import annotations
 import argparse
 from typing import TextIO
 
-from diagnosis.cli._common import guarded_outputs, log_outputs
+from diagnosis.cli._common import guarded_outputs, load_topology, log_outputs
 from diagnosis.cli._common import time_offset as _offset
-from diagnosis.model.topology import load_topology
 
 __all__ = ["register"]
 

@@ -18,12 +18,41 @@ and return numpy arrays.
 - :mod:`~diagnosis.inference.modelfile`: BIF/XMLBIF models and case files.
 """
 
-from diagnosis.inference.approximate import LoopyBPEngine
-from diagnosis.inference.base import DEFAULT_MEMORY_BUDGET, ENGINES, Engine, TableEngine, engine_label, make_engine
-from diagnosis.inference.compiled import CompiledEngine, CompiledStats
-from diagnosis.inference.modelfile import read_cases, read_model, write_posteriors
-from diagnosis.inference.reference import ReferenceEngine
-from diagnosis.inference.tables import ModelTables
+# Names are imported from their modules on first use (PEP 562), so importing
+# one module of this package does not import all of them.
+#: Engine names :func:`make_engine` accepts (here, so the CLI can offer them without importing numpy).
+ENGINES = ("auto", "exact", "approximate", "reference")
+_LAZY = {
+    "CompiledEngine": "diagnosis.inference.compiled",
+    "CompiledStats": "diagnosis.inference.compiled",
+    "DEFAULT_MEMORY_BUDGET": "diagnosis.inference.base",
+    "Engine": "diagnosis.inference.base",
+    "LoopyBPEngine": "diagnosis.inference.approximate",
+    "ModelTables": "diagnosis.inference.tables",
+    "ReferenceEngine": "diagnosis.inference.reference",
+    "TableEngine": "diagnosis.inference.base",
+    "engine_label": "diagnosis.inference.base",
+    "make_engine": "diagnosis.inference.base",
+    "read_cases": "diagnosis.inference.modelfile",
+    "read_model": "diagnosis.inference.modelfile",
+    "read_tables": "diagnosis.inference.modelfile",
+    "write_posteriors": "diagnosis.inference.modelfile",
+}
+
+
+def __getattr__(name: str):
+    if name in _LAZY:
+        import importlib
+
+        value = getattr(importlib.import_module(_LAZY[name]), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))
+
 
 __all__ = [
     "DEFAULT_MEMORY_BUDGET",
@@ -39,5 +68,6 @@ __all__ = [
     "make_engine",
     "read_cases",
     "read_model",
+    "read_tables",
     "write_posteriors",
 ]

@@ -23,14 +23,13 @@ import numpy as np
 
 from diagnosis._validation import Options, check_param
 from diagnosis.exceptions import ApproximationWarning, ModelTooLargeError, ParameterError
+from diagnosis.inference import ENGINES
 from diagnosis.inference.tables import ModelTables
 
 __all__ = ["DEFAULT_MEMORY_BUDGET", "ENGINES", "Engine", "TableEngine", "engine_label", "make_engine"]
 
 #: Memory an exact engine may use for its tables and one batch chunk (2 GiB).
 DEFAULT_MEMORY_BUDGET = 2**31
-#: Engine names :func:`make_engine` accepts.
-ENGINES = ("auto", "exact", "approximate", "reference")
 #: Compiled evidence signatures kept per engine.
 PLAN_CACHE_SIZE = 8
 
@@ -191,17 +190,19 @@ def make_engine(
     ...     make_engine(net, memory_budget_bytes=1_000).kind
     'approximate'
     """
-    from diagnosis.inference.approximate import LoopyBPEngine
     from diagnosis.inference.compiled import CompiledEngine
-    from diagnosis.inference.reference import ReferenceEngine
 
     check_param("engine", engine, [Options(ENGINES)], caller="make_engine")
     budget = DEFAULT_MEMORY_BUDGET if memory_budget_bytes is None else memory_budget_bytes
     check_param("memory_budget_bytes", budget, [int], caller="make_engine")
     if engine == "reference":
+        from diagnosis.inference.reference import ReferenceEngine
+
         return ReferenceEngine(_pgmpy_model(model))
     tables = _tables_of(model)
     if engine == "approximate":
+        from diagnosis.inference.approximate import LoopyBPEngine
+
         return LoopyBPEngine(tables, memory_budget_bytes=budget, **approximate_options)
     try:
         return CompiledEngine(tables, memory_budget_bytes=budget)
@@ -213,6 +214,8 @@ def make_engine(
                 budget_bytes=exc.budget_bytes,
                 treewidth=exc.treewidth,
             ) from None
+        from diagnosis.inference.approximate import LoopyBPEngine
+
         approx = LoopyBPEngine(tables, memory_budget_bytes=budget, **approximate_options)
         approx.fallback_reason = str(exc)
         warnings.warn(

@@ -2,6 +2,8 @@
 
 * :func:`read_model` -- a discrete Bayesian network from ``.bif``, ``.bif.gz``,
   ``.xmlbif`` or ``.xml`` (XMLBIF), as a pgmpy ``DiscreteBayesianNetwork``.
+* :func:`read_tables` -- the same file as :class:`ModelTables` through our own
+  BIF/XMLBIF parsers (no pgmpy; what ``diagnosis query`` uses).
 * :func:`read_cases` -- a CSV of cases (one row per case, one column per observed
   variable, state names as values, blank = unobserved) as the batched evidence
   arrays the engines take.
@@ -26,7 +28,7 @@ from diagnosis._files import atomic_write
 from diagnosis.exceptions import EvidenceError, ModelError, ModelFileError, ParameterError, suggest
 from diagnosis.inference.tables import ModelTables
 
-__all__ = ["ModelFileError", "read_cases", "read_model", "write_posteriors"]
+__all__ = ["ModelFileError", "read_cases", "read_model", "read_tables", "write_posteriors"]
 
 _MODEL_SUFFIXES = (".bif", ".bif.gz", ".xmlbif", ".xml", ".xmlbif.gz", ".xml.gz")
 
@@ -37,6 +39,28 @@ def _suffix(path: Path) -> str:
         if name.endswith(s):
             return s
     return path.suffix.lower()
+
+
+def _model_text(path) -> tuple[Path, str, str]:
+    """The file's path, suffix kind and decoded text; ModelFileError for what cannot be read."""
+    p = Path(path)
+    kind = _suffix(p)
+    if kind not in _MODEL_SUFFIXES:
+        raise ModelFileError(p, f"unsupported model file type {kind!r}; use one of {', '.join(_MODEL_SUFFIXES)}")
+    if not p.exists():
+        raise ModelFileError(p, "no such file")
+    if p.is_dir():
+        raise ModelFileError(p, "is a directory, not a model file")
+    try:
+        raw = p.read_bytes()
+        if kind.endswith(".gz"):
+            raw = gzip.decompress(raw)
+        text = raw.decode("utf-8")
+    except (OSError, EOFError, UnicodeDecodeError) as exc:
+        raise ModelFileError(p, f"cannot read: {exc}") from None
+    if not text.strip():
+        raise ModelFileError(p, "file is empty")
+    return p, kind, text
 
 
 def read_model(path: str | os.PathLike):
@@ -57,28 +81,13 @@ def read_model(path: str | os.PathLike):
         The file does not exist, cannot be read or decompressed, has an
         unsupported extension, does not parse, or its tables are invalid (the
         message names the file).
+
+    See Also
+    --------
+    read_tables : the same file as the engines' tables, without pgmpy (much faster).
     """
-    p = Path(path)
-    kind = _suffix(p)
-    if kind not in _MODEL_SUFFIXES:
-        raise ModelFileError(p, f"unsupported model file type {kind!r}; use one of {', '.join(_MODEL_SUFFIXES)}")
-    if not p.exists():
-        raise ModelFileError(p, "no such file")
-    if p.is_dir():
-        raise ModelFileError(p, "is a directory, not a model file")
-    try:
-        raw = p.read_bytes()
-        if kind.endswith(".gz"):
-            raw = gzip.decompress(raw)
-        text = raw.decode("utf-8")
-    except (OSError, EOFError, UnicodeDecodeError) as exc:
-        raise ModelFileError(p, f"cannot read: {exc}") from None
-    if not text.strip():
-        raise ModelFileError(p, "file is empty")
-    if kind.startswith(".bif"):
-        _check_bif_text(p, text)
-    else:
-        _check_xmlbif_text(p, text)
+    p, kind, text = _model_text(path)
+    _check_model_text(p, kind, text)
     try:
         from diagnosis.model.pgmpy_interop import BIFReader, XMLBIFReader  # quiet pgmpy import boundary
 
@@ -121,7 +130,8 @@ _BIF_KEYWORDS = (
 def _check_bif_text(p: Path, text: str) -> None:
     """Check what the BIF parser reports badly: stray blocks, undeclared variables, bad numbers -- with a line."""
     lines = text.splitlines()
-    declared = {m.group(1) for m in _BIF_VARIABLE.finditer(text)}
+    # names may be quoted and match case-insensitively (as pgmpy's reader and ours read them)
+    declared = {m.group(1).strip('"').lower(): m.group(1).strip('"') for m in _BIF_VARIABLE.finditer(text)}
     if not declared:
         bad = next(
             (
@@ -143,11 +153,11 @@ def _check_bif_text(p: Path, text: str) -> None:
         child = m.group(1).strip()
         parents = [x.strip() for x in (m.group(2) or "").split(",") if x.strip()]
         for name in (child, *parents):
-            if name not in declared:
+            if name.strip('"').lower() not in declared:
                 raise ModelFileError(
                     p,
                     f"line {line}: the table 'probability ( {child}{' | ' + ', '.join(parents) if parents else ''} )' "
-                    f"names the undeclared variable {name!r}{suggest(name, declared)}",
+                    f"names the undeclared variable {name!r}{suggest(name, declared.values())}",
                 )
         end = blocks[k + 1].start() if k + 1 < len(blocks) else len(text)
         body = text[m.end() : end]
@@ -192,8 +202,55 @@ def _check_xmlbif_text(p: Path, text: str) -> None:
                 )
 
 
+def _check_model_text(p: Path, kind: str, text: str) -> None:
+    """What a parser reports badly, checked first with a line (BIF) or the variable (XMLBIF)."""
+    if kind.startswith(".bif"):
+        _check_bif_text(p, text)
+    else:
+        _check_xmlbif_text(p, text)
+
+
+def read_tables(path: str | os.PathLike) -> ModelTables:
+    """Read a BIF or XMLBIF file straight into the engines' tables (no pgmpy).
+
+    The same network as :func:`read_model` (variables in declaration order,
+    states, parents and tables identical, except that a table column whose
+    printed decimals sum to 1 only within 1e-5 is divided by its sum), parsed
+    by our own readers: tens to hundreds of times faster, and without importing
+    pgmpy. Pass the result to :func:`~diagnosis.inference.make_engine`.
+
+    Parameters
+    ----------
+    path : str or path-like
+        ``.bif``, ``.bif.gz``, ``.xmlbif``/``.xml`` (optionally ``.gz``).
+
+    Returns
+    -------
+    ModelTables
+
+    Raises
+    ------
+    ModelFileError
+        As :func:`read_model`; a parse error names the line (BIF).
+    """
+    from diagnosis.inference._bif import BIFError, parse_bif, parse_xmlbif
+
+    p, kind, text = _model_text(path)
+    fmt = kind.lstrip(".").split(".")[0].upper()
+    try:
+        return parse_bif(text) if kind.startswith(".bif") else parse_xmlbif(text)
+    except (BIFError, ModelError) as exc:
+        if not any(w in str(exc) for w in ("unexpected", "well-formed")):  # not a syntax error:
+            _check_model_text(p, kind, text)  # name the line, variable and value of a bad number or name
+        if isinstance(exc, ModelFileError):
+            raise
+        raise ModelFileError(p, f"not a valid {fmt} network: {exc}") from None
+
+
 def _states_of(model) -> Mapping[str, tuple[str, ...]]:
     """State names per variable of a pgmpy model, an engine, or a mapping."""
+    if isinstance(model, ModelTables):
+        return {n: model.states[i] for i, n in enumerate(model.names)}
     if hasattr(model, "get_cpds"):  # a pgmpy network
         t = ModelTables.from_pgmpy(model)
         return {n: t.states[i] for i, n in enumerate(t.names)}
@@ -244,10 +301,17 @@ def read_cases(path: str | os.PathLike, model, *, with_ids: bool = False):
     p = Path(path)
     states = _states_of(model)
     try:
-        text = p.read_text(encoding="utf-8-sig")
+        data = p.read_bytes()
     except FileNotFoundError:
         raise EvidenceError(f"{p}: no such cases file") from None
-    except (OSError, UnicodeDecodeError) as exc:
+    except OSError as exc:
+        raise EvidenceError(f"{p}: cannot read cases file: {exc}") from None
+    fast = _read_cases_arrow(p, data, states, with_ids)
+    if fast is not None:
+        return fast
+    try:
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
         raise EvidenceError(f"{p}: cannot read cases file: {exc}") from None
     rows = list(csv.reader(io.StringIO(text)))
     while rows and not any(c.strip() for c in rows[-1]):
@@ -288,14 +352,79 @@ def read_cases(path: str | os.PathLike, model, *, with_ids: bool = False):
                 continue
             i = lookups[h].get(cell)
             if i is None:
-                allowed = ", ".join(states[h])
-                raise EvidenceError(
-                    f"{p}: row {k}, column {h!r}: unknown state {cell!r}; allowed: {allowed}{suggest(cell, states[h])}"
-                )
+                raise _unknown_state(p, k, h, cell, states)
             out[h][k - 1] = i
     if with_ids:
         return out, n, ("id", ids) if id_col is not None else ("row", list(range(1, n + 1)))
     return out, n
+
+
+def _unknown_state(p: Path, k: int, h: str, cell: str, states) -> EvidenceError:
+    allowed = ", ".join(states[h])
+    return EvidenceError(
+        f"{p}: row {k}, column {h!r}: unknown state {cell!r}; allowed: {allowed}{suggest(cell, states[h])}"
+    )
+
+
+def _read_cases_arrow(p: Path, data: bytes, states, with_ids: bool = False):
+    """:func:`read_cases` through pyarrow's CSV reader, vectorised per column.
+
+    Each column is read dictionary-encoded (two threads), so only its few
+    distinct words are stripped and looked up. Returns ``None`` -- the caller
+    then reads the file with the ``csv`` module, which words every error --
+    when pyarrow is missing, the file is not a plain rectangular CSV whose
+    first line is the header, or anything in it is wrong.
+    """
+    try:
+        import pyarrow as pa
+        import pyarrow.csv as pcsv
+    except ImportError:  # pragma: no cover - pyarrow is a dependency
+        return None
+    body = data[3:] if data.startswith(b"\xef\xbb\xbf") else data
+    body = body.rstrip(b"\r\n\t ")  # blank lines at the end of the file are not cases
+    first = body.split(b"\n", 1)[0].rstrip(b"\r")
+    try:
+        header = [h.strip() for h in next(csv.reader([first.decode("utf-8")]), [])]
+    except UnicodeDecodeError:
+        return None
+    if not header or len(set(header)) != len(header) or any(h not in states for h in header):
+        return None  # includes an ``id`` column that is not a variable: the csv path labels the cases
+    ncols = len(header)
+    dict_type = pa.dictionary(pa.int32(), pa.string())
+    try:
+        table = pcsv.read_csv(
+            pa.py_buffer(body),
+            read_options=pcsv.ReadOptions(skip_rows=1, column_names=[f"c{i}" for i in range(ncols)]),
+            # an empty line is a case with nothing observed, as in the csv path
+            parse_options=pcsv.ParseOptions(ignore_empty_lines=False),
+            convert_options=pcsv.ConvertOptions(
+                column_types={f"c{i}": dict_type for i in range(ncols)},
+                strings_can_be_null=False,
+                quoted_strings_can_be_null=False,
+            ),
+        )
+    except (pa.ArrowInvalid, UnicodeDecodeError):
+        return None
+    if table.num_columns != ncols or table.num_rows == 0:
+        return None
+    mats = []
+    for h, column in zip(header, table.columns):
+        lookup = {s: i for i, s in enumerate(states[h])}
+        parts = []
+        for chunk in column.chunks:
+            words = [w.strip() for w in chunk.dictionary.to_pylist()]
+            code = np.array([-1 if w == "" else lookup.get(w, -2) for w in words], dtype=np.int64)
+            ind = chunk.indices
+            idx = np.frombuffer(ind.buffers()[1], dtype=np.int32, count=len(ind), offset=ind.offset * 4)
+            parts.append(code[idx] if code.size else np.full(len(ind), -1, dtype=np.int64))
+        vals = parts[0] if len(parts) == 1 else np.concatenate(parts)
+        if (vals == -2).any():
+            return None  # an unknown state: the csv path names row and column
+        mats.append(vals)
+    n = table.num_rows  # every row is a case, all-blank ones too (nothing observed: the prior)
+    if with_ids:
+        return dict(zip(header, mats)), n, ("row", list(range(1, n + 1)))
+    return dict(zip(header, mats)), n
 
 
 def write_posteriors(
@@ -372,8 +501,12 @@ def write_posteriors(
                         cells = [repr(float(x)) for x in row]
                         w.writerow(cells if case_ids is None else [case_ids[1][k], *cells])
         else:
+            # from the numpy buffers: pa.array() would import pandas (half a second) to rule out its types
+            cols = [np.ascontiguousarray(a, dtype=np.float64) for a in arrays]
             table = {} if case_ids is None else {case_ids[0]: pa.array(case_ids[1])}
-            table.update({c: pa.array(a) for c, a in zip(columns, arrays)})
+            table.update(
+                {c: pa.Array.from_buffers(pa.float64(), len(a), [None, pa.py_buffer(a)]) for c, a in zip(columns, cols)}
+            )
             pq.write_table(pa.table(table), tmp)
 
     atomic_write(p, write)

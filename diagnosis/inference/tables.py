@@ -16,6 +16,7 @@ from diagnosis.exceptions import EvidenceError, ModelError, suggest
 __all__ = ["ModelTables", "PreparedEvidence", "prepare_evidence", "resolve_targets"]
 
 _COLUMN_TOL = 1e-5
+_RENORMALISE_TOL = 1e-12
 
 
 @dataclass(frozen=True, eq=False)
@@ -107,6 +108,71 @@ class ModelTables:
         return cls(names, states, cards, tuple(parents), tuple(cpts))
 
     @classmethod
+    def from_cpts(
+        cls,
+        names: Sequence[str],
+        states: Sequence[Sequence[str]],
+        parents: Sequence[Sequence[str]],
+        cpts: Sequence[np.ndarray],
+        *,
+        error: type[Exception] = ModelError,
+    ) -> ModelTables:
+        """Tables from CPTs of shape ``(card, *parent_cards)`` given by variable names.
+
+        Checks what :meth:`from_pgmpy` checks (shapes, finite non-negative
+        entries, columns summing to 1 within 1e-5) and that the graph is acyclic;
+        a problem raises ``error`` (default :class:`ModelError`). Columns that sum
+        to 1 within 1e-5 but not within 1e-12 (rounded decimals in a file) are
+        divided by their sum.
+        """
+        names = tuple(str(n) for n in names)
+        if not names:
+            raise error("the model has no variables")
+        idx = {n: i for i, n in enumerate(names)}
+        if len(idx) != len(names):
+            raise error("variable names are not unique")
+        states_t = tuple(tuple(str(s) for s in st) for st in states)
+        cards = np.array([len(s) for s in states_t], dtype=np.int64)
+        par, tabs = [], []
+        for v, ps, table in zip(names, parents, cpts):
+            try:
+                pi = tuple(idx[p] for p in ps)
+            except KeyError as exc:
+                raise error(f"variable {v!r} names unknown parent {exc.args[0]!r}") from None
+            table = np.ascontiguousarray(table, dtype=np.float64)
+            if table.shape != (int(cards[idx[v]]), *(int(cards[p]) for p in pi)):
+                raise error(f"CPD of {v!r} has shape {table.shape}, which does not match its states and parents")
+            _check_cpt(v, table, error)
+            sums = table.sum(axis=0)
+            if np.any(np.abs(sums - 1.0) > _RENORMALISE_TOL):
+                # printed decimals (hepar2's columns sum to 1 +- 1e-7): renormalise, so that an
+                # unobserved variable sums out to exactly 1 and the answer does not depend on
+                # whether an engine prunes it
+                table = table / sums
+            table.setflags(write=False)
+            par.append(pi)
+            tabs.append(table)
+        # acyclic: Kahn's algorithm
+        indeg = [len(p) for p in par]
+        children: list[list[int]] = [[] for _ in names]
+        for v, ps in enumerate(par):
+            for p in ps:
+                children[p].append(v)
+        ready = [v for v, d in enumerate(indeg) if d == 0]
+        seen = 0
+        while ready:
+            v = ready.pop()
+            seen += 1
+            for c in children[v]:
+                indeg[c] -= 1
+                if indeg[c] == 0:
+                    ready.append(c)
+        if seen != len(names):
+            cyc = next(names[v] for v, d in enumerate(indeg) if d > 0)
+            raise error(f"the graph has a cycle (through {cyc!r})")
+        return cls(names, states_t, cards, tuple(par), tuple(tabs))
+
+    @classmethod
     def from_pgmpy(cls, model) -> ModelTables:
         """Read the variables, states and CPTs of a pgmpy discrete Bayesian network.
 
@@ -164,20 +230,24 @@ class ModelTables:
                     if sorted(here) != sorted(own):
                         raise ModelError(f"CPD of {v!r} lists states {here} for {x!r}, whose own CPD has {own}")
                     table = np.take(table, [here.index(s) for s in own], axis=ax)
-            if not np.all(np.isfinite(table)) or np.any(table < 0):
-                raise ModelError(f"CPD of {v!r} has negative or non-finite entries")
-            sums = table.sum(axis=0)
-            bad = np.abs(sums - 1.0) > _COLUMN_TOL
-            if np.any(bad):
-                where = np.argwhere(bad)[0]
-                raise ModelError(
-                    f"CPD of {v!r} does not normalise: column {tuple(int(i) for i in where)} sums to "
-                    f"{float(sums[tuple(where)]):.6g}"
-                )
+            _check_cpt(v, table, ModelError)
             table.setflags(write=False)
             parents.append(tuple(idx[p] for p in scope[1:]))
             cpts.append(table)
         return cls(names=names, states=tuple(states), cards=cards, parents=tuple(parents), cpts=tuple(cpts))
+
+
+def _check_cpt(v, table: np.ndarray, error: type[Exception]) -> None:
+    if not np.all(np.isfinite(table)) or np.any(table < 0):
+        raise error(f"CPD of {v!r} has negative or non-finite entries")
+    sums = table.sum(axis=0)
+    bad = np.abs(sums - 1.0) > _COLUMN_TOL
+    if np.any(bad):
+        where = np.argwhere(bad)[0]
+        raise error(
+            f"CPD of {v!r} does not normalise: column {tuple(int(i) for i in where)} sums to "
+            f"{float(sums[tuple(where)]):.6g}"
+        )
 
 
 @dataclass(frozen=True, eq=False)
@@ -217,6 +287,23 @@ class PreparedEvidence:
             {v: a[start:stop] for v, a in self.soft.items()},
             None if self.soft_log_scale is None else self.soft_log_scale[start:stop],
             stop - start,
+        )
+
+    def subset(self, idx: np.ndarray, *, pattern: bool = False) -> PreparedEvidence:
+        """The cases ``idx``; with ``pattern`` (they all observe the same variables) only the
+        variables they observe are kept, so a plan instantiates them all."""
+        matrix = self.matrix[:, idx]
+        vars_ = self.vars
+        if pattern and vars_:
+            seen = matrix[:, 0] >= 0
+            matrix = matrix[seen]
+            vars_ = tuple(v for v, s in zip(vars_, seen.tolist()) if s)
+        return PreparedEvidence(
+            vars_,
+            matrix,
+            {v: a[idx] for v, a in self.soft.items()},
+            None if self.soft_log_scale is None else self.soft_log_scale[idx],
+            int(idx.size),
         )
 
     def signature(self) -> tuple[frozenset, frozenset, frozenset]:

@@ -231,7 +231,10 @@ def _add_record(raw: _Raw, rec: Any, loc: str) -> None:
 def _iter_jsonl(path: Path, chunk_size: int, skip: int):
     opener = gzip.open if path.name.endswith(".gz") else open
     source = str(path)
-    raw, rejects, in_chunk, n_records = _Raw(), [], 0, 0
+    chunk: list[tuple[list[int], bytes]] = []  # the chunk's records as blocks of (line numbers, UTF-8 lines)
+    linenos: list[int] = []
+    lines: list[str] = []
+    block_chars, in_chunk, n_records = 0, 0, 0
     try:
         fh = opener(path, "rt", encoding="utf-8", errors="surrogateescape")
         if opener is gzip.open:
@@ -240,6 +243,15 @@ def _iter_jsonl(path: Path, chunk_size: int, skip: int):
     except (OSError, EOFError) as exc:
         raise IncidentLogError(f"{path}: cannot open: {exc}") from None
     tail: list[Reject] = []  # the reject for a truncated compressed file, if any
+
+    def block() -> tuple[list[int], bytes, bool]:
+        # every line ends with exactly one "\n" (text mode splits there), so the block splits back exactly;
+        # invalid UTF-8 bytes travel as themselves (surrogateescape) and send the block to the per-line reader
+        if not lines[-1].endswith("\n"):
+            lines[-1] += "\n"
+        text = "".join(lines)
+        return linenos, text.encode("utf-8", "surrogateescape"), _SURROGATE.search(text) is not None
+
     with fh:
         for lineno, line in _lines(fh, path, tail):
             if not line.strip():
@@ -248,42 +260,168 @@ def _iter_jsonl(path: Path, chunk_size: int, skip: int):
             if n_records <= skip:
                 continue
             in_chunk += 1
-            try:
-                rec = json.loads(line)
-                if _SURROGATE.search(line):
-                    raise _Bad(*_bad_utf8(rec, line))
-                _add_record(raw, rec, f"line {lineno}")
-            except json.JSONDecodeError as exc:
-                rejects.append(
-                    Reject(
-                        source,
-                        f"line {lineno}",
-                        None,
-                        "(line)",
-                        short_repr(line.strip(), 120),
-                        f"not valid JSON (truncated or corrupt): {exc.msg} at character {exc.pos}",
-                    )
-                )
-            except RecursionError:
-                rejects.append(
-                    Reject(
-                        source,
-                        f"line {lineno}",
-                        None,
-                        "(line)",
-                        short_repr(line.strip(), 120),
-                        "JSON nested too deeply to read",
-                    )
-                )
-            except _Bad as exc:
-                iid = rec.get("id") if isinstance(rec, Mapping) and isinstance(rec.get("id"), str) else None
-                iid = None if iid is not None and _SURROGATE.search(iid) else iid
-                rejects.append(Reject(source, f"line {lineno}", iid, exc.field, short_repr(exc.value), exc.reason))
+            linenos.append(lineno)
+            lines.append(line)
+            block_chars += len(line)
+            if block_chars >= _JSONL_BLOCK_CHARS:
+                chunk.append(block())
+                linenos, lines, block_chars = [], [], 0
             if in_chunk == chunk_size:
-                yield _finish(raw, rejects, source)
-                raw, rejects, in_chunk = _Raw(), [], 0
+                if lines:
+                    chunk.append(block())
+                yield _jsonl_read_chunk(chunk, source)
+                chunk, linenos, lines, block_chars, in_chunk = [], [], [], 0, 0
     if in_chunk or tail:
-        yield _finish(raw, rejects + tail, source)
+        if lines:
+            chunk.append(block())
+        frame, rejects = _jsonl_read_chunk(chunk, source)
+        yield frame, rejects + tail
+
+
+#: Text parsed by pyarrow at a time (a chunk of records is parsed in blocks of about this size).
+_JSONL_BLOCK_CHARS = 1 << 25
+
+
+def _jsonl_read_chunk(blocks: list[tuple[list[int], bytes, bool]], source: str):
+    """One chunk of records: each block through pyarrow's JSON reader, or line by line if that fails."""
+    incs, obss, actss, rejects, offset = [], [], [], [], 0
+    for linenos, data, bad_bytes in blocks:
+        parts = None if bad_bytes else _jsonl_block_arrow(linenos, data)
+        if parts is None:  # anything unusual: the per-line reader, which words every reject
+            lines = data.decode("utf-8", "surrogateescape").split("\n")[:-1]
+            parts, more = _jsonl_block_lines(list(zip(linenos, lines)), source)
+            rejects.extend(more)
+        inc, obs, acts = parts
+        if offset:
+            obs = obs.assign(_i=obs["_i"] + offset)
+            acts = acts.assign(_i=acts["_i"] + offset)
+        incs.append(inc)
+        obss.append(obs)
+        actss.append(acts)
+        offset += len(inc)
+    if len(incs) == 1:
+        inc, obs, acts = incs[0], obss[0], actss[0]
+    else:
+        inc = pd.concat(incs, ignore_index=True)
+        obs = pd.concat(obss, ignore_index=True)
+        acts = pd.concat(actss, ignore_index=True)
+    frame, more = frame_from_raw(inc, obs, acts, source=source)
+    return frame, rejects + more
+
+
+def _jsonl_block_lines(block: list[tuple[int, str]], source: str):
+    """Parse records line by line (``json`` + :func:`_add_record`): raw frames and parse rejects."""
+    raw, rejects = _Raw(), []
+    for lineno, line in block:
+        rec = None
+        try:
+            rec = json.loads(line)
+            if _SURROGATE.search(line):
+                raise _Bad(*_bad_utf8(rec, line))
+            _add_record(raw, rec, f"line {lineno}")
+        except json.JSONDecodeError as exc:
+            rejects.append(
+                Reject(
+                    source,
+                    f"line {lineno}",
+                    None,
+                    "(line)",
+                    short_repr(line.strip(), 120),
+                    f"not valid JSON (truncated or corrupt): {exc.msg} at character {exc.pos}",
+                )
+            )
+        except RecursionError:
+            rejects.append(
+                Reject(
+                    source,
+                    f"line {lineno}",
+                    None,
+                    "(line)",
+                    short_repr(line.strip(), 120),
+                    "JSON nested too deeply to read",
+                )
+            )
+        except _Bad as exc:
+            iid = rec.get("id") if isinstance(rec, Mapping) and isinstance(rec.get("id"), str) else None
+            iid = None if iid is not None and _SURROGATE.search(iid) else iid
+            rejects.append(Reject(source, f"line {lineno}", iid, exc.field, short_repr(exc.value), exc.reason))
+    return raw.frames(), rejects
+
+
+def _jsonl_schema():
+    import pyarrow as pa
+
+    s = pa.string()
+    pair = pa.struct([("component", s), ("fault_mode", s)])
+    obs = pa.struct([("symptom", s), ("value", s), ("p_fired", pa.float64()), ("p_passed", pa.float64()), ("time", s)])
+    act = pa.struct([("action", s), ("target", s), ("time", s), ("outcome", s)])
+    return pa.schema(
+        [
+            ("id", s),
+            ("opened", s),
+            ("resolved", s),
+            ("topology", s),
+            ("root_cause", pair),
+            ("faults", pa.list_(pair)),
+            ("observations", pa.list_(obs)),
+            ("actions", pa.list_(act)),
+            ("title", s),
+            ("notes", s),
+        ]
+    )
+
+
+def _jsonl_block_arrow(linenos: list[int], data: bytes):
+    """Raw frames of a block of records through ``pyarrow.json`` with the record schema; ``None``
+    when the block holds anything the schema cannot say exactly as the per-line reader would (a
+    syntax error, an unknown field, a value of another type, a null list, a soft-evidence mapping...)."""
+    try:
+        import pyarrow as pa
+        import pyarrow.compute as pc
+        import pyarrow.json as pjson
+    except ImportError:  # pragma: no cover - pyarrow is a dependency
+        return None
+    try:
+        table = pjson.read_json(
+            pa.py_buffer(data),
+            # 4 MiB pyarrow blocks: parsed on both cores
+            read_options=pjson.ReadOptions(block_size=1 << 22),
+            parse_options=pjson.ParseOptions(explicit_schema=_jsonl_schema(), unexpected_field_behavior="error"),
+        )
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+        return None
+    n = table.num_rows
+    if n != len(linenos):
+        return None
+    cols = {name: table.column(name).combine_chunks() for name in table.column_names}
+    lists = {}
+    for name in ("observations", "actions", "faults"):
+        col = cols[name]
+        items = col.flatten()
+        # missing and null lists look alike here but not to the per-line reader; so do null items
+        if (name != "faults" and col.null_count) or items.null_count:
+            return None
+        lists[name] = (col, items)
+    col, items = lists["faults"]
+    comp, mode = items.field("component"), items.field("fault_mode")
+    if comp.null_count or mode.null_count:
+        return None
+    joined = pc.binary_join(
+        pa.ListArray.from_arrays(col.offsets, pc.binary_join_element_wise(comp, mode, ":"), mask=col.is_null()), "|"
+    )
+    faults = joined.to_pandas()
+    faults = faults.where(faults != "", NO_FAULT)
+    inc = pd.DataFrame({c: cols[c].to_pandas() for c in ("id", "opened", "resolved", "topology")})
+    rc = cols["root_cause"]
+    valid = np.asarray(rc.is_valid())
+    for key, field in (("cause_component", "component"), ("cause_fault_mode", "fault_mode")):
+        values = rc.field(field).to_pandas().astype(object)
+        inc[key] = values.where(valid & values.notna().to_numpy(), None)
+    inc["faults"] = faults.astype(object).where(faults.notna(), None)
+    inc["_loc"] = [f"line {lineno}" for lineno in linenos]
+    obs = _flatten(lists["observations"][0], n, 0, ("symptom", "value", "p_fired", "p_passed", "time"))
+    acts = _flatten(lists["actions"][0], n, 0, ("action", "target", "time", "outcome"))
+    return inc[list(RAW_INCIDENT_COLUMNS)], obs, acts
 
 
 _SURROGATE = re.compile("[\udc80-\udcff]")  # an invalid UTF-8 byte, kept by errors="surrogateescape"

@@ -8,20 +8,47 @@
 - :mod:`~diagnosis.model.pgmpy_interop`: the one place pgmpy is imported.
 """
 
-from diagnosis.model.datasets import bundled_incident, bundled_topology, list_bundled
-from diagnosis.model.evidence import Evidence, Observation, ResolvedEvidence, read_evidence
-from diagnosis.model.network import FAULT_OK, SYMPTOM_STATES, Network, Variable, build_network, export_network
-from diagnosis.model.topology import (
-    IMPAIRED,
-    Action,
-    AlertRule,
-    Component,
-    Dependency,
-    Detector,
-    FaultMode,
-    Topology,
-    load_topology,
-)
+# Names are imported from their modules on first use (PEP 562), so importing
+# one module of this package does not import all of them.
+_LAZY = {
+    "Action": "diagnosis.model.topology",
+    "AlertRule": "diagnosis.model.topology",
+    "Component": "diagnosis.model.topology",
+    "Dependency": "diagnosis.model.topology",
+    "Detector": "diagnosis.model.topology",
+    "Evidence": "diagnosis.model.evidence",
+    "FAULT_OK": "diagnosis.model.network",
+    "FaultMode": "diagnosis.model.topology",
+    "IMPAIRED": "diagnosis.model.topology",
+    "Network": "diagnosis.model.network",
+    "Observation": "diagnosis.model.evidence",
+    "ResolvedEvidence": "diagnosis.model.evidence",
+    "SYMPTOM_STATES": "diagnosis.model.network",
+    "Topology": "diagnosis.model.topology",
+    "Variable": "diagnosis.model.network",
+    "build_network": "diagnosis.model.network",
+    "bundled_incident": "diagnosis.model.datasets",
+    "bundled_topology": "diagnosis.model.datasets",
+    "export_network": "diagnosis.model.network",
+    "list_bundled": "diagnosis.model.datasets",
+    "load_topology": "diagnosis.model.topology",
+    "read_evidence": "diagnosis.model.evidence",
+}
+
+
+def __getattr__(name: str):
+    if name in _LAZY:
+        import importlib
+
+        value = getattr(importlib.import_module(_LAZY[name]), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))
+
 
 __all__ = [
     "FAULT_OK",

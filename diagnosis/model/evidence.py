@@ -237,10 +237,12 @@ def read_evidence(path: str | Path) -> tuple[str, Evidence]:
 
     path = Path(path)
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+        data = yaml.load(path.read_text(encoding="utf-8"), Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
     except FileNotFoundError:
         raise EvidenceError(f"{path}: file not found") from None
     except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
+        if "nesting depth" in str(exc):  # libyaml's own bound on nesting
+            raise EvidenceError(f"{path}: cannot read incident: nested too deeply") from None
         raise EvidenceError(f"{path}: cannot read incident: {exc}") from None
     except RecursionError:
         raise EvidenceError(f"{path}: cannot read incident: nested too deeply") from None

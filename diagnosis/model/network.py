@@ -21,7 +21,6 @@ from types import MappingProxyType
 
 import numpy as np
 
-from diagnosis._files import atomic_write_text
 from diagnosis.exceptions import ModelError, TopologyError, suggest
 from diagnosis.model.topology import IMPAIRED, Topology
 
@@ -343,13 +342,10 @@ def _noisy_or(strengths: Sequence[float], leak: float, own: Sequence[float] | No
 
 
 def _topological(variables: Mapping[str, Variable]) -> tuple[Variable, ...]:
-    import networkx as nx
+    from diagnosis.model.topology import _ordered_topological_sort
 
-    g = nx.DiGraph()
-    g.add_nodes_from(variables)
-    g.add_edges_from((p, v.name) for v in variables.values() for p in v.parents)
-    index = {n: i for i, n in enumerate(variables)}
-    return tuple(variables[n] for n in nx.lexicographical_topological_sort(g, key=index.__getitem__))
+    order = _ordered_topological_sort(list(variables), [(p, v.name) for v in variables.values() for p in v.parents])
+    return tuple(variables[n] for n in order)
 
 
 def export_network(network: Network, path: str | os.PathLike) -> Path:
@@ -384,5 +380,7 @@ def export_network(network: Network, path: str | os.PathLike) -> Path:
     model = network.to_pgmpy()
     writer = writers[suffix](model)
     text = str(writer)
+    from diagnosis._files import atomic_write_text  # tempfile etc. only when writing
+
     atomic_write_text(path, text)
     return path

@@ -33,7 +33,7 @@ probability ( B | A ) {
         ("table 0.3, 0.7;", "table nan, 0.7;", ["line 10", "'A'", "'nan'", "finite"]),
         ("(no) 0.2, 0.8;", "(no) 0.2, inf;", ["line 14", "'B'", "'inf'", "finite"]),
         ("probability ( B | A ) {", "probability ( B | C ) {", ["line 12", "undeclared variable 'C'"]),
-        ("variable A {", "variabel A {", ["line 3", "'variabel A {'", "no 'variable' declaration"]),
+        ("variable A {", "variabel A {", ["line 3", "unexpected 'variabel'"]),
     ],
     ids=["negative", "nan", "inf", "undeclared", "malformed"],
 )
@@ -63,7 +63,7 @@ GOOD_XMLBIF = """<?xml version='1.0' encoding='utf-8'?>
         ("0.3 0.7 ", "nan 0.7 ", ["TABLE of 'A'", "'nan'", "finite"]),
         ("0.9 0.1 ", "0.9 x ", ["TABLE of 'B'", "'x'", "not a number"]),
         ("<GIVEN>A</GIVEN>", "<GIVEN>C</GIVEN>", ["DEFINITION of 'B'", "undeclared variable 'C'"]),
-        ("</NETWORK></BIF>", "</NETWORK>", ["not valid XML"]),
+        ("</NETWORK></BIF>", "</NETWORK>", ["not well-formed XML"]),
     ],
     ids=["negative", "nan", "not-a-number", "undeclared", "truncated"],
 )
