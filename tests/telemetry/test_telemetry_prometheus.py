@@ -117,7 +117,7 @@ def test_detect_reads_prometheus_json(tmp_path):
             "--windows", SHOPFLOOR / "windows.csv", "--out", tmp_path / "inc.jsonl"]  # fmt: skip
     assert main(list(map(str, args)), stdout=out, stderr=err) == 0, err.getvalue()
     assert "read 5040 rows from 5 files" in out.getvalue()
-    assert "busy 6" in out.getvalue()
+    assert "busy 9" in out.getvalue()
     scored = tmp_path / "s.jsonl"
     args = ["score", "-t", SHOPFLOOR / "topology.yaml", "--assume-fault", "--out", scored, tmp_path / "inc.jsonl"]
     assert main(list(map(str, args)), stdout=io.StringIO(), stderr=err) == 0, err.getvalue()

@@ -110,7 +110,7 @@ def test_detect_on_shopfloor_uses_the_topology_rules(tmp_path):
         "--windows", SHOPFLOOR / "windows.csv", "--out", out,
     )  # fmt: skip
     assert code == 0, err
-    assert "busy 6" in text and "response_time 9" in text
+    assert "busy 9" in text and "response_time 9" in text
     assert "(unused): resp_count" in text
     incidents = [json.loads(line) for line in out.read_text().splitlines()]
     assert len(incidents) == 3
