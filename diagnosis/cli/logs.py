@@ -54,6 +54,22 @@ def register(verbs) -> None:
     p.add_argument("--engine", choices=ENGINES, default=ENGINES[0], help="inference engine (default: %(default)s)")
     p.add_argument("--scheduler", metavar="ADDRESS", help="score on a Dask distributed cluster (Parquet logs)")
     p.add_argument("--format", choices=("table", "json"), default="table", help="how to print the summary")
+    p.add_argument(
+        "--group-by",
+        choices=("fault_type", "component"),
+        help="also print component-level AC@1/3/5, MRR and top-1 ECE per fault type or per true component",
+    )
+    p.add_argument(
+        "--aliases",
+        metavar="FILE.yaml",
+        help="component alias map (carts-db: carts): score per unit, summing the posterior of aliased components",
+    )
+    p.add_argument(
+        "--windows",
+        metavar="WINDOWS",
+        help="incident windows (CSV or JSON Lines) whose fault_type column labels --group-by fault_type "
+        "(default: the true fault mode)",
+    )
     p.set_defaults(func=_score)
     p = verbs.add_parser("convert", help="convert an incident log between JSON Lines, Parquet and CSV")
     p.add_argument("incidents", metavar="INCIDENTS")
@@ -97,6 +113,7 @@ def _score(args: argparse.Namespace, out: TextIO, err: TextIO) -> None:
     from diagnosis.logs.scoring import score_log
 
     topology = load_topology(args.topology)
+    grouping = _grouping_inputs(args)
     summary = score_log(
         topology,
         args.incidents,
@@ -108,8 +125,12 @@ def _score(args: argparse.Namespace, out: TextIO, err: TextIO) -> None:
         progress=err.isatty() if hasattr(err, "isatty") else False,
         assume_fault=args.assume_fault,
     )
+    groups = _groups(args, grouping)
     if args.format == "json":
-        json.dump(summary.to_dict(), out, indent=2)
+        doc = summary.to_dict()
+        if groups is not None:
+            doc["groups"] = {"by": args.group_by or "all", "aliases": bool(args.aliases), "metrics": groups}
+        json.dump(doc, out, indent=2)
         out.write("\n")
         return
     print(
@@ -123,6 +144,44 @@ def _score(args: argparse.Namespace, out: TextIO, err: TextIO) -> None:
         rows.append((level, *(str(m[k]) if k == "n_ranked" else f"{m[k]:.4f}" for k in names)))
     _table(("level", *names), rows, out)
     print(f"\nsummary with reliability tables: {args.out}.summary.json", file=out)
+    if groups is not None:
+        cols = ("n", "AC@1", "AC@3", "AC@5", "MRR", "ece_top1")
+        unit = "unit (aliased component)" if args.aliases else "component"
+        print(f"\n{unit} level by {args.group_by or 'all incidents'}:", file=out)
+        _table(
+            (args.group_by or "group", *cols),
+            [(g, *(str(m[k]) if k == "n" else f"{m[k]:.4f}" for k in cols)) for g, m in groups.items()],
+            out,
+        )
+
+
+def _grouping_inputs(args: argparse.Namespace):
+    """Read --aliases and --windows before scoring, so a bad file fails fast."""
+    if not (args.group_by or args.aliases):
+        if args.windows:
+            raise ParameterError("--windows labels --group-by fault_type; give --group-by too")
+        return None
+    from diagnosis.logs.grouping import load_aliases
+
+    aliases = load_aliases(args.aliases) if args.aliases else {}
+    fault_types = {}
+    if args.windows:
+        from diagnosis.telemetry import read_windows
+
+        windows, _ = read_windows(args.windows)
+        fault_types = {
+            str(i): str(t) for i, t in zip(windows["id"], windows["fault_type"]) if isinstance(t, str) and t
+        }
+    return aliases, fault_types
+
+
+def _groups(args: argparse.Namespace, grouping):
+    if grouping is None:
+        return None
+    from diagnosis.logs.grouping import group_metrics, read_scored
+
+    aliases, fault_types = grouping
+    return group_metrics(read_scored(args.out), by=args.group_by, aliases=aliases, fault_types=fault_types)
 
 
 def _convert(args: argparse.Namespace, out: TextIO, err: TextIO) -> None:
