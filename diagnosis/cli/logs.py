@@ -169,9 +169,7 @@ def _grouping_inputs(args: argparse.Namespace):
         from diagnosis.telemetry import read_windows
 
         windows, _ = read_windows(args.windows)
-        fault_types = {
-            str(i): str(t) for i, t in zip(windows["id"], windows["fault_type"]) if isinstance(t, str) and t
-        }
+        fault_types = {str(i): str(t) for i, t in zip(windows["id"], windows["fault_type"]) if isinstance(t, str) and t}
     return aliases, fault_types
 
 

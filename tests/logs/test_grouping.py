@@ -104,6 +104,13 @@ def test_score_cli_prints_group_tables(tmp_path):
     groups = json.loads(text)["groups"]
     assert groups["by"] == "component" and set(groups["metrics"]) == {"billing", "ledgerdb", "web", "all"}
     code, _, err = run(
-        "score", "-t", SHOPFLOOR / "topology.yaml", "--out", tmp_path / "s3.jsonl", inc, "--aliases", tmp_path / "no.yaml"
+        "score",
+        "-t",
+        SHOPFLOOR / "topology.yaml",
+        "--out",
+        tmp_path / "s3.jsonl",
+        inc,
+        "--aliases",
+        tmp_path / "no.yaml",
     )
     assert code == 1 and err.startswith("error: ") and "no.yaml" in err and "Traceback" not in err
