@@ -133,3 +133,32 @@ def test_without_the_signals_section_shopfloor_names_map_to_nothing(tmp_path):
     assert code == 0, err
     assert "(unused): busy_pct, fail_ratio, heap_mb, resp_count, resp_p95_ms" in text
     assert "series scored per rule: \n" in text
+
+
+def test_datastores_and_queues_have_cpu_and_memory_detectors_by_default(tmp_path):
+    t = Topology.from_dict(
+        {
+            "name": "t",
+            "components": [
+                {"name": "app", "uses": ["db", "kv", "mq"]},
+                {"name": "db", "kind": "database"},
+                {"name": "kv", "kind": "cache"},
+                {"name": "mq", "kind": "queue"},
+            ],
+        }
+    )
+    for c in ("db", "kv", "mq"):
+        assert {f"{c}.cpu", f"{c}.memory"} <= set(t.symptoms), c
+    assert dict(
+        t.component("db").detectors[[d.name for d in t.component("db").detectors].index("cpu")].sensitivity
+    ) == {"slow_queries": 0.6}
+    # the shopfloor database's busy_pct is now evidence: its incident gets a ledgerdb.cpu observation
+    out = tmp_path / "inc.jsonl"
+    code, text, err = run(
+        "detect", "-t", SHOPFLOOR / "topology.yaml", "--metrics", SHOPFLOOR / "metrics",
+        "--windows", SHOPFLOOR / "windows.csv", "--out", out,
+    )  # fmt: skip
+    assert code == 0, err
+    assert "no detector in the topology" not in text
+    first = json.loads(out.read_text().splitlines()[1])
+    assert "ledgerdb.cpu" in {o["symptom"] for o in first["observations"]}
