@@ -10,6 +10,13 @@ symptom is the first detector of that component whose ``watches`` is the
 rule's (in the default service kind: ``<svc>.cpu``, ``<svc>.memory``,
 ``<svc>.latency``, ``<svc>.error_rate``). The first matching rule wins.
 
+A topology's ``signals:`` section (``docs/topology.md``) adds rules ahead of
+these, replaces one by name, drops one (``enabled: false``) or replaces them
+all (``replace_defaults: true``); :func:`rules_for` merges them and is what
+``detect`` uses unless you pass ``rules``. A rule that watches ``latency``
+never takes a counter or histogram part (names ending in ``_count``,
+``_sum``, ``_total``, ``_bucket``).
+
 :data:`DEFAULT_RULES`, the mapping used unless you pass your own:
 
 =====================  ================================================  ============  =========  ========
