@@ -59,6 +59,22 @@ def register(verbs) -> None:
         action="store_true",
         help="discard the work of an earlier, unfinished run with other arguments (SCORED.parts) and start over",
     )
+    p.add_argument(
+        "--group-by",
+        choices=("fault_type", "component"),
+        help="also print component-level AC@1/3/5, MRR and top-1 ECE per fault type or per true component",
+    )
+    p.add_argument(
+        "--aliases",
+        metavar="FILE.yaml",
+        help="component alias map (carts-db: carts): score per unit, summing the posterior of aliased components",
+    )
+    p.add_argument(
+        "--windows",
+        metavar="WINDOWS",
+        help="incident windows (CSV or JSON Lines) whose fault_type column labels --group-by fault_type "
+        "(default: the true fault mode)",
+    )
     p.set_defaults(func=_score)
     p = verbs.add_parser("convert", help="convert an incident log between JSON Lines, Parquet and CSV")
     p.add_argument("incidents", metavar="INCIDENTS")
@@ -113,9 +129,10 @@ def _score(args: argparse.Namespace, out: TextIO, err: TextIO) -> None:
         raise ParameterError(f"--chunk-size must be an int >= 1. Got {args.chunk_size!r} instead.")
     # score_log checks its outputs against the log and takes the output's lock; the topology file is ours to guard.
     side = [f"{args.out}.rejects.jsonl", f"{args.out}.summary.json"]
-    with guarded_outputs([args.out, *side], [args.topology]):
+    with guarded_outputs([args.out, *side], [args.topology, args.aliases, args.windows]):
         pass
     topology = load_topology(args.topology)
+    grouping = _grouping_inputs(args)
     summary = score_log(
         topology,
         args.incidents,
@@ -128,8 +145,12 @@ def _score(args: argparse.Namespace, out: TextIO, err: TextIO) -> None:
         assume_fault=args.assume_fault,
         restart=args.restart,
     )
+    groups = _groups(args, grouping)
     if args.format == "json":
-        json.dump(summary.to_dict(), out, indent=2)
+        doc = summary.to_dict()
+        if groups is not None:
+            doc["groups"] = {"by": args.group_by or "all", "aliases": bool(args.aliases), "metrics": groups}
+        json.dump(doc, out, indent=2)
         out.write("\n")
         return
     print(
@@ -143,6 +164,42 @@ def _score(args: argparse.Namespace, out: TextIO, err: TextIO) -> None:
         rows.append((level, *(str(m[k]) if k == "n_ranked" else f"{m[k]:.4f}" for k in names)))
     _table(("level", *names), rows, out)
     print(f"\nsummary with reliability tables: {args.out}.summary.json", file=out)
+    if groups is not None:
+        cols = ("n", "AC@1", "AC@3", "AC@5", "MRR", "ece_top1")
+        unit = "unit (aliased component)" if args.aliases else "component"
+        print(f"\n{unit} level by {args.group_by or 'all incidents'}:", file=out)
+        _table(
+            (args.group_by or "group", *cols),
+            [(g, *(str(m[k]) if k == "n" else f"{m[k]:.4f}" for k in cols)) for g, m in groups.items()],
+            out,
+        )
+
+
+def _grouping_inputs(args: argparse.Namespace):
+    """Read --aliases and --windows before scoring, so a bad file fails fast."""
+    if not (args.group_by or args.aliases):
+        if args.windows:
+            raise ParameterError("--windows labels --group-by fault_type; give --group-by too")
+        return None
+    from diagnosis.logs.grouping import load_aliases
+
+    aliases = load_aliases(args.aliases) if args.aliases else {}
+    fault_types = {}
+    if args.windows:
+        from diagnosis.telemetry import read_windows
+
+        windows, _ = read_windows(args.windows)
+        fault_types = {str(i): str(t) for i, t in zip(windows["id"], windows["fault_type"]) if isinstance(t, str) and t}
+    return aliases, fault_types
+
+
+def _groups(args: argparse.Namespace, grouping):
+    if grouping is None:
+        return None
+    from diagnosis.logs.grouping import group_metrics, read_scored
+
+    aliases, fault_types = grouping
+    return group_metrics(read_scored(args.out), by=args.group_by, aliases=aliases, fault_types=fault_types)
 
 
 def _convert(args: argparse.Namespace, out: TextIO, err: TextIO) -> None:

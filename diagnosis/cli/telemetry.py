@@ -21,7 +21,8 @@ def register(verbs) -> None:
         "--metrics",
         nargs="+",
         metavar="PATH",
-        help="metric files or folders: long tables (timestamp, entity, metric, value) or Nezha per-pod CSVs",
+        help="metric files or folders: long tables (timestamp, entity, metric, value), wide <entity>_<metric> "
+        "CSVs, Nezha per-pod CSVs, or Prometheus query_range JSON responses",
     )
     p.add_argument(
         "--traces", nargs="+", metavar="PATH", help="span files or folders (OpenTelemetry-shaped CSV or OTLP JSON)"

@@ -36,6 +36,7 @@ __all__ = [
     "Detector",
     "FaultMode",
     "Hook",
+    "SignalSpec",
     "Topology",
     "load_topology",
 ]
@@ -262,6 +263,46 @@ class AlertRule:
             return None
 
 
+#: Which end of an entity a signal rule blames: the entity itself, or an edge's caller or callee.
+SIGNAL_SIDES = ("self", "caller", "callee")
+
+
+@dataclass(frozen=True, slots=True)
+class SignalSpec:
+    """A ``signals:`` rule of the topology: which metric names feed which detector.
+
+    Read by :func:`diagnosis.telemetry.signals.rules_for`, which turns these
+    into signal rules ahead of (or instead of) the built-in ones. A spec whose
+    name is a built-in rule's replaces that rule; ``enabled: false`` removes it.
+
+    Attributes
+    ----------
+    name : str
+        The rule's name (unique).
+    metric : str or None
+        Regular expression fully matched against metric names, case-insensitive;
+        None only for a disabled rule.
+    watches : str or None
+        The ``watches`` of the detectors it feeds; None only for a disabled rule.
+    direction : {1, -1}
+        1: a rise is harmful; -1: a drop is.
+    side : {"self", "caller", "callee"}
+        For an edge ``caller->callee`` entity, which end it blames.
+    rel_floor : float
+        Robust-scale floor as a fraction of the baseline median.
+    enabled : bool
+        False removes the built-in rule of the same name.
+    """
+
+    name: str
+    metric: str | None
+    watches: str | None
+    direction: int = 1
+    side: str = "self"
+    rel_floor: float = 0.1
+    enabled: bool = True
+
+
 @dataclass(frozen=True, slots=True)
 class Component:
     """A component of the platform with its fault modes, detectors and actions."""
@@ -320,6 +361,10 @@ class Topology:
         Edges removed to break call cycles (``cycles: break``); empty otherwise.
     alert_rules : tuple of AlertRule
         How Alertmanager alerts map to symptoms (first matching rule wins).
+    signal_rules : tuple of SignalSpec
+        The ``signals:`` section: metric-name rules for ``detect``.
+    signals_replace : bool
+        True: ``signal_rules`` replace the built-in rules instead of going first.
     leak : float
         P(impaired | no modelled cause), the noisy-OR leak.
     source : str or None
@@ -333,6 +378,8 @@ class Topology:
     dropped_dependencies: tuple[Dependency, ...] = ()
     source: str | None = None
     alert_rules: tuple[AlertRule, ...] = ()
+    signal_rules: tuple[SignalSpec, ...] = ()
+    signals_replace: bool = False
     _index: Mapping[str, Component] = field(default=None, repr=False, compare=False)  # type: ignore[assignment]
 
     def __post_init__(self):
@@ -460,6 +507,23 @@ class Topology:
                 {"symptom": r.symptom, "match": dict(r.match), **({"match_re": dict(r.match_re)} if r.match_re else {})}
                 for r in self.alert_rules
             ]
+        if self.signal_rules or self.signals_replace:
+            out["signals"] = {
+                "replace_defaults": self.signals_replace,
+                "rules": [
+                    {"name": r.name, "enabled": False}
+                    if not r.enabled
+                    else {
+                        "name": r.name,
+                        "metric": r.metric,
+                        "watches": r.watches,
+                        "direction": r.direction,
+                        "side": r.side,
+                        "rel_floor": r.rel_floor,
+                    }
+                    for r in self.signal_rules
+                ],
+            }
         return out
 
 
@@ -667,7 +731,7 @@ class _Parser:
         if doc is None:
             raise self.fail("(top level)", "the file is empty; expected a mapping with 'name' and 'components'")
         self.check_keys(
-            doc, ("name", "description", "source", "leak", "cycles", "defaults", "components", "alerts"), ""
+            doc, ("name", "description", "source", "leak", "cycles", "defaults", "components", "alerts", "signals"), ""
         )
         name = doc.get("name")
         if not isinstance(name, str) or not name:
@@ -713,6 +777,9 @@ class _Parser:
         kept, dropped = self.resolve_cycles(components, edges, cycles, {n: i for i, n in enumerate(names)})
         symptoms = {d.symptom for c in components for d in c.detectors}
         rules = self.alert_rules(doc.get("alerts"), symptoms)
+        signal_rules, signals_replace = self.signal_rules(
+            doc.get("signals"), {d.watches for c in components for d in c.detectors}
+        )
         return Topology(
             name=name,
             components=tuple(components),
@@ -721,7 +788,77 @@ class _Parser:
             dropped_dependencies=tuple(dropped),
             source=self.source,
             alert_rules=rules,
+            signal_rules=signal_rules,
+            signals_replace=signals_replace,
         )
+
+    def signal_rules(self, raw: Any, watched: set[str]) -> tuple[tuple[SignalSpec, ...], bool]:
+        if raw is None:
+            return (), False
+        replace_defaults = False
+        if isinstance(raw, Mapping):
+            self.check_keys(raw, ("replace_defaults", "rules"), "signals")
+            replace_defaults = raw.get("replace_defaults", False)
+            if not isinstance(replace_defaults, bool):
+                raise self.fail("signals.replace_defaults", f"must be true or false. Got {replace_defaults!r} instead.")
+            raw, base = raw.get("rules", []), "signals.rules"
+        else:
+            base = "signals"
+        if not isinstance(raw, list):
+            raise self.fail(base, f"must be a list of rules. Got {raw!r} instead.")
+        specs, seen = [], {}
+        for i, spec in enumerate(raw):
+            path = f"{base}[{i}]"
+            spec = self.mapping(spec, path)
+            self.check_keys(spec, ("name", "metric", "watches", "direction", "side", "rel_floor", "enabled"), path)
+            name = self.ident(spec.get("name"), f"{path}.name", "a signal rule name")
+            if name in seen:
+                raise self.fail(f"{path}.name", f"duplicate signal rule {name!r} (first at {base}[{seen[name]}])")
+            seen[name] = i
+            enabled = spec.get("enabled", True)
+            if not isinstance(enabled, bool):
+                raise self.fail(f"{path}.enabled", f"must be true or false. Got {enabled!r} instead.")
+            if not enabled:
+                extra = sorted(set(spec) - {"name", "enabled"})
+                if extra:
+                    raise self.fail(f"{path}.{extra[0]}", "a disabled rule takes only 'name' and 'enabled'")
+                specs.append(SignalSpec(name, None, None, enabled=False))
+                continue
+            metric = spec.get("metric")
+            if not isinstance(metric, str) or not metric:
+                raise self.fail(f"{path}.metric", f"must be a regular expression string. Got {metric!r} instead.")
+            try:
+                re.compile(metric)
+            except re.error as exc:
+                raise self.fail(f"{path}.metric", f"bad regular expression {metric!r}: {exc}") from None
+            watches = spec.get("watches")
+            if not isinstance(watches, str) or watches not in watched:
+                raise self.fail(
+                    f"{path}.watches",
+                    f"must be what some detector of this topology watches{suggest(str(watches), watched)}; "
+                    f"allowed: {sorted(watched)}. Got {watches!r} instead.",
+                )
+            direction = spec.get("direction", 1)
+            if isinstance(direction, bool) or direction not in (1, -1):
+                raise self.fail(f"{path}.direction", f"must be 1 (a rise is harmful) or -1. Got {direction!r} instead.")
+            side = spec.get("side", "self")
+            if side not in SIGNAL_SIDES:
+                raise self.fail(
+                    f"{path}.side",
+                    f"must be one of {list(SIGNAL_SIDES)}{suggest(str(side), SIGNAL_SIDES)}. Got {side!r} instead.",
+                )
+            rel_floor = spec.get("rel_floor", 0.1)
+            if (
+                isinstance(rel_floor, bool)
+                or not isinstance(rel_floor, (int, float))
+                or not math.isfinite(rel_floor)
+                or not 0 <= rel_floor < 10
+            ):
+                raise self.fail(f"{path}.rel_floor", f"must be a number in [0, 10). Got {rel_floor!r} instead.")
+            specs.append(SignalSpec(name, metric, watches, int(direction), side, float(rel_floor)))
+        if replace_defaults and not any(s.enabled for s in specs):
+            raise self.fail(base, "'replace_defaults: true' needs at least one enabled rule")
+        return tuple(specs), replace_defaults
 
     def alert_rules(self, raw: Any, symptoms: set[str]) -> tuple[AlertRule, ...]:
         if raw is None:

@@ -34,7 +34,7 @@ from diagnosis.telemetry.logs import LogSet, log_evidence, read_logs
 from diagnosis.telemetry.metrics import MetricSamples, long_samples, read_metrics
 from diagnosis.telemetry.nezha import NEZHA_FAULT_MODES, NezhaImport, import_nezha
 from diagnosis.telemetry.quality import ReadReport
-from diagnosis.telemetry.signals import DEFAULT_RULES, SignalRule
+from diagnosis.telemetry.signals import DEFAULT_RULES, SignalRule, rules_for
 from diagnosis.telemetry.traces import SpanSet, edge_stats, read_spans, spans_from_frame
 from diagnosis.telemetry.windows import (
     make_windows,
@@ -76,6 +76,7 @@ __all__ = [
     "read_spans",
     "read_windows",
     "robust_z",
+    "rules_for",
     "score_windows",
     "spans_from_frame",
     "write_topology",

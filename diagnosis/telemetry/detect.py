@@ -54,9 +54,9 @@ from diagnosis.telemetry.entities import EDGE_SEPARATOR
 from diagnosis.telemetry.logs import LOG_RULES, LogSet, log_evidence
 from diagnosis.telemetry.metrics import MetricSamples
 from diagnosis.telemetry.signals import (
-    DEFAULT_RULES,
     SignalRule,
     match_rules,
+    rules_for,
     symptom_index,
 )
 from diagnosis.telemetry.traces import SpanSet, edge_samples, edge_stats
@@ -227,7 +227,7 @@ def prepare_signals(
     metrics: MetricSamples | pd.DataFrame | None,
     *,
     traces: SpanSet | pd.DataFrame | None = None,
-    rules: Sequence[SignalRule] = DEFAULT_RULES,
+    rules: Sequence[SignalRule] | None = None,
     trace_freq: str | pd.Timedelta = "1min",
 ) -> tuple[pd.DataFrame, dict[str, Any]]:
     """The samples the rules map to symptoms of ``topology``, with their rule, target and symptom.
@@ -239,7 +239,7 @@ def prepare_signals(
         ``direction``, ``rel_floor``) and bookkeeping for the report
         (unused metrics, unknown components, missing symptoms).
     """
-    rules = tuple(rules)
+    rules = rules_for(topology) if rules is None else tuple(rules)
     if not rules:
         raise DiagnosisError("at least one signal rule is needed")
     names = [r.name for r in rules]
@@ -312,7 +312,7 @@ def detect(
     windows: pd.DataFrame,
     *,
     traces: SpanSet | pd.DataFrame | None = None,
-    rules: Sequence[SignalRule] = DEFAULT_RULES,
+    rules: Sequence[SignalRule] | None = None,
     evidence: EvidenceModel | str = "soft",
     null: str | NullModel = "auto",
     lead: str | pd.Timedelta = "0s",
@@ -342,7 +342,8 @@ def detect(
         Spans (:func:`~diagnosis.telemetry.traces.read_spans`): per-edge latency
         and, with a status, error rate, bucketed by ``trace_freq``.
     rules : sequence of SignalRule
-        Signal -> symptom mapping; default :data:`~diagnosis.telemetry.signals.DEFAULT_RULES`.
+        Signal -> symptom mapping; default: the topology's ``signals:`` section merged with
+        :data:`~diagnosis.telemetry.signals.DEFAULT_RULES` (:func:`~diagnosis.telemetry.signals.rules_for`).
     evidence : EvidenceModel or {"soft", "hard"}
         How p-values become observations.
     null : {"auto", "self", "empirical", "cauchy"} or NullModel
@@ -404,6 +405,7 @@ def detect(
             f"windows need the columns {list(WINDOW_COLUMNS)}; missing {missing} (use read_windows or make_windows)"
         )
     lead_td = to_timedelta(lead, "lead")
+    rules = rules_for(topology) if rules is None else tuple(rules)
     signals, info = prepare_signals(topology, metrics, traces=traces, rules=rules, trace_freq=trace_freq)
     parts = ([windows[["start", "end"]]] if exclude_incidents else []) + (
         [exclude[["start", "end"]]] if exclude is not None and len(exclude) else []
@@ -596,7 +598,7 @@ def fit_null(
     windows: pd.DataFrame,
     *,
     traces: SpanSet | pd.DataFrame | None = None,
-    rules: Sequence[SignalRule] = DEFAULT_RULES,
+    rules: Sequence[SignalRule] | None = None,
     lead: str | pd.Timedelta = "0s",
     min_baseline: int = 4,
     pool: str | pd.Timedelta = "60min",
@@ -611,6 +613,7 @@ def fit_null(
     detect one incident at a time against last month's quiet behaviour.
     """
     lead_td = to_timedelta(lead, "lead")
+    rules = rules_for(topology) if rules is None else tuple(rules)
     signals, _ = prepare_signals(topology, metrics, traces=traces, rules=rules, trace_freq=trace_freq)
     if signals.empty:
         return NullModel({})

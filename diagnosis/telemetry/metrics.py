@@ -27,6 +27,11 @@ sorted by time. Input formats, told apart by their header:
   the entity ``caller->callee``) and ``front_service.csv`` (the entry
   service; its ``ServiceName`` lower-cased is the entity).
   ``dependency.csv`` is a call graph, not metrics, and is skipped.
+* **wide** (CSV): a time column then one ``<entity>_<metric>`` column per
+  series (the RCD / RCAEval layout).
+* **Prometheus** (``.json``, ``.json.gz``): saved ``/api/v1/query_range`` or
+  ``/api/v1/query`` responses; labels -> entity and metric as in
+  :mod:`diagnosis.telemetry.prometheus`.
 
 Times may be ISO 8601 (no zone means UTC), Go's ``time.String()`` form, or
 epoch numbers. A Nezha pod file has two clocks, ``Time`` and ``TimeStamp``;
@@ -70,7 +75,7 @@ _ALIASES = {
     "metric": ("metric", "name", "__name__", "metric_name"),
     "value": ("value", "val", "y"),
 }
-_PATTERNS = ("*.csv", "*.csv.gz", "*.parquet")
+_PATTERNS = ("*.csv", "*.csv.gz", "*.parquet", "*.json", "*.json.gz")
 
 
 @dataclass(frozen=True)
@@ -125,13 +130,13 @@ def read_metrics(
     time_offset: str | pd.Timedelta | None = None,
     max_examples: int = 100,
 ) -> MetricSamples:
-    """Read metric files (long tables or the Nezha wide CSVs) into one long sample table.
+    """Read metric files (long tables, wide CSVs, Nezha CSVs, Prometheus JSON) into one long sample table.
 
     Parameters
     ----------
     paths : path, folder, or list of them
-        A folder is read whole (``*.csv``, ``*.csv.gz``, ``*.parquet``, in
-        name order); files that are not metric tables are skipped and listed
+        A folder is read whole (``*.csv``, ``*.csv.gz``, ``*.parquet``,
+        ``*.json``, ``*.json.gz``, in name order); files that are not metric tables are skipped and listed
         in the report.
     entity_map : EntityMap, optional
         Entity -> component; default :meth:`EntityMap.default` (the Nezha pod rule).
@@ -154,7 +159,7 @@ def read_metrics(
         When a path does not exist or no file holds metrics.
     """
     files = as_paths(paths, patterns=_PATTERNS)
-    from diagnosis.telemetry import nezha
+    from diagnosis.telemetry import nezha, prometheus
 
     tally = _Tally(max_examples)
     parts: list[pd.DataFrame] = []
@@ -164,6 +169,15 @@ def read_metrics(
     rows_total = 0
     for path in files:
         source = str(path)
+        if prometheus.is_query_file(path):
+            frame, reason, _ = prometheus.read_query_file(path, tally)
+            if frame is None:
+                skipped[source] = reason
+                continue
+            rows_total += len(frame)
+            parts.append(frame)
+            read.append(source)
+            continue
         if path.suffix == ".parquet":
             try:
                 df = pd.read_parquet(path)

@@ -10,6 +10,13 @@ symptom is the first detector of that component whose ``watches`` is the
 rule's (in the default service kind: ``<svc>.cpu``, ``<svc>.memory``,
 ``<svc>.latency``, ``<svc>.error_rate``). The first matching rule wins.
 
+A topology's ``signals:`` section (``docs/topology.md``) adds rules ahead of
+these, replaces one by name, drops one (``enabled: false``) or replaces them
+all (``replace_defaults: true``); :func:`rules_for` merges them and is what
+``detect`` uses unless you pass ``rules``. A rule that watches ``latency``
+never takes a counter or histogram part (names ending in ``_count``,
+``_sum``, ``_total``, ``_bucket``).
+
 :data:`DEFAULT_RULES`, the mapping used unless you pass your own:
 
 =====================  ================================================  ============  =========  ========
@@ -69,7 +76,10 @@ from diagnosis.exceptions import DiagnosisError, suggest
 from diagnosis.model.topology import Topology
 from diagnosis.telemetry.entities import EDGE_SEPARATOR
 
-__all__ = ["DEFAULT_RULES", "SIDES", "SignalRule", "match_rules", "symptom_index"]
+__all__ = ["COUNTER_SUFFIXES", "DEFAULT_RULES", "SIDES", "SignalRule", "match_rules", "rules_for", "symptom_index"]
+
+#: Metric-name endings of counters and histogram parts: never a latency, whatever a rule's pattern says.
+COUNTER_SUFFIXES = ("_count", "_sum", "_total", "_bucket")
 
 #: Which component of an entity a rule blames: the entity's own, or an edge's caller or callee.
 SIDES = ("self", "caller", "callee")
@@ -125,6 +135,9 @@ class SignalRule:
             ) from None
 
     def matches(self, metric: str) -> bool:
+        """Whether ``metric`` feeds this rule (a latency rule never takes a counter)."""
+        if self.watches == "latency" and metric.lower().endswith(COUNTER_SUFFIXES):
+            return False
         return re.fullmatch(self.metric, metric, flags=re.IGNORECASE) is not None
 
 
@@ -148,6 +161,46 @@ DEFAULT_RULES: tuple[SignalRule, ...] = (
     SignalRule("trace_latency", r"trace_edge_latency_p(50|90)", "latency", side="callee"),
     SignalRule("trace_errors", r"trace_edge_error_rate", "error_rate", side="callee"),
 )
+
+
+def rules_for(topology: Topology, base: Iterable[SignalRule] = DEFAULT_RULES) -> tuple[SignalRule, ...]:
+    """The signal rules ``detect`` uses for ``topology``: its ``signals:`` section merged with ``base``.
+
+    A topology rule named like a ``base`` rule replaces it in place
+    (``enabled: false`` drops it); the other topology rules come first, in
+    their order, so they win over the defaults (the first matching rule
+    wins). With ``replace_defaults: true`` only the topology's rules are used.
+
+    Examples
+    --------
+    >>> from diagnosis.model.topology import Topology
+    >>> topo = Topology.from_dict({"name": "t", "components": [{"name": "a"}], "signals": [
+    ...     {"name": "busy", "metric": "busy_ratio", "watches": "cpu"}, {"name": "memory", "enabled": False}]})
+    >>> [r.name for r in rules_for(topo)][:3]
+    ['busy', 'cpu', 'server_latency']
+    """
+    base = tuple(base)
+    specs = topology.signal_rules
+    if not specs and not topology.signals_replace:
+        return base
+    made = {
+        s.name: SignalRule(s.name, s.metric, s.watches, direction=s.direction, side=s.side, rel_floor=s.rel_floor)
+        for s in specs
+        if s.enabled
+    }
+    if topology.signals_replace:
+        return tuple(made.values())
+    disabled = {s.name for s in specs if not s.enabled}
+    base_names = {r.name for r in base}
+    unknown = sorted(disabled - base_names)
+    if unknown:
+        raise DiagnosisError(
+            f"topology {topology.name!r}: signals rule {unknown[0]!r} is disabled but is not a built-in rule"
+            f"{suggest(unknown[0], base_names)}; built-in rules: {sorted(base_names)}"
+        )
+    new = tuple(r for name, r in made.items() if name not in base_names)
+    kept = tuple(made.get(r.name, r) for r in base if r.name not in disabled)
+    return new + kept
 
 
 @lru_cache(maxsize=4096)
