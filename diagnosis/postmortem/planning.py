@@ -482,9 +482,9 @@ def plan_recovery(
     >>> ev = {"frontend.latency": "fired", "backend.latency": "fired", "db.latency": "fired"}
     >>> plan, naive = (plan_recovery(topo, ev, policy=p) for p in ("plan", "naive"))
     >>> [s.describe() for s in plan.steps][:3]
-    ['check db-host.disk_usage', 'check db.disk_usage', 'restart db']
+    ['check db-host.disk_usage', 'check db.disk_usage', 'check db.cpu']
     >>> round(plan.expected_cost, 2), round(naive.expected_cost, 2)
-    (16.24, 22.51)
+    (17.03, 22.51)
     """
     if not isinstance(max_nodes, (int, np.integer)) or max_nodes < 1:
         raise ParameterError(
