@@ -8,6 +8,7 @@ import inspect
 import json
 import math
 import os
+import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import replace
 from pathlib import Path
@@ -21,7 +22,7 @@ from scipy.stats import gamma as _gamma
 
 from diagnosis._files import atomic_write_text
 from diagnosis._time import parse_duration
-from diagnosis.exceptions import DiagnosisError, IncidentLogError, NotFittedError, ParameterError
+from diagnosis.exceptions import ConvergenceWarning, DiagnosisError, IncidentLogError, NotFittedError, ParameterError
 from diagnosis.learning._em import e_step, m_step
 from diagnosis.learning._history import History
 from diagnosis.learning._model import SECTIONS, Layout
@@ -139,7 +140,12 @@ class PriorFitter:
     >>> from diagnosis import bundled_topology, load_topology, simulate
     >>> topo = load_topology(bundled_topology("webshop"))
     >>> log = simulate(topo, 300, rng=1)
-    >>> fitter = PriorFitter(max_iter=5).fit(log, topo)
+    >>> import warnings
+    >>> with warnings.catch_warnings(record=True) as caught:
+    ...     warnings.simplefilter("always")
+    ...     fitter = PriorFitter(max_iter=5).fit(log, topo)  # five EM steps: a quick, unconverged fit
+    >>> fitter.converged_, [type(w.message).__name__ for w in caught]
+    (False, ['ConvergenceWarning'])
     >>> fitter.report_.counts["n_incidents"]
     300
     >>> p = fitter.report_.parameter("false_alarm frontend.latency")
@@ -338,6 +344,13 @@ class PriorFitter:
             tol=settings["tol"],
             accelerate=settings["accelerate"],
         )
+        if not converged:
+            warnings.warn(
+                f"EM stopped at max_iter={settings['max_iter']} before converging (no parameter moved by less than "
+                f"tol={settings['tol']:g}); the fit is usable but not a fixed point: raise max_iter or tol",
+                ConvergenceWarning,
+                stacklevel=2,
+            )
         start = e_step(
             layout, layout.theta0, hist, selection=selection, with_likelihood=True, memory_budget_bytes=budget
         )

@@ -23,7 +23,7 @@ from diagnosis import (
     load_topology,
     simulate,
 )
-from diagnosis.exceptions import ParameterError
+from diagnosis.exceptions import ConvergenceWarning, ParameterError
 from diagnosis.inference.compiled import CompiledEngine
 from diagnosis.inference.tables import ModelTables
 from diagnosis.learning import (
@@ -284,7 +284,8 @@ def test_root_cause_only_and_soft_labels_fit(webshop):
         {"id": "b", "cause": ("backend", None), "observations": [("backend.error_rate", "soft", 0.9, 0.1)]},
         {"id": "c", "observations": [("frontend.error_rate", "fired")], "actions": [("restart", "frontend", "success")]},
     ])  # fmt: skip
-    f = PriorFitter(max_iter=10).fit(frame, webshop)
+    with pytest.warns(ConvergenceWarning, match="before converging"):
+        f = PriorFitter(max_iter=10).fit(frame, webshop)
     c = f.report_.counts
     assert (c["n_fault_list"], c["n_root_cause"], c["n_unknown_cause"]) == (0, 2, 1)
     assert c["n_opened_by_firing"] == 2  # b has only a soft observation
@@ -408,7 +409,8 @@ def test_rejected_records_are_counted(tmp_path, webshop, log):
     inc = frame.incidents.copy()
     inc.loc[0, "cause_component"] = "nonexistent"
     bad = IncidentFrame(inc, frame.observations, frame.actions)
-    f = PriorFitter(max_iter=5).fit(bad, webshop)
+    with pytest.warns(ConvergenceWarning, match="before converging"):
+        f = PriorFitter(max_iter=5).fit(bad, webshop)
     assert f.report_.counts["n_rejected"] == 1 and f.report_.counts["n_incidents"] == 49
 
 
@@ -474,7 +476,8 @@ def test_model_too_large_for_the_budget(webshop, log):
 def test_topology_from_a_path(tmp_path, webshop, log):
     from diagnosis import bundled_topology
 
-    f = PriorFitter(max_iter=3).fit(log, bundled_topology("webshop"))
+    with pytest.warns(ConvergenceWarning, match="before converging"):
+        f = PriorFitter(max_iter=3).fit(log, bundled_topology("webshop"))
     assert f.report_.topology_source.endswith("webshop.yaml")
 
 
