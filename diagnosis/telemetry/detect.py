@@ -174,9 +174,13 @@ class DetectReport:
         """A short human-readable summary."""
         out = [
             f"{self.windows} windows -> {self.incidents} incidents with {self.observations} observations",
-            "  series scored per rule: " + ", ".join(f"{k} {v}" for k, v in sorted(self.signals.items())),
+            "  series scored per rule: "
+            + (
+                ", ".join(f"{k} {v}" for k, v in sorted(self.signals.items()))
+                or "none (no metric or trace rule applied)"
+            ),
             "  null distributions: "
-            + ", ".join(f"{k} {v}" for k, v in sorted(self.null.items()))
+            + (", ".join(f"{k} {v}" for k, v in sorted(self.null.items())) or "none")
             + f" ({self.quiet_windows} quiet windows)",
         ]
         if self.pooled:
