@@ -371,6 +371,14 @@ def rank_checks(
     -------
     tuple of CheckValue
 
+    Warns
+    -----
+    ApproximationWarning
+        When the posterior has more than :data:`MAX_EXPANDED` fault states of
+        probability above :data:`PRUNE_BELOW` (Train Ticket): the least probably
+        faulty components are then taken as unaffected by the checks (see
+        ``docs/post_mortem.md``, "How the values are computed").
+
     Examples
     --------
     >>> from diagnosis import bundled_topology, load_topology
