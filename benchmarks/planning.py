@@ -2,6 +2,14 @@
 
 Usage: .venv/bin/python benchmarks/planning.py [--topology webshop online-boutique] [-n 2000] [--seed 7]
        [--escalation-cost 30] [--json FILE] [--figure FILE.png]
+       .venv/bin/python benchmarks/planning.py --scale [--scale-timeout 120]
+
+``--scale`` times, on the bundled Train Ticket incident
+(``data/incidents/train-ticket-orders.yaml``), ``diagnose``, ``rank_checks``,
+``next_step`` and ``plan_recovery`` in process, and ``diagnosis diagnose``,
+``diagnosis explain --no-plan`` and ``diagnosis explain`` as whole processes,
+each as a ratio to ``diagnose`` in the same run (a run past
+``--scale-timeout`` seconds is stopped and reported as "> timeout").
 
 For each topology, ``diagnosis.postmortem.planning.compare_policies`` samples ``n``
 incidents with at least one true fault (each a joint sample of the model:
@@ -52,7 +60,12 @@ def main() -> None:
     ap.add_argument("--escalation-cost", type=float, nargs="+", default=[30.0], help="one run per value (default 30)")
     ap.add_argument("--json", type=Path, help="write every figure as JSON")
     ap.add_argument("--figure", type=Path, help="write a bar chart of the mean costs (PNG)")
+    ap.add_argument("--scale", action="store_true", help="Train Ticket timings against diagnose (see above)")
+    ap.add_argument("--scale-timeout", type=float, default=120.0, help="seconds per timed run with --scale")
     args = ap.parse_args()
+    if args.scale:
+        _scale(args.scale_timeout)
+        return
 
     doc = []
     comparisons = []
@@ -110,6 +123,57 @@ def main() -> None:
         )
         fig.savefig(args.figure, dpi=110)
         print(f"wrote {args.figure}")
+
+
+_SCALE_CODE = """
+import sys, time, warnings, yaml
+warnings.simplefilter("ignore")
+from diagnosis import diagnose, load_topology
+from diagnosis.postmortem.planning import next_step, plan_recovery, rank_checks
+topo = load_topology(sys.argv[1])
+ev = yaml.safe_load(open(sys.argv[2]))["observations"]
+f = {"diagnose": diagnose, "rank_checks": rank_checks, "next_step": next_step, "plan_recovery": plan_recovery}[sys.argv[3]]
+t = time.perf_counter()
+f(topo, ev)
+print(time.perf_counter() - t)
+"""
+
+
+def _timed(cmd: list[str], timeout: float) -> tuple[float, str | None]:
+    """Wall time of ``cmd`` and its last stdout line (None past the timeout)."""
+    import subprocess
+
+    t0 = time.perf_counter()
+    try:
+        done = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, cwd=ROOT, check=True)
+    except subprocess.TimeoutExpired:
+        return math.inf, None
+    return time.perf_counter() - t0, (done.stdout.strip().splitlines() or [""])[-1]
+
+
+def _scale(timeout: float) -> None:
+    topo = str(ROOT / "data" / "topologies" / "train-ticket.yaml")
+    incident = str(ROOT / "data" / "incidents" / "train-ticket-orders.yaml")
+    py = sys.executable
+    env_code = ["-c", _SCALE_CODE, topo, incident]
+    print(f"Train Ticket, {incident}: seconds (ratio to diagnose in the same run); timeout {timeout:g} s")
+    ref = None
+    for what in ("diagnose", "rank_checks", "next_step", "plan_recovery"):
+        _, line = _timed([py, *env_code, what], timeout)
+        sec = float(line) if line else math.inf
+        ref = sec if ref is None else ref
+        shown = f"{sec:8.2f}" if math.isfinite(sec) else f"> {timeout:g}"
+        print(f"  in process  {what:<22} {shown} s  ({sec / ref:7.1f}x)")
+    ref = None
+    for label, extra in (
+        ("diagnose", ["diagnose"]),
+        ("explain --no-plan", ["explain", "--no-plan"]),
+        ("explain", ["explain"]),
+    ):
+        sec, _ = _timed([py, "-m", "diagnosis", *extra, "-t", topo, "--incident", incident], timeout)
+        ref = sec if ref is None else ref
+        shown = f"{sec:8.2f}" if math.isfinite(sec) else f"> {timeout:g}"
+        print(f"  process     {label:<22} {shown} s  ({sec / ref:7.1f}x)")
 
 
 if __name__ == "__main__":

@@ -63,7 +63,7 @@ from typing import Any
 
 import numpy as np
 
-from diagnosis.exceptions import ParameterError, suggest
+from diagnosis.exceptions import ApproximationWarning, ParameterError, suggest
 from diagnosis.model.evidence import Evidence
 from diagnosis.model.network import SYMPTOM_STATES, Network
 from diagnosis.model.topology import Topology
@@ -371,6 +371,14 @@ def rank_checks(
     -------
     tuple of CheckValue
 
+    Warns
+    -----
+    ApproximationWarning
+        When the posterior has more than :data:`MAX_EXPANDED` fault states of
+        probability above :data:`PRUNE_BELOW` (Train Ticket): the least probably
+        faulty components are then taken as unaffected by the checks (see
+        ``docs/post_mortem.md``, "How the values are computed").
+
     Examples
     --------
     >>> from diagnosis import bundled_topology, load_topology
@@ -607,41 +615,124 @@ def _given_fault(m: np.ndarray, q: np.ndarray) -> np.ndarray:
     return np.clip(out, 0.0, 1.0)
 
 
-def _check_values(ctx: Context, state: BeliefState, tried: frozenset, assume_fault: bool = True) -> list[CheckValue]:
+#: Fault states whose posterior ``P(F_c = m | D)`` is at most this are not
+#: expanded by :func:`_check_values`: their joint with every check is taken as
+#: ``P(F_c = m | D) P(S = o | D)`` (no information), so each pruned state moves
+#: a check's information gain by at most about ``PRUNE_BELOW`` bits times the
+#: log of its likelihood ratio. ``0`` expands every state of non-zero probability
+#: (exact).
+PRUNE_BELOW = 1e-6
+#: Most fault states :func:`_check_values` expands (one propagation each, all in
+#: one batched query); beyond, whole components are expanded in decreasing order
+#: of ``P(F_c != ok | D)`` up to this many states, the others keep ``P(F_c | D)``
+#: whatever the outcome (as pruned states), with an
+#: :class:`~diagnosis.exceptions.ApproximationWarning`.
+MAX_EXPANDED = 64
+
+
+def _check_values(
+    ctx: Context,
+    state: BeliefState,
+    tried: frozenset,
+    assume_fault: bool = True,
+    prune: float = PRUNE_BELOW,
+    max_expanded: int | None = MAX_EXPANDED,
+) -> list[CheckValue]:
+    """Value of every unrun check from pairwise joints ``P(F_c = m, S = o | D)``.
+
+    Each check ``S`` is a leaf, so its outcome updates the fault variables by
+    ``P(F_c = m | D, S = o) = P(F_c = m | D) P(S = o | D, F_c = m) / P(S = o | D)``.
+    One batched query whose cases each carry a one-hot likelihood on one fault
+    state ``(c, m)`` (``m`` not ``ok``; virtual evidence, so every case shares one
+    compiled plan) gives ``P(S = o | D, F_c = m)`` for every candidate at once;
+    the ``ok`` row is ``P(S = o | D)`` minus the others. With ``assume_fault``,
+    ``P(all ok, S = o | D) = P(all ok | D) P(S = o | D, all ok)`` (one more
+    query) conditions on "some fault". Exact (up to rounding) when ``prune`` is
+    0 and ``max_expanded`` is None or large enough; see :data:`PRUNE_BELOW` and
+    :data:`MAX_EXPANDED`.
+    """
     cand = [k for k, sv in enumerate(ctx.symptom_vars) if not state.observes(sv)]
     if not cand:
         return []
     batch = ctx.batch([state])
     cand_vars = [ctx.symptom_vars[k] for k in cand]
     base = ctx.query(batch, targets=list(ctx.fault_vars) + cand_vars)
-    p_f = np.array([base[sv][0, _FIRED] for sv in cand_vars])
+    ps = np.stack([base[sv][0] for sv in cand_vars], axis=0)  # (n_cand, 2): P(S = o | D)
+    p_f = ps[:, _FIRED].copy()
     q0 = np.ones(1)
+    allok = np.zeros_like(ps)  # P(all ok, S = o | D)
     if assume_fault:
         ok = ctx.all_ok(batch)
         q0 = ctx.p_some_fault(batch, ok)
         m_ok = ctx.query(ok, targets=cand_vars)
-        f_ok = np.array([m_ok[sv][0, _FIRED] for sv in cand_vars])
-        p_f = np.clip((p_f - (1.0 - q0[0]) * f_ok) / max(q0[0], _TINY), 0.0, 1.0)
+        f_ok = np.stack([m_ok[sv][0] for sv in cand_vars], axis=0)
+        allok = (1.0 - q0[0]) * f_ok
+        p_f = np.clip((p_f - (1.0 - q0[0]) * f_ok[:, _FIRED]) / max(q0[0], _TINY), 0.0, 1.0)
+    prior_m = {fv: base[fv][0] for fv in ctx.fault_vars}  # P(F_c | D), before conditioning on a fault
+    if assume_fault:
         base = {**base, **{fv: _given_fault(base[fv], q0) for fv in ctx.fault_vars}}
     h0 = sum(float(entropy_bits(base[fv][0])) for fv in ctx.fault_vars)
     untried = np.array([i not in tried for i in range(len(ctx.actions))], dtype=bool)
     best0 = float(np.max(ctx.success(base)[0][untried])) if untried.any() else 0.0
-    rows = []
-    for j, k in enumerate(cand):
+    # Joint P(F_c = m, S = o | D), (n_cand, card, 2) per fault variable.
+    cases = [(fv, m) for fv in ctx.fault_vars for m in range(1, ctx.cards[fv]) if prior_m[fv][m] > prune]
+    joint = {fv: prior_m[fv][None, :, None] * ps[:, None, :] for fv in ctx.fault_vars}
+    if max_expanded is not None and len(cases) > max_expanded:
+        import warnings
+
+        # Whole components, most probably faulty first: a dropped component keeps P(F_c | D).
+        per = {}
+        for fv, m in cases:
+            per.setdefault(fv, []).append((fv, m))
+        kept: list[tuple[str, int]] = []
+        dropped = 0.0
+        for fv in sorted(per, key=lambda f: -(1.0 - prior_m[f][0])):
+            if not kept or len(kept) + len(per[fv]) <= max_expanded:
+                kept += per[fv]
+            else:
+                dropped += 1.0 - prior_m[fv][0]
+        cases = kept
+        warnings.warn(
+            f"check values: the {len(per) - len({fv for fv, _ in kept})} least probably faulty components "
+            f"(summed P(fault) {dropped:.3g}) taken as independent of the checks; "
+            f"{len(kept)} fault states expanded exactly",
+            ApproximationWarning,
+            stacklevel=3,
+        )
+    expanded = {fv for fv, _ in cases}
+    if cases:
+        cb = batch.take(np.zeros(len(cases), dtype=np.int64))
+        for fv in {fv for fv, _ in cases}:
+            ind = np.ones((len(cases), ctx.cards[fv]))
+            for r, (f, m) in enumerate(cases):
+                if f == fv:
+                    ind[r] = 0.0
+                    ind[r, m] = 1.0
+            cb.multiply(fv, ind, ctx.cards[fv])
+        given = ctx.query(cb, targets=cand_vars)
+        for r, (fv, m) in enumerate(cases):
+            cond = np.stack([given[sv][r] for sv in cand_vars], axis=0)  # P(S = o | D, F_c = m)
+            joint[fv][:, m, :] = prior_m[fv][m] * cond
+    for fv in expanded:
+        joint[fv][:, 0, :] = np.maximum(ps - joint[fv][:, 1:, :].sum(axis=1), 0.0)
+    rows = []  # (candidate j, outcome o, weight)
+    for j in range(len(cand)):
         for o, p in ((0, 1.0 - p_f[j]), (1, p_f[j])):
             if p > _TINY:
-                rows.append((j, k, o, float(p)))
+                rows.append((j, o, float(p)))
     exp_h = np.zeros(len(cand))
     exp_r = np.zeros(len(cand))
     if rows:
-        out_batch = _outcome_batch(ctx, batch, [(0, k, o, p) for _, k, o, p in rows])
-        marg = ctx.query(out_batch)
+        js = np.array([r[0] for r in rows], dtype=np.int64)
+        os_ = np.array([r[1] for r in rows], dtype=np.int64)
+        den = np.maximum(ps[js, os_], 1e-300)
+        marg = {fv: joint[fv][js, :, os_] / den[:, None] for fv in ctx.fault_vars}
         if assume_fault:
-            q = ctx.p_some_fault(out_batch)
+            q = np.clip(1.0 - allok[js, os_] / den, 0.0, 1.0)
             marg = {fv: _given_fault(marg[fv], q) for fv in ctx.fault_vars}
         ent = sum(entropy_bits(marg[fv]) for fv in ctx.fault_vars)
         succ = ctx.success(marg)[:, untried].max(axis=1) if untried.any() else np.zeros(len(rows))
-        for r, (j, _k, _o, p) in enumerate(rows):
+        for r, (j, _o, p) in enumerate(rows):
             exp_h[j] += p * ent[r]
             exp_r[j] += p * succ[r]
     values = []

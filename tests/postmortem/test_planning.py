@@ -240,3 +240,95 @@ def test_p_some_fault_without_log_evidence(webshop):
     b = ref.p_some_fault(ref.batch(states))
     np.testing.assert_allclose(a, b, atol=1e-9)
     assert np.all((0 < a) & (a < 1))
+
+
+# ---------------------------------------------------------------- check values at scale
+def _per_outcome_values(ctx, state, assume_fault):
+    """The former implementation: one case per (check, outcome) with the outcome as hard evidence."""
+    from diagnosis.postmortem.planning import _given_fault, _outcome_batch
+    from diagnosis.postmortem.session import entropy_bits
+
+    cand = [k for k, sv in enumerate(ctx.symptom_vars) if not state.observes(sv)]
+    batch = ctx.batch([state])
+    cand_vars = [ctx.symptom_vars[k] for k in cand]
+    base = ctx.query(batch, targets=list(ctx.fault_vars) + cand_vars)
+    p_f = np.array([base[sv][0, 1] for sv in cand_vars])
+    q0 = np.ones(1)
+    if assume_fault:
+        ok = ctx.all_ok(batch)
+        q0 = ctx.p_some_fault(batch, ok)
+        f_ok = np.array([ctx.query(ok, targets=cand_vars)[sv][0, 1] for sv in cand_vars])
+        p_f = np.clip((p_f - (1.0 - q0[0]) * f_ok) / q0[0], 0.0, 1.0)
+        base = {**base, **{fv: _given_fault(base[fv], q0) for fv in ctx.fault_vars}}
+    h0 = sum(float(entropy_bits(base[fv][0])) for fv in ctx.fault_vars)
+    best0 = float(np.max(ctx.success(base)[0]))
+    rows = [(0, k, o, p) for j, k in enumerate(cand) for o, p in ((0, 1 - p_f[j]), (1, p_f[j])) if p > 1e-12]
+    out = _outcome_batch(ctx, batch, rows)
+    marg = ctx.query(out)
+    if assume_fault:
+        marg = {fv: _given_fault(marg[fv], ctx.p_some_fault(out)) for fv in ctx.fault_vars}
+    ent = sum(entropy_bits(marg[fv]) for fv in ctx.fault_vars)
+    succ = ctx.success(marg).max(axis=1)
+    ig = {ctx.detectors[k].symptom: h0 for k in cand}
+    dr = {ctx.detectors[k].symptom: -best0 for k in cand}
+    for r, (_, k, _o, p) in enumerate(rows):
+        ig[ctx.detectors[k].symptom] -= p * ent[r]
+        dr[ctx.detectors[k].symptom] += p * succ[r]
+    return {s: (max(0.0, ig[s]), max(0.0, dr[s])) for s in ig}
+
+
+def _incident(ctx, name):
+    if name == "webshop":
+        return ctx.state({"frontend.latency": "fired", "db.latency": "fired", "backend.latency": "fired"})
+    d = ctx.detectors
+    return ctx.state({d[0].symptom: "fired", d[5].symptom: "fired", d[9].symptom: "passed"})
+
+
+def _top5(values):
+    return [v.symptom for v in sorted(values, key=lambda v: (-v.information_per_cost, v.cost, v.symptom))][:5]
+
+
+@pytest.mark.parametrize("name", ["webshop", "online-boutique"])
+@pytest.mark.parametrize("assume_fault", [True, False])
+def test_joint_check_values_match_per_outcome_queries(name, assume_fault):
+    from diagnosis import bundled_topology, load_topology
+    from diagnosis.postmortem.planning import _check_values
+    from diagnosis.postmortem.session import Context
+
+    ctx = Context(load_topology(bundled_topology(name)))
+    state = _incident(ctx, name)
+    ref = _per_outcome_values(ctx, state, assume_fault)
+    got = _check_values(ctx, state, frozenset(), assume_fault, prune=0.0, max_expanded=None)
+    assert len(got) == len(ref) > 10
+    for v in got:
+        assert v.information_gain == pytest.approx(ref[v.symptom][0], abs=1e-9)
+        assert v.success_gain == pytest.approx(ref[v.symptom][1], abs=1e-9)
+
+
+@pytest.mark.parametrize("name", ["webshop", "online-boutique"])
+def test_pruned_check_values_keep_the_top_five(name):
+    from diagnosis import bundled_topology, load_topology
+    from diagnosis.postmortem.planning import PRUNE_BELOW, _check_values
+    from diagnosis.postmortem.session import Context
+
+    ctx = Context(load_topology(bundled_topology(name)))
+    state = _incident(ctx, name)
+    exact = _check_values(ctx, state, frozenset(), True, prune=0.0, max_expanded=None)
+    pruned = _check_values(ctx, state, frozenset(), True, prune=PRUNE_BELOW)
+    assert _top5(pruned) == _top5(exact)
+    assert max(abs(a.information_gain - b.information_gain) for a, b in zip(exact, pruned)) < 1e-4
+
+
+def test_state_budget_is_a_declared_approximation():
+    from diagnosis import bundled_topology, load_topology
+    from diagnosis.exceptions import ApproximationWarning
+    from diagnosis.postmortem.planning import _check_values
+    from diagnosis.postmortem.session import Context
+
+    ctx = Context(load_topology(bundled_topology("webshop")))
+    state = _incident(ctx, "webshop")
+    exact = _check_values(ctx, state, frozenset(), True, max_expanded=None)
+    with pytest.warns(ApproximationWarning, match="taken as independent"):
+        approx = _check_values(ctx, state, frozenset(), True, max_expanded=8)
+    assert len(approx) == len(exact)
+    assert all(a.p_fired == pytest.approx(b.p_fired, abs=1e-12) for a, b in zip(exact, approx))
