@@ -98,6 +98,10 @@ def main(argv: Sequence[str] | None = None, *, stdout: TextIO | None = None, std
             warnings.showwarning = lambda message, category, *_a, **_k: print(
                 f"warning: {message} [{category.__name__}]", file=stderr
             )
+            # our warnings are messages for the person running the command, shown once, never raised
+            from diagnosis.exceptions import DiagnosisWarning
+
+            warnings.simplefilter("default", DiagnosisWarning)
             args.func(args, stdout, stderr)
     except DiagnosisError as exc:
         print(f"error: {exc}", file=stderr)

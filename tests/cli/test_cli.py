@@ -349,3 +349,54 @@ def test_score_on_a_dask_scheduler_address(tmp_path):
                              "--scheduler", cluster.scheduler_address, "--format", "json")  # fmt: skip
     assert code == 0, err
     assert json.loads(out)["metrics"] == json.loads(local[1])["metrics"]
+
+
+def test_warnings_are_one_line_messages_never_errors(tmp_path):
+    """A DiagnosisWarning (here: loopy BP instead of exact) prints as one 'warning:' line, even under -W error."""
+    import subprocess
+    import sys
+
+    root = Path(__file__).resolve().parents[2]
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-W",
+            "error",
+            "-m",
+            "diagnosis",
+            "query",
+            "--model",
+            str(tmp_path / "m.bif"),
+            "--target",
+            "A",
+        ],
+        capture_output=True,
+        text=True,
+        cwd=root,
+    )
+    assert proc.returncode == 1 and "Traceback" not in proc.stderr  # a missing model file: the plain error path
+    import io
+    import warnings
+
+    from diagnosis.cli import main as cli_main
+    from diagnosis.exceptions import ApproximationWarning
+
+    out, err = io.StringIO(), io.StringIO()
+
+    def noisy(args, o, e):
+        warnings.warn("an approximation was used", ApproximationWarning, stacklevel=1)
+        print("done", file=o)
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        parser_args = ["topology", "check", str(root / "data" / "topologies" / "webshop.yaml")]
+        import diagnosis.cli.model as model_cli
+
+        real = model_cli._check_cmd
+        model_cli._check_cmd = noisy
+        try:
+            code = cli_main(parser_args, stdout=out, stderr=err)
+        finally:
+            model_cli._check_cmd = real
+    assert code == 0 and out.getvalue() == "done\n"
+    assert err.getvalue() == "warning: an approximation was used [ApproximationWarning]\n"
