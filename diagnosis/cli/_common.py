@@ -9,7 +9,7 @@ from typing import TextIO
 
 from diagnosis._files import check_outputs, output_lock, remove_stale_temporaries
 
-__all__ = ["guarded_outputs", "load_topology", "log_outputs", "table", "time_offset"]
+__all__ = ["evidence_of", "guarded_outputs", "load_topology", "log_outputs", "table", "time_offset"]
 
 
 def _flat(paths) -> list[str]:
@@ -84,3 +84,20 @@ def time_offset(text: str | None):
     from diagnosis._time import parse_duration
 
     return parse_duration(text, name="--metrics-offset/--traces-offset", caller="diagnosis detect", allow_negative=True)
+
+
+def evidence_of(args):
+    """The evidence of ``--incident FILE`` and ``--observe SYMPTOM=OBS ...`` together; a symptom given by both is an error."""
+    from diagnosis.exceptions import EvidenceError
+    from diagnosis.model.evidence import Evidence, read_evidence
+
+    observations = {}
+    if args.incident:
+        _, ev = read_evidence(args.incident)
+        observations.update(ev.observations)
+    extra = Evidence.from_strings(args.observe).observations
+    for symptom in extra:
+        if symptom in observations:
+            raise EvidenceError(f"symptom {symptom!r} is given both in {args.incident} and by --observe")
+    observations.update(extra)
+    return Evidence(observations)

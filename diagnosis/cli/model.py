@@ -7,9 +7,9 @@ import json
 import math
 from typing import TYPE_CHECKING, TextIO
 
-from diagnosis.cli._common import guarded_outputs, load_topology
+from diagnosis.cli._common import evidence_of, guarded_outputs, load_topology
 from diagnosis.cli._common import table as _table
-from diagnosis.exceptions import EvidenceError, ParameterError
+from diagnosis.exceptions import ParameterError
 from diagnosis.inference import ENGINES
 
 if TYPE_CHECKING:  # the verbs import what they run when they run (start-up time)
@@ -69,19 +69,9 @@ def _diagnose(args: argparse.Namespace, out: TextIO, err: TextIO) -> None:
     if args.top < 1:
         raise ParameterError(f"--top must be an int >= 1. Got {args.top!r} instead.")
     from diagnosis.localization import diagnose
-    from diagnosis.model.evidence import Evidence, read_evidence
 
     topology = load_topology(args.topology)
-    observations = {}
-    if args.incident:
-        _, ev = read_evidence(args.incident)
-        observations.update(ev.observations)
-    extra = Evidence.from_strings(args.observe).observations
-    for symptom in extra:
-        if symptom in observations:
-            raise EvidenceError(f"symptom {symptom!r} is given both in {args.incident} and by --observe")
-    observations.update(extra)
-    result = diagnose(topology, Evidence(observations), engine=args.engine)
+    result = diagnose(topology, evidence_of(args), engine=args.engine)
     if args.format == "json":
         json.dump(result.to_dict(), out, indent=2, allow_nan=False)
         out.write("\n")

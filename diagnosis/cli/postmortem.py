@@ -8,13 +8,13 @@ import json
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, TextIO
 
-from diagnosis.cli._common import load_topology
+from diagnosis.cli._common import evidence_of, load_topology
 from diagnosis.cli._common import table as _table
 from diagnosis.exceptions import DiagnosisError, EvidenceError
 from diagnosis.inference import ENGINES
 
 if TYPE_CHECKING:  # the verbs import what they run when they run (start-up time)
-    from diagnosis.model.evidence import Evidence
+    pass
 
 __all__ = ["register"]
 
@@ -133,21 +133,6 @@ class _Budget:
             print(f"explain: done ({self._elapsed():.1f} s)", file=self.err, flush=True)
 
 
-def _evidence_of(args: argparse.Namespace) -> Evidence:
-    from diagnosis.model.evidence import Evidence, read_evidence
-
-    observations = {}
-    if args.incident:
-        _, ev = read_evidence(args.incident)
-        observations.update(ev.observations)
-    extra = Evidence.from_strings(args.observe).observations
-    for symptom in extra:
-        if symptom in observations:
-            raise EvidenceError(f"symptom {symptom!r} is given both in {args.incident} and by --observe")
-    observations.update(extra)
-    return Evidence(observations)
-
-
 def _tried(items: Sequence[str]) -> list[tuple[str, str, str]]:
     out = []
     for item in items:
@@ -170,7 +155,7 @@ def _explain(args: argparse.Namespace, out: TextIO, err: TextIO) -> None:
     if not args.budget >= 0:
         raise EvidenceError(f"--budget must be a number of seconds >= 0. Got {args.budget!r} instead.")
     topology = load_topology(args.topology)
-    evidence = _evidence_of(args)
+    evidence = evidence_of(args)
     tried = _tried(args.tried)
     budget = _Budget(args.budget, err)
     with budget.stage("building the network and its inference engine"):
