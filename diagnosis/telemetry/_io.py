@@ -7,13 +7,12 @@ import gzip
 import io
 import os
 import re
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from diagnosis import _files
 from diagnosis._time import parse_duration
 from diagnosis.exceptions import DiagnosisError
 
@@ -181,18 +180,3 @@ def _epoch(values: list) -> pd.Series:
 def to_timedelta(value, what: str, *, caller: str = "diagnosis.telemetry") -> pd.Timedelta:
     """A duration by :func:`diagnosis._time.parse_duration` (a bare number is seconds); may be negative."""
     return parse_duration(value, name=what, caller=caller, allow_negative=True)
-
-
-def atomic_write(path: Path, write: Callable[[str], None]) -> Path:
-    """Call ``write(tmp)`` on a temporary file beside ``path``, then rename it into place."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    return _files.atomic_write(path, write)
-
-
-def atomic_write_text(path: Path, text: str) -> Path:
-    def write(tmp):
-        with open(tmp, "w", encoding="utf-8") as fh:
-            fh.write(text)
-
-    return atomic_write(path, write)

@@ -32,8 +32,8 @@ from typing import Any
 import pandas as pd
 import yaml
 
+from diagnosis._files import atomic_write_text
 from diagnosis.model.topology import Topology
-from diagnosis.telemetry._io import atomic_write_text
 from diagnosis.telemetry.traces import SpanSet, edge_stats
 
 __all__ = ["CallGraphDiff", "derive_topology", "write_topology"]
@@ -211,7 +211,9 @@ def write_topology(
     text = yaml.safe_dump(doc, sort_keys=False, width=120)
     if header:
         text = "".join(f"# {line}\n" if line else "#\n" for line in header.splitlines()) + text
-    return atomic_write_text(Path(path), text)
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return atomic_write_text(path, text)
 
 
 def _compact(topology: Topology) -> dict[str, Any]:

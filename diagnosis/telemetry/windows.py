@@ -34,11 +34,11 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from diagnosis._files import atomic_write, atomic_write_text
 from diagnosis._validation import short_repr
 from diagnosis.exceptions import DiagnosisError
 from diagnosis.logs.schema import Reject
 from diagnosis.telemetry._io import (
-    atomic_write,
     objects,
     open_text,
     parse_times,
@@ -293,18 +293,12 @@ def write_windows(windows: pd.DataFrame, path: str | os.PathLike) -> Path:
         t = pd.to_datetime(df[c], utc=True)
         df[c] = [None if pd.isna(x) else x.strftime("%Y-%m-%dT%H:%M:%S.") + f"{x.microsecond // 1000:03d}Z" for x in t]
     df = df.astype(object).where(df.notna(), None)
+    path.parent.mkdir(parents=True, exist_ok=True)
     if path.name.lower().endswith((".jsonl", ".ndjson")):
-        text = "".join(json.dumps({k: v for k, v in zip(df.columns, row)}) + "\n" for row in df.itertuples(index=False))
-
-        def write(tmp):
-            with open(tmp, "w", encoding="utf-8") as fh:
-                fh.write(text)
-    else:
-
-        def write(tmp):
-            df.to_csv(tmp, index=False)
-
-    return atomic_write(path, write)
+        return atomic_write_text(
+            path, (json.dumps({k: v for k, v in zip(df.columns, row)}) + "\n" for row in df.itertuples(index=False))
+        )
+    return atomic_write(path, lambda tmp: df.to_csv(tmp, index=False))
 
 
 def quiet_windows(
