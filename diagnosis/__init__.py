@@ -10,6 +10,7 @@ symptoms of an incident into ranked fault locations and a recovery action::
     True
 """
 
+from diagnosis._lazy import attach as _attach
 from diagnosis.exceptions import (
     DiagnosisError,
     EvidenceError,
@@ -95,15 +96,10 @@ _SUBMODULES = (
 )
 
 
-def __getattr__(name: str):
-    import importlib
+_getattr, __dir__ = _attach(__name__, _LAZY, submodules=_SUBMODULES)
 
-    if name in _LAZY:
-        value = getattr(importlib.import_module(_LAZY[name]), name)
-        globals()[name] = value
-        return value
-    if name in _SUBMODULES:
-        return importlib.import_module(f"diagnosis.{name}")
+
+def __getattr__(name: str):
     if name == "__version__":
         from importlib.metadata import PackageNotFoundError, version
 
@@ -113,11 +109,7 @@ def __getattr__(name: str):
             value = "0.0.0"
         globals()["__version__"] = value
         return value
-    raise AttributeError(f"module 'diagnosis' has no attribute {name!r}")
-
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(__all__) | set(_SUBMODULES) | {"__version__"})
+    return _getattr(name)
 
 
 __all__ = [

@@ -18,6 +18,8 @@ and return numpy arrays.
 - :mod:`~diagnosis.inference.modelfile`: BIF/XMLBIF models and case files.
 """
 
+from diagnosis._lazy import attach as _attach
+
 # Names are imported from their modules on first use (PEP 562), so importing
 # one module of this package does not import all of them.
 #: Engine names :func:`make_engine` accepts (here, so the CLI can offer them without importing numpy).
@@ -40,19 +42,7 @@ _LAZY = {
 }
 
 
-def __getattr__(name: str):
-    if name in _LAZY:
-        import importlib
-
-        value = getattr(importlib.import_module(_LAZY[name]), name)
-        globals()[name] = value
-        return value
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(__all__))
-
+__getattr__, __dir__ = _attach(__name__, _LAZY)
 
 __all__ = [
     "DEFAULT_MEMORY_BUDGET",

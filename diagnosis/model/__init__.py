@@ -8,6 +8,8 @@
 - :mod:`~diagnosis.model.pgmpy_interop`: the one place pgmpy is imported.
 """
 
+from diagnosis._lazy import attach as _attach
+
 # Names are imported from their modules on first use (PEP 562), so importing
 # one module of this package does not import all of them.
 _LAZY = {
@@ -36,19 +38,7 @@ _LAZY = {
 }
 
 
-def __getattr__(name: str):
-    if name in _LAZY:
-        import importlib
-
-        value = getattr(importlib.import_module(_LAZY[name]), name)
-        globals()[name] = value
-        return value
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(__all__))
-
+__getattr__, __dir__ = _attach(__name__, _LAZY)
 
 __all__ = [
     "FAULT_OK",
