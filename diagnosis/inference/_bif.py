@@ -28,11 +28,15 @@ import numpy as np
 
 from diagnosis.inference.tables import ModelTables
 
-__all__ = ["BIFError", "parse_bif", "parse_xmlbif"]
+__all__ = ["BIFError", "BIFSyntaxError", "parse_bif", "parse_xmlbif"]
 
 
 class BIFError(ValueError):
     """The text is not a valid network; the message says where and why."""
+
+
+class BIFSyntaxError(BIFError):
+    """The text is not BIF (or not well-formed XML): the parser's own message is the precise one."""
 
 
 _COMMENTS = re.compile(r'("[^"\\]*(?:\\.[^"\\]*)*")|(/\*.*?\*/|//[^\n]*)', re.DOTALL)
@@ -156,7 +160,7 @@ def parse_bif(text: str) -> ModelTables:
             blocks.append((child, parents, text[brace + 1 : end], brace + 1))
             pos = end + 1
         else:
-            raise BIFError(f"line {_line(text, start)}: unexpected {word!r}")
+            raise BIFSyntaxError(f"line {_line(text, start)}: unexpected {word!r}")
         if pos >= n:
             break
     if not variables:
@@ -182,14 +186,7 @@ def parse_bif(text: str) -> ModelTables:
     missing = [v for v in variables if v not in cpts]
     if missing:
         raise BIFError(f"line {_line(text, lines[missing[0]])}: variable {missing[0]!r} has no probability block")
-    names = list(variables)
-    return ModelTables.from_cpts(
-        names,
-        [variables[v] for v in names],
-        [cpts[v][0] for v in names],
-        [cpts[v][1] for v in names],
-        error=BIFError,
-    )
+    return _tables(variables, cpts)
 
 
 def _table(child, parents, body, at, variables, text) -> np.ndarray:
@@ -286,7 +283,7 @@ def parse_xmlbif(text: str) -> ModelTables:
     try:
         root = ET.fromstring(text)
     except ET.ParseError as exc:
-        raise BIFError(f"not well-formed XML: {exc}") from None
+        raise BIFSyntaxError(f"not well-formed XML: {exc}") from None
     net = root if root.tag == "NETWORK" else root.find("NETWORK")
     if net is None:
         raise BIFError("no NETWORK element")
@@ -338,6 +335,11 @@ def parse_xmlbif(text: str) -> ModelTables:
     missing = [v for v in variables if v not in cpts]
     if missing:
         raise BIFError(f"variable {missing[0]!r} has no DEFINITION")
+    return _tables(variables, cpts)
+
+
+def _tables(variables: dict, cpts: dict) -> ModelTables:
+    """The network in declaration order: states from ``variables``, (parents, table) from ``cpts``."""
     names = list(variables)
     return ModelTables.from_cpts(
         names,

@@ -233,15 +233,15 @@ def read_tables(path: str | os.PathLike) -> ModelTables:
     ModelFileError
         As :func:`read_model`; a parse error names the line (BIF).
     """
-    from diagnosis.inference._bif import BIFError, parse_bif, parse_xmlbif
+    from diagnosis.inference._bif import BIFError, BIFSyntaxError, parse_bif, parse_xmlbif
 
     p, kind, text = _model_text(path)
     fmt = kind.lstrip(".").split(".")[0].upper()
     try:
         return parse_bif(text) if kind.startswith(".bif") else parse_xmlbif(text)
     except (BIFError, ModelError) as exc:
-        if not any(w in str(exc) for w in ("unexpected", "well-formed")):  # not a syntax error:
-            _check_model_text(p, kind, text)  # name the line, variable and value of a bad number or name
+        if not isinstance(exc, BIFSyntaxError):  # a well-formed file with a bad number or name:
+            _check_model_text(p, kind, text)  # name its line, variable and value
         if isinstance(exc, ModelFileError):
             raise
         raise ModelFileError(p, f"not a valid {fmt} network: {exc}") from None
