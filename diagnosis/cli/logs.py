@@ -121,6 +121,7 @@ def _simulate_run(args: argparse.Namespace, out: TextIO) -> None:
 
 
 def _score(args: argparse.Namespace, out: TextIO, err: TextIO) -> None:
+    from diagnosis._files import check_outputs
     from diagnosis.logs.scoring import score_log
 
     if args.top_k < 1:
@@ -129,8 +130,7 @@ def _score(args: argparse.Namespace, out: TextIO, err: TextIO) -> None:
         raise ParameterError(f"--chunk-size must be an int >= 1. Got {args.chunk_size!r} instead.")
     # score_log checks its outputs against the log and takes the output's lock; the topology file is ours to guard.
     side = [f"{args.out}.rejects.jsonl", f"{args.out}.summary.json"]
-    with guarded_outputs([args.out, *side], [args.topology, args.aliases, args.windows]):
-        pass
+    check_outputs([args.out, *side], [args.topology, args.aliases, args.windows])
     topology = load_topology(args.topology)
     grouping = _grouping_inputs(args)
     summary = score_log(
