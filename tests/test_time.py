@@ -58,3 +58,51 @@ def test_a_bare_number_below_the_minimum_is_refused_with_a_hint():
 def test_error_class_can_be_the_callers():
     with pytest.raises(IncidentLogError):
         parse_duration("soon", name="window", caller="import_alertmanager", error=IncidentLogError)
+
+
+# ---------------------------------------------------------------- times: one parser, one rule
+
+
+def test_times_rule():
+    from diagnosis._time import parse_times
+
+    values = [
+        "2024-05-01T10:15:00Z",
+        "2024-05-01T10:15:00",  # no zone: UTC
+        "2024-05-01 12:15:00+02:00",
+        "2024-05-01 10:15:00 +0000 UTC m=+0.30",  # Go's time.String()
+        1714558500,  # epoch seconds
+        1714558500000,  # milliseconds
+        "1714558500000000",  # microseconds, as text
+        pd.Timestamp("2024-05-01 12:15", tz="Europe/Berlin"),
+    ]
+    t, bad = parse_times(pd.Series(values, dtype=object))
+    assert not bad.any()
+    assert (t == pd.Timestamp("2024-05-01 10:15", tz="UTC")).all()
+
+
+def test_times_missing_and_bad():
+    from diagnosis._time import parse_times
+
+    t, bad = parse_times(pd.Series(["soon", None, "", "NA", float("nan"), True, "2024-13-45T00:00:00Z"], dtype=object))
+    assert bad.tolist() == [True, False, False, False, False, True, True]
+    assert t.isna().all()
+
+
+def test_times_without_numbers():
+    """The incident log takes no epoch numbers: a number there is refused, not guessed."""
+    from diagnosis._time import parse_times
+
+    t, bad = parse_times(pd.Series([1714558500, "1714558500", "2024-05-01T10:15:00Z"], dtype=object), numbers=False)
+    assert bad.tolist() == [True, True, False]
+    _, bad = parse_times(pd.Series([1714558500, 2]), numbers=False)
+    assert bad.all()
+
+
+def test_one_time():
+    from diagnosis._time import parse_time, parse_times
+
+    for text in ["2024-05-01T10:15:00Z", "2024-05-01 12:15:00+02:00", "2024-05-01T10:15:00"]:
+        assert parse_time(text) == parse_times([text])[0][0]
+    assert parse_time("9999-01-01T00:00:00Z") is None
+    assert parse_time("soon") is None

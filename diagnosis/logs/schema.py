@@ -44,6 +44,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from diagnosis._time import parse_times
 from diagnosis._validation import short_repr
 from diagnosis.model.topology import Topology
 
@@ -341,23 +342,12 @@ def _is_null(s: pd.Series) -> np.ndarray:
 
 
 def _times(s: pd.Series) -> tuple[pd.Series, np.ndarray]:
-    """Parse a column of ISO 8601 times; return (times, bad mask). Null stays NaT."""
-    if isinstance(s.dtype, pd.DatetimeTZDtype) or pd.api.types.is_datetime64_any_dtype(s):
-        t = pd.to_datetime(s, utc=True)
-        return t.astype("datetime64[ns, UTC]"), np.zeros(len(s), dtype=bool)
-    null = _is_null(s)
-    is_str = _nonempty_str(s) if s.dtype == object else ~null
-    is_ts = (
-        np.fromiter((isinstance(x, pd.Timestamp) for x in s), dtype=bool, count=len(s))
-        if s.dtype == object
-        else np.zeros(len(s), bool)
-    )
-    strings = s.where(is_str & ~is_ts, None)
-    parsed = pd.to_datetime(strings.astype(object), utc=True, errors="coerce", format="ISO8601")
-    if is_ts.any():
-        parsed = parsed.where(~is_ts, pd.to_datetime(s.where(is_ts, None), utc=True))
-    bad = ~null & (parsed.isna().to_numpy())
-    return parsed.astype("datetime64[ns, UTC]"), bad
+    """A column of times by :func:`diagnosis._time.parse_times`, without epoch numbers; (times, bad mask).
+
+    Null stays NaT; any other value that is not a time (a number, empty text) is bad.
+    """
+    t, _ = parse_times(s, numbers=False)
+    return t, ~_is_null(s) & t.isna().to_numpy()
 
 
 def _str_or_none(s: pd.Series) -> pd.Series:

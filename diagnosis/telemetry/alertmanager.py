@@ -52,7 +52,7 @@ from typing import Any
 
 import pandas as pd
 
-from diagnosis._time import parse_duration
+from diagnosis._time import parse_duration, parse_time
 from diagnosis._validation import short_repr
 from diagnosis.exceptions import IncidentLogError, suggest
 from diagnosis.logs.schema import (
@@ -390,9 +390,8 @@ def _parse_time_text(value: str) -> tuple[pd.Timestamp | None, str | None]:
         return None, "is not an RFC 3339 time such as '2024-05-01T10:15:00Z'"
     if value.startswith("0001-"):
         return None, None
-    try:
-        t = pd.Timestamp(value).tz_convert("UTC").as_unit("ns")
-    except (ValueError, OverflowError):  # OutOfBoundsDatetime is a ValueError
+    t = parse_time(value)
+    if t is None:
         return None, "is not a valid RFC 3339 time in the years 1677-2262"
     return t, None
 

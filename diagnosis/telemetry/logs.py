@@ -69,8 +69,9 @@ import numpy as np
 import pandas as pd
 from scipy.stats import norm
 
+from diagnosis._time import parse_times
 from diagnosis.exceptions import TelemetryError
-from diagnosis.telemetry._io import as_paths, objects, open_text, parse_times, read_csv_rows, to_timedelta
+from diagnosis.telemetry._io import as_paths, objects, open_text, read_csv_rows, to_timedelta
 from diagnosis.telemetry.entities import EntityMap
 from diagnosis.telemetry.quality import ReadReport, _Tally
 

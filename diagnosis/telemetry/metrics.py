@@ -54,12 +54,11 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from diagnosis._time import NAN_TEXT, parse_times
 from diagnosis.exceptions import DiagnosisError
 from diagnosis.telemetry._io import (
-    NAN_TEXT,
     as_paths,
     objects,
-    parse_times,
     read_csv_rows,
     to_timedelta,
 )

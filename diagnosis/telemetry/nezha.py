@@ -39,10 +39,10 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from diagnosis._time import parse_times
 from diagnosis._validation import short_repr
 from diagnosis.exceptions import DiagnosisError
 from diagnosis.logs.schema import Reject
-from diagnosis.telemetry._io import parse_times
 from diagnosis.telemetry.entities import EDGE_SEPARATOR, EntityMap
 from diagnosis.telemetry.quality import _Tally
 from diagnosis.telemetry.windows import DEFAULT_BASELINE, DEFAULT_DURATION, make_windows

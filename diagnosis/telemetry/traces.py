@@ -52,12 +52,12 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from diagnosis._time import parse_times
 from diagnosis.exceptions import DiagnosisError
 from diagnosis.telemetry._io import (
     as_paths,
     objects,
     open_text,
-    parse_times,
     read_csv_rows,
     to_timedelta,
 )

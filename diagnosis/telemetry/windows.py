@@ -35,13 +35,13 @@ import numpy as np
 import pandas as pd
 
 from diagnosis._files import atomic_write, atomic_write_text
+from diagnosis._time import parse_times
 from diagnosis._validation import short_repr
 from diagnosis.exceptions import DiagnosisError
 from diagnosis.logs.schema import Reject
 from diagnosis.telemetry._io import (
     objects,
     open_text,
-    parse_times,
     read_csv_rows,
     to_timedelta,
 )
