@@ -344,157 +344,210 @@ def score_frame(
     rejects : list of Reject
         Incidents whose evidence has probability 0 under the model.
     """
-    topo = network.topology
-    comps = topo.components
-    n = len(frame)
     stats = ScoreStats()
-    if n == 0:
+    if len(frame) == 0:
         return _no_rows(), stats, []
-    targets = [network.fault_variable[c.name] for c in comps]
+    targets = [network.fault_variable[c.name] for c in network.topology.components]
+    post, frame, rejects = _posteriors(network, engine, frame, targets, source)
+    stats.n_rejected = len(rejects)
+    if len(frame) == 0:
+        return _no_rows(), stats, rejects
+    p_fault = _p_some_fault(network, engine, frame, targets, len(frame)) if assume_fault else None
+    loc = _Locations.of(network, post, targets, p_fault)
+    truth = _Truth.of(frame, loc)
+    truth.count_ranks(stats)
+    truth.calibrate(stats, loc)
+    stats.n_scored = len(frame)
+    return _rows(network, frame, loc, truth, top_k), stats, rejects
+
+
+def _posteriors(
+    network: Network, engine, frame: IncidentFrame, targets: list[str], source: str
+) -> tuple[dict[str, np.ndarray], IncidentFrame, list[Reject]]:
+    """The fault marginals of every incident; incidents of probability-0 evidence are set aside as rejects."""
     hard, soft = _evidence_arrays(network, frame)
-    post, ok = _query(engine, targets, hard, soft, n)
-    rejects = []
-    if not ok.all():
-        for iid in frame.incidents["id"].to_numpy()[~ok]:
-            rejects.append(
-                Reject(
-                    source,
-                    frame.location.get(iid, f"incident {iid}"),
-                    iid,
-                    "observations",
-                    "",
-                    "the evidence has probability 0 under the model",
-                )
-            )
-        keep = frame.incidents["id"].to_numpy()[ok]
-        frame = frame.select(keep)
-        post = {t: v[ok] for t, v in post.items()}
-        n = len(frame)
-        stats.n_rejected = int((~ok).sum())
-        if n == 0:
-            return _no_rows(), stats, rejects
-    p_fault = _p_some_fault(network, engine, frame, targets, n) if assume_fault else None
-    # Location matrix (n, L) and its labels.
-    loc_labels, loc_comp, blocks = [], [], []
-    p_any = np.empty((n, len(comps)))
-    for j, c in enumerate(comps):
-        m = post[targets[j]]
-        m = m / m.sum(axis=1, keepdims=True)
-        states = network.variable(targets[j]).states
-        p_any[:, j] = 1.0 - m[:, states.index(FAULT_OK)]
-        for _s_i, s in enumerate(states):
-            if s != FAULT_OK:
-                loc_labels.append((c.name, s))
-                loc_comp.append(j)
-        blocks.append(np.delete(m, states.index(FAULT_OK), axis=1))
-    P = np.concatenate(blocks, axis=1)
-    if p_fault is not None:
-        P = np.minimum(P / p_fault[:, None], 1.0)
-        p_any = np.minimum(p_any / p_fault[:, None], 1.0)
-    labels = np.array([f"{c}:{m}" for c, m in loc_labels], dtype=object)
-    loc_index = {lab: i for i, lab in enumerate(labels)}
-    comp_index = {c.name: j for j, c in enumerate(comps)}
-
-    # Top-k and recommendation.
-    k = min(top_k, P.shape[1])
-    top = np.argsort(-P, axis=1, kind="stable")[:, :k]
-    top_json = [
-        json.dumps([[loc_labels[i][0], loc_labels[i][1], round(float(P[r, i]), 10)] for i in top[r]]) for r in range(n)
+    post, ok = _query(engine, targets, hard, soft, len(frame))
+    if ok.all():
+        return post, frame, []
+    ids = frame.incidents["id"].to_numpy()
+    rejects = [
+        Reject(
+            source,
+            frame.location.get(iid, f"incident {iid}"),
+            iid,
+            "observations",
+            "",
+            "the evidence has probability 0 under the model",
+        )
+        for iid in ids[~ok]
     ]
-    actions = topo.actions
-    A = np.zeros((n, len(actions)))
-    for a_i, a in enumerate(actions):
-        for mode, p_s in a.success.items():
-            A[:, a_i] += p_s * P[:, loc_index[f"{a.component}:{mode}"]]
-    costs = np.array([a.cost for a in actions])
-    if len(actions):
-        order = _best_actions(A, costs)
-        rec_action = np.array([actions[i].name for i in order], dtype=object)
-        rec_target = np.array([actions[i].component for i in order], dtype=object)
-        rec_es = A[np.arange(n), order]
-    else:
-        rec_action = rec_target = np.full(n, None, dtype=object)
-        rec_es = np.full(n, np.nan)
+    return {t: v[ok] for t, v in post.items()}, frame.select(ids[ok]), rejects
 
-    # Truth.
-    inc = frame.incidents
-    cc = inc["cause_component"].to_numpy(dtype=object)
-    cm = inc["cause_fault_mode"].to_numpy(dtype=object)
-    has_loc = np.array([c is not None and m is not None for c, m in zip(cc, cm)])
-    has_comp = np.array([c is not None for c in cc])
-    rank_loc = np.full(n, np.nan)
-    rank_comp = np.full(n, np.nan)
-    p_true = np.full(n, np.nan)
-    if has_loc.any():
-        ti = np.array([loc_index[f"{c}:{m}"] for c, m in zip(cc[has_loc], cm[has_loc])])
-        r = _ranks(P[has_loc], ti)
-        rank_loc[has_loc] = r
-        p_true[has_loc] = P[has_loc][np.arange(len(ti)), ti]
-        lv = stats.levels["location"]
-        lv.n_ranked += len(r)
-        lv.hits += np.array([(r <= kk).sum() for kk in range(1, K_MAX + 1)])
-        lv.sum_rr += float(np.sum(1.0 / r))
-    if has_comp.any():
-        tj = np.array([comp_index[c] for c in cc[has_comp]])
-        r = _ranks(p_any[has_comp], tj)
-        rank_comp[has_comp] = r
-        lv = stats.levels["component"]
-        lv.n_ranked += len(r)
-        lv.hits += np.array([(r <= kk).sum() for kk in range(1, K_MAX + 1)])
-        lv.sum_rr += float(np.sum(1.0 / r))
-    # Calibration: the full fault list when known, else the root cause alone.
-    faults = inc["faults"].to_numpy(dtype=object)
-    Y = np.zeros_like(P, dtype=bool)
-    Yc = np.zeros_like(p_any, dtype=bool)
-    known = np.zeros(n, dtype=bool)
-    for r_i in range(n):
-        if faults[r_i] is not None:
-            known[r_i] = True
-            for c, m in parse_faults(faults[r_i]):
-                Y[r_i, loc_index[f"{c}:{m}"]] = True
-                Yc[r_i, comp_index[c]] = True
-        elif has_loc[r_i]:
-            known[r_i] = True
-            Y[r_i, loc_index[f"{cc[r_i]}:{cm[r_i]}"]] = True
-            Yc[r_i, comp_index[cc[r_i]]] = True
-    if known.any():
-        _calibration(stats.levels["location"], P[known], Y[known])
-        _calibration(stats.levels["component"], p_any[known], Yc[known])
-        for lvl, M, T in (("location", P, Y), ("component", p_any, Yc)):
-            best = np.argmax(M[known], axis=1)
-            rows_k = np.arange(int(known.sum()))
-            p_top = M[known][rows_k, best]
-            y_top = T[known][rows_k, best].astype(float)
-            b = np.minimum((p_top * N_BINS).astype(np.int64), N_BINS - 1)
+
+@dataclass(frozen=True)
+class _Locations:
+    """Posterior per fault location ``P`` (n, L) and per component ``p_any`` (n, C), with their labels."""
+
+    P: np.ndarray
+    p_any: np.ndarray
+    labels: list[tuple[str, str]]
+    loc_index: dict[str, int]
+    comp_index: dict[str, int]
+
+    @classmethod
+    def of(cls, network: Network, post: dict[str, np.ndarray], targets: list[str], p_fault) -> _Locations:
+        comps = network.topology.components
+        n = len(post[targets[0]]) if targets else 0
+        labels, blocks = [], []
+        p_any = np.empty((n, len(comps)))
+        for j, c in enumerate(comps):
+            m = post[targets[j]]
+            m = m / m.sum(axis=1, keepdims=True)
+            states = network.variable(targets[j]).states
+            p_any[:, j] = 1.0 - m[:, states.index(FAULT_OK)]
+            labels.extend((c.name, s) for s in states if s != FAULT_OK)
+            blocks.append(np.delete(m, states.index(FAULT_OK), axis=1))
+        P = np.concatenate(blocks, axis=1)
+        if p_fault is not None:
+            P = np.minimum(P / p_fault[:, None], 1.0)
+            p_any = np.minimum(p_any / p_fault[:, None], 1.0)
+        return cls(
+            P,
+            p_any,
+            labels,
+            {f"{c}:{m}": i for i, (c, m) in enumerate(labels)},
+            {c.name: j for j, c in enumerate(comps)},
+        )
+
+
+@dataclass(frozen=True)
+class _Truth:
+    """What is known of each incident's truth: the root cause and, where given, the whole fault list."""
+
+    component: np.ndarray
+    fault_mode: np.ndarray
+    has_loc: np.ndarray
+    has_comp: np.ndarray
+    Y: np.ndarray  # (n, L) true fault locations
+    Yc: np.ndarray  # (n, C) true faulty components
+    known: np.ndarray  # the truth is known (a fault list or a root cause)
+    rank_loc: np.ndarray
+    rank_comp: np.ndarray
+    p_true: np.ndarray
+
+    @classmethod
+    def of(cls, frame: IncidentFrame, loc: _Locations) -> _Truth:
+        inc = frame.incidents
+        n = len(inc)
+        cc = inc["cause_component"].to_numpy(dtype=object)
+        cm = inc["cause_fault_mode"].to_numpy(dtype=object)
+        has_loc = np.array([c is not None and m is not None for c, m in zip(cc, cm)], dtype=bool)
+        # Calibration: the full fault list when known, else the root cause alone.
+        faults = inc["faults"].to_numpy(dtype=object)
+        Y = np.zeros_like(loc.P, dtype=bool)
+        Yc = np.zeros_like(loc.p_any, dtype=bool)
+        known = np.zeros(n, dtype=bool)
+        for r_i in range(n):
+            if faults[r_i] is not None:
+                known[r_i] = True
+                for c, m in parse_faults(faults[r_i]):
+                    Y[r_i, loc.loc_index[f"{c}:{m}"]] = True
+                    Yc[r_i, loc.comp_index[c]] = True
+            elif has_loc[r_i]:
+                known[r_i] = True
+                Y[r_i, loc.loc_index[f"{cc[r_i]}:{cm[r_i]}"]] = True
+                Yc[r_i, loc.comp_index[cc[r_i]]] = True
+        has_comp = np.array([c is not None for c in cc], dtype=bool)
+        rank_loc, rank_comp, p_true = np.full(n, np.nan), np.full(n, np.nan), np.full(n, np.nan)
+        if has_loc.any():
+            ti = np.array([loc.loc_index[f"{c}:{m}"] for c, m in zip(cc[has_loc], cm[has_loc])])
+            rank_loc[has_loc] = _ranks(loc.P[has_loc], ti)
+            p_true[has_loc] = loc.P[has_loc][np.arange(len(ti)), ti]
+        if has_comp.any():
+            tj = np.array([loc.comp_index[c] for c in cc[has_comp]])
+            rank_comp[has_comp] = _ranks(loc.p_any[has_comp], tj)
+        return cls(cc, cm, has_loc, has_comp, Y, Yc, known, rank_loc, rank_comp, p_true)
+
+    def count_ranks(self, stats: ScoreStats) -> None:
+        """Add the ranks of the true location and component to the AC@k and MRR counts."""
+        for lvl, sel, r in (("location", self.has_loc, self.rank_loc), ("component", self.has_comp, self.rank_comp)):
+            if sel.any():
+                lv = stats.levels[lvl]
+                lv.n_ranked += int(sel.sum())
+                lv.hits += np.array([(r[sel] <= kk).sum() for kk in range(1, K_MAX + 1)])
+                lv.sum_rr += float(np.sum(1.0 / r[sel]))
+
+    def calibrate(self, stats: ScoreStats, loc: _Locations) -> None:
+        """Reliability counts of every probability and of the top answer, per level."""
+        k = self.known
+        if not k.any():
+            return
+        for lvl, M, T in (("location", loc.P, self.Y), ("component", loc.p_any, self.Yc)):
             lv = stats.levels[lvl]
+            _calibration(lv, M[k], T[k])
+            best = np.argmax(M[k], axis=1)
+            rows_k = np.arange(int(k.sum()))
+            p_top = M[k][rows_k, best]
+            y_top = T[k][rows_k, best].astype(float)
+            b = np.minimum((p_top * N_BINS).astype(np.int64), N_BINS - 1)
             lv.top_n += np.bincount(b, minlength=N_BINS)
             lv.top_p += np.bincount(b, weights=p_top, minlength=N_BINS)
             lv.top_y += np.bincount(b, weights=y_top, minlength=N_BINS)
-    stats.n_scored = n
 
+
+def _recommendations(topo: Topology, loc: _Locations) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The recommended action per incident (highest expected success per cost), its target and success."""
+    actions = topo.actions
+    n = len(loc.P)
+    if not actions:
+        return np.full(n, None, dtype=object), np.full(n, None, dtype=object), np.full(n, np.nan)
+    A = np.zeros((n, len(actions)))
+    for a_i, a in enumerate(actions):
+        for mode, p_s in a.success.items():
+            A[:, a_i] += p_s * loc.P[:, loc.loc_index[f"{a.component}:{mode}"]]
+    order = _best_actions(A, np.array([a.cost for a in actions]))
+    return (
+        np.array([actions[i].name for i in order], dtype=object),
+        np.array([actions[i].component for i in order], dtype=object),
+        A[np.arange(n), order],
+    )
+
+
+def _rows(network: Network, frame: IncidentFrame, loc: _Locations, truth: _Truth, top_k: int) -> pd.DataFrame:
+    """The per-incident output table (see :func:`score_frame`)."""
+    comps = network.topology.components
+    inc = frame.incidents
+    n = len(inc)
+    P = loc.P
+    k = min(top_k, P.shape[1])
+    top = np.argsort(-P, axis=1, kind="stable")[:, :k]
+    top_json = [
+        json.dumps([[loc.labels[i][0], loc.labels[i][1], round(float(P[r, i]), 10)] for i in top[r]]) for r in range(n)
+    ]
+    rec_action, rec_target, rec_es = _recommendations(network.topology, loc)
     n_obs = (
         frame.observations.groupby("incident_id", sort=False).size().reindex(inc["id"]).fillna(0).astype(int).to_numpy()
     )
-    best_c = np.argmax(p_any, axis=1)
-    rows = pd.DataFrame(
+    best_c = np.argmax(loc.p_any, axis=1)
+    keys = [f"{c}:{m}" for c, m in loc.labels]
+    return pd.DataFrame(
         {
             "incident_id": inc["id"].to_numpy(dtype=object),
             "n_observations": n_obs,
             "top_locations": top_json,
             "top_component": np.array([comps[j].name for j in best_c], dtype=object),
-            "p_top_component": p_any[np.arange(n), best_c],
+            "p_top_component": loc.p_any[np.arange(n), best_c],
             "recommended_action": rec_action,
             "recommended_target": rec_target,
             "expected_success": rec_es,
-            "true_component": cc,
-            "true_fault_mode": cm,
-            "rank_location": rank_loc,
-            "rank_component": rank_comp,
-            "p_true_location": p_true,
-            "posterior": [json.dumps(dict(zip(labels.tolist(), np.round(P[r], 12).tolist()))) for r in range(n)],
+            "true_component": truth.component,
+            "true_fault_mode": truth.fault_mode,
+            "rank_location": truth.rank_loc,
+            "rank_component": truth.rank_comp,
+            "p_true_location": truth.p_true,
+            "posterior": [json.dumps(dict(zip(keys, np.round(P[r], 12).tolist()))) for r in range(n)],
         }
     )
-    return rows, stats, rejects
 
 
 def _best_actions(A: np.ndarray, costs: np.ndarray) -> np.ndarray:
