@@ -902,11 +902,56 @@ def score_log(
             raise
 
 
+@dataclass(frozen=True)
+class _Job:
+    """What every chunk of one :func:`score_log` run is scored with."""
+
+    topology: Topology
+    engine: str
+    top_k: int
+    assume_fault: bool
+
+    def score(self, frame: IncidentFrame, rejects: list[Reject], *, source: str, earlier):
+        return _score_chunk(
+            self.topology,
+            frame,
+            rejects,
+            engine=self.engine,
+            top_k=self.top_k,
+            source=source,
+            assume_fault=self.assume_fault,
+            earlier=earlier,
+        )
+
+
 def _run(
     topology, inp, out, out_fmt, parts, trash, plan, fp, *, chunk_size, top_k, engine, engine_name, assume_fault, scheduler,
     progress, iter_frames, write_text,
 ) -> ScoreSummary:  # fmt: skip
-    """The body of :func:`score_log`, with the output's lock held."""
+    """The body of :func:`score_log`, with the output's lock held: resume, score the chunks left, merge."""
+    _open_work_folder(parts, fp, inp, chunk_size)
+    done = _done(parts)
+    job = _Job(topology, engine, top_k, assume_fault)
+    if plan is not None:
+        earlier = _earlier_ids(plan)
+        todo = [c for c in plan if c.index not in done]
+        bar = _progress(len(plan), progress)
+        if bar:
+            bar.update(len(plan) - len(todo))
+        if scheduler is not None:
+            _score_on_dask(job, scheduler, todo, earlier, parts, bar)
+        else:
+            _score_planned(job, todo, earlier, parts, bar)
+        if bar:
+            bar.close()
+        n_chunks = len(plan)
+    else:
+        n_chunks = _score_stream(job, inp, parts, done, chunk_size, iter_frames, progress)
+    return _finish(parts, trash, out, out_fmt, n_chunks, len(done), engine_name, write_text)
+
+
+def _open_work_folder(parts: Path, fp: str, inp: Path, chunk_size: int) -> None:
+    """Check that ``parts`` holds the work of this very run (its fingerprint), or start it afresh."""
     manifest = parts / "manifest.json"
     old = None
     if manifest.exists():
@@ -930,97 +975,79 @@ def _run(
                 json.dumps({"fingerprint": fp, "input": str(inp), "chunk_size": chunk_size})
             ),
         )
-    done = _done(parts)
-    n_resumed = len(done)
-    source = str(inp)
 
-    if plan is not None:
-        earlier = _earlier_ids(plan)
-        todo = [c for c in plan if c.index not in done]
-        bar = _progress(len(plan), progress)
+
+def _score_planned(job: _Job, todo: list[_Chunk], earlier: dict, parts: Path, bar) -> None:
+    """Score the chunks left of a planned (Parquet) log in this process."""
+    for chunk in todo:
+        frame, rejects = _read_chunk(chunk)
+        rows, stats, rj = job.score(frame, rejects, source=chunk.file, earlier=earlier.get(chunk.index))
+        _write_part(parts, chunk.index, rows, stats.to_json(), [r.to_dict() for r in rj])
         if bar:
-            bar.update(len(plan) - len(todo))
-        if scheduler is not None:
-            from distributed import Client
+            bar.update(1)
 
-            client = scheduler if isinstance(scheduler, Client) else Client(scheduler)
-            try:
-                doc = topology.to_dict()
-                futures = client.map(
-                    _chunk_task,
-                    [doc] * len(todo),
-                    todo,
-                    [engine] * len(todo),
-                    [top_k] * len(todo),
-                    [assume_fault] * len(todo),
-                    [earlier.get(c.index) for c in todo],
-                    pure=False,
-                )
-                from distributed import as_completed
 
-                for fut in as_completed(futures):
-                    index, rows, stats_json, rejects = fut.result()
-                    _write_part(parts, index, rows, stats_json, rejects)
-                    if bar:
-                        bar.update(1)
-            finally:
-                if not isinstance(scheduler, Client):
-                    client.close()
-        else:
-            for chunk in todo:
-                frame, rejects = _read_chunk(chunk)
-                rows, stats, rj = _score_chunk(
-                    topology,
-                    frame,
-                    rejects,
-                    engine=engine,
-                    top_k=top_k,
-                    source=chunk.file,
-                    assume_fault=assume_fault,
-                    earlier=earlier.get(chunk.index),
-                )
-                _write_part(parts, chunk.index, rows, stats.to_json(), [r.to_dict() for r in rj])
-                if bar:
-                    bar.update(1)
-        n_chunks = len(plan)
-    else:
-        first_todo = 0
-        while first_todo in done:
-            first_todo += 1
-        # The ids of the chunks done by an earlier run, so a duplicate across chunks is still caught.
-        seen: dict[str, str] = {}
-        for i in range(first_todo):
-            seen.update(_stats_json(parts, i).get("ids", {}))
-        bar = _progress(None, progress)
-        if bar:
-            bar.update(first_todo)
-        index = first_todo
-        for frame, rejects in iter_frames(inp, chunk_size=chunk_size, skip=first_todo * chunk_size):
-            if index in done:
-                seen.update(_stats_json(parts, index).get("ids", {}))
-            else:
-                ids = _ids_of(frame, rejects)
-                rows, stats, rj = _score_chunk(
-                    topology,
-                    frame,
-                    rejects,
-                    engine=engine,
-                    top_k=top_k,
-                    source=source,
-                    assume_fault=assume_fault,
-                    earlier=seen,
-                )
-                for iid, loc in ids.items():
-                    seen.setdefault(iid, loc)
-                _write_part(parts, index, rows, {**stats.to_json(), "ids": ids}, [r.to_dict() for r in rj])
-            index += 1
+def _score_on_dask(job: _Job, scheduler, todo: list[_Chunk], earlier: dict, parts: Path, bar) -> None:
+    """Score the chunks left of a planned (Parquet) log on a Dask cluster; parts are written here as they finish."""
+    from distributed import Client, as_completed
+
+    client = scheduler if isinstance(scheduler, Client) else Client(scheduler)
+    try:
+        doc = job.topology.to_dict()
+        futures = client.map(
+            _chunk_task,
+            [doc] * len(todo),
+            todo,
+            [job.engine] * len(todo),
+            [job.top_k] * len(todo),
+            [job.assume_fault] * len(todo),
+            [earlier.get(c.index) for c in todo],
+            pure=False,
+        )
+        for fut in as_completed(futures):
+            index, rows, stats_json, rejects = fut.result()
+            _write_part(parts, index, rows, stats_json, rejects)
             if bar:
                 bar.update(1)
-        n_chunks = index
+    finally:
+        if not isinstance(scheduler, Client):
+            client.close()
+
+
+def _score_stream(job: _Job, inp: Path, parts: Path, done: set[int], chunk_size: int, iter_frames, progress) -> int:
+    """Score a log read as a stream (JSON Lines, CSV) chunk by chunk; return the number of chunks."""
+    first_todo = 0
+    while first_todo in done:
+        first_todo += 1
+    # The ids of the chunks done by an earlier run, so a duplicate across chunks is still caught.
+    seen: dict[str, str] = {}
+    for i in range(first_todo):
+        seen.update(_stats_json(parts, i).get("ids", {}))
+    bar = _progress(None, progress)
+    if bar:
+        bar.update(first_todo)
+    index = first_todo
+    for frame, rejects in iter_frames(inp, chunk_size=chunk_size, skip=first_todo * chunk_size):
+        if index in done:
+            seen.update(_stats_json(parts, index).get("ids", {}))
+        else:
+            ids = _ids_of(frame, rejects)
+            rows, stats, rj = job.score(frame, rejects, source=str(inp), earlier=seen)
+            for iid, loc in ids.items():
+                seen.setdefault(iid, loc)
+            _write_part(parts, index, rows, {**stats.to_json(), "ids": ids}, [r.to_dict() for r in rj])
+        index += 1
+        if bar:
+            bar.update(1)
     if bar:
         bar.close()
+    return index
 
-    # Merge, in chunk order.
+
+def _finish(
+    parts: Path, trash: Path, out: Path, out_fmt: str, n_chunks: int, n_resumed: int, engine_name: str, write_text
+) -> ScoreSummary:
+    """Merge the parts in chunk order into the outputs, then remove the work folder."""
     total = ScoreStats()
     indexes = sorted(_done(parts))
     for i in indexes:
