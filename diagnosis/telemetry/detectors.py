@@ -48,6 +48,12 @@ is ``fired`` when ``p <= alpha``, else ``passed``; its reliability is then
 ``false_alarm = alpha`` and ``sensitivity = alpha ** a`` under the same
 model. ``shape`` and ``alpha`` are the detector's reliability: fit them
 from history (the learning issue) or leave the defaults.
+
+**Fitted likelihoods.** With ``curves`` (the topology's ``likelihoods:``
+section, fitted from labelled history by ``diagnosis fit --evidence``:
+:class:`~diagnosis.learning.likelihood.LikelihoodFitter`), a symptom whose
+detector kind has a curve gets that curve's ratio instead of the
+beta-uniform one; the other symptoms keep ``a * p**(a - 1)``.
 """
 
 from __future__ import annotations
@@ -60,6 +66,7 @@ import numpy as np
 import pandas as pd
 
 from diagnosis.exceptions import DiagnosisError, suggest
+from diagnosis.model.topology import LikelihoodCurve
 
 __all__ = [
     "EVIDENCE_MODES",
@@ -472,6 +479,10 @@ class EvidenceModel:
         ``a`` of the beta-uniform model, in (0, 1): smaller is more trusting.
     alpha : float, default 0.01
         Hard evidence fires when ``p <= alpha``.
+    curves : tuple of LikelihoodCurve, default ()
+        Fitted ratios per detector kind (``Topology.likelihoods``); they
+        replace the beta-uniform ratio for the symptoms whose kind is passed
+        to :meth:`ratio` and has a curve.
 
     Examples
     --------
@@ -486,6 +497,7 @@ class EvidenceModel:
     mode: str = "soft"
     shape: float = 0.25
     alpha: float = 0.01
+    curves: tuple[LikelihoodCurve, ...] = ()
 
     def __post_init__(self):
         if self.mode not in EVIDENCE_MODES:
@@ -496,15 +508,31 @@ class EvidenceModel:
             raise DiagnosisError(f"evidence shape must be in (0, 1). Got {self.shape!r} instead.")
         if not (0 < self.alpha < 1):
             raise DiagnosisError(f"evidence alpha must be in (0, 1). Got {self.alpha!r} instead.")
+        object.__setattr__(self, "curves", tuple(self.curves))
+        bad = [c for c in self.curves if not isinstance(c, LikelihoodCurve)]
+        if bad:
+            raise DiagnosisError(f"evidence curves must be LikelihoodCurve values. Got {bad[0]!r} instead.")
 
-    def ratio(self, p: np.ndarray) -> np.ndarray:
-        """LR(p) = P(p | fired) / P(p | passed)."""
+    def ratio(self, p: np.ndarray, watches: Sequence | None = None) -> np.ndarray:
+        """LR(p) = P(p | fired) / P(p | passed).
+
+        ``watches`` (one detector kind per p-value) selects the fitted curve
+        of each kind that has one; without it, or for other kinds, the
+        beta-uniform ratio.
+        """
         p = np.clip(np.asarray(p, dtype=np.float64), 1e-12, 1.0)
-        return self.shape * p ** (self.shape - 1.0)
+        lr = self.shape * p ** (self.shape - 1.0)
+        if watches is not None and self.curves:
+            kinds = np.asarray(watches, dtype=object)
+            for c in self.curves:
+                sel = kinds == c.watches
+                if sel.any():
+                    lr[sel] = c.ratio(p[sel])
+        return lr
 
-    def likelihoods(self, p: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """``(p_fired, p_passed)``, each in (0, 1), summing to 1, with ratio LR(p)."""
-        lr = self.ratio(p)
+    def likelihoods(self, p: np.ndarray, watches: Sequence | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """``(p_fired, p_passed)``, each in (0, 1), summing to 1, with ratio LR(p) (see :meth:`ratio`)."""
+        lr = self.ratio(p, watches)
         return lr / (1.0 + lr), 1.0 / (1.0 + lr)
 
     def hard(self, p: np.ndarray) -> np.ndarray:
