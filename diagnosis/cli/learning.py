@@ -43,6 +43,12 @@ def register(verbs) -> None:
     )
     p.add_argument("--interval", type=float, default=0.9, metavar="P", help="credible-interval mass (default 0.9)")
     p.add_argument("--max-iter", type=int, default=200, metavar="N", help="most EM iterations (default 200)")
+    p.add_argument(
+        "--evidence",
+        metavar="EVIDENCE.csv",
+        help="also fit the soft-evidence likelihood of each detector kind from the p-values "
+        "'diagnosis detect --save-evidence' wrote for INCIDENTS (its root causes are the labels)",
+    )
     p.add_argument("--format", choices=("table", "json"), default="table")
     p.set_defaults(func=_fit)
 
@@ -51,9 +57,14 @@ def _fit(args: argparse.Namespace, out: TextIO, err: TextIO) -> None:
     from diagnosis.learning import fit_topology
 
     outputs = [args.out, f"{args.out}.provenance.json"]
-    with guarded_outputs(outputs, [args.topology, args.incidents], lock=args.out):
+    with guarded_outputs(outputs, [args.topology, args.incidents, args.evidence], lock=args.out):
+        topology, curves = load_topology(args.topology), None
+        if args.evidence:
+            from diagnosis.learning.likelihood import fit_likelihoods
+
+            topology, curves = fit_likelihoods(topology, args.incidents, args.evidence)
         report = fit_topology(
-            load_topology(args.topology),
+            topology,
             args.incidents,
             args.out,
             prior_weight=args.prior_weight,
@@ -63,8 +74,32 @@ def _fit(args: argparse.Namespace, out: TextIO, err: TextIO) -> None:
             max_iter=args.max_iter,
         )
     if args.format == "json":
-        json.dump(report.to_dict(), out, indent=2, default=str)
+        doc = report.to_dict()
+        if curves is not None:
+            doc["likelihoods"] = {c.watches: {**c.to_dict(), "n": curves.counts_[c.watches]} for c in curves.curves_}
+        json.dump(doc, out, indent=2, default=str)
         out.write("\n")
     else:
         print(report.summary(), file=out)
+        if curves is not None:
+            print(_curves_table(curves), file=out)
         print(f"\nwrote {args.out} and {args.out}.provenance.json", file=out)
+
+
+def _curves_table(fitter) -> str:
+    """The fitted likelihood ratios at a few p-values, against the default beta-uniform ratio."""
+    import numpy as np
+
+    from diagnosis.telemetry.detectors import EvidenceModel
+
+    pts = np.array([1.0, 0.1, 0.01, 1e-3, 1e-5])
+    head = " ".join(f"{f'p={p:g}':>8}" for p in pts)
+    lines = [
+        "\nsoft-evidence likelihood ratios LR(p) fitted per detector kind (likelihoods: section):",
+        f"  {'kind':<14} {'n faulty/ok':>12} {head}",
+        f"  {'(default)':<14} {'':>12} " + " ".join(f"{v:8.3g}" for v in EvidenceModel().ratio(pts)),
+    ]
+    for c in fitter.curves_:
+        n1, n0 = fitter.counts_[c.watches]
+        lines.append(f"  {c.watches:<14} {f'{n1}/{n0}':>12} " + " ".join(f"{v:8.3g}" for v in c.ratio(pts)))
+    return "\n".join(lines)
