@@ -15,7 +15,10 @@ per detector kind) are fitted on the p-values and root causes of the
 from its own p-values with the fitted curves (what ``detect`` does with a
 topology that has a ``likelihoods:`` section); its incidents are then scored.
 "before" is the same windows scored with the default beta-uniform ratio
-``a * p**(a - 1)``. Printed per system: AC@1 and top-1 ECE before and after
+``a * p**(a - 1)``; "fitted R entered directly" uses the fitted curves as the
+symptom's soft-evidence ratio without the conversion through the symptom's
+table that ``detect`` makes (``virtual_ratio``), to show what that
+conversion does. Printed per system: AC@1 and top-1 ECE before and after
 fitting, plain and conditioned on "some component is faulty"
 (``score_frame(assume_fault=True)``), and the top-1 reliability table.
 
@@ -40,7 +43,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import nezha as nz  # noqa: E402
 
 from diagnosis import build_network, make_engine  # noqa: E402
-from diagnosis.learning.likelihood import LikelihoodFitter, labelled_p_values, read_evidence  # noqa: E402
+from diagnosis.learning.likelihood import (  # noqa: E402
+    LikelihoodFitter,
+    labelled_p_values,
+    read_evidence,
+    symptom_rates,
+)
 from diagnosis.logs.formats import read_incidents, write_incidents  # noqa: E402
 from diagnosis.logs.scoring import ScoreStats, score_frame  # noqa: E402
 from diagnosis.telemetry.detectors import EvidenceModel  # noqa: E402
@@ -66,11 +74,14 @@ def detected(system: str, data: Path, work: Path, reuse: Path | None):
     return frame, read_evidence(work / f"{day}-evidence.csv"), d["topology"]
 
 
-def reweigh(frame, evidence: pd.DataFrame, topology, model: EvidenceModel):
-    """The frame with every soft observation's likelihoods recomputed from its p-value by ``model``."""
+def reweigh(frame, evidence: pd.DataFrame, topology, model: EvidenceModel, rates=None):
+    """The frame with every soft observation's likelihoods recomputed from its p-value by ``model``.
+
+    ``rates`` (:func:`symptom_rates`) as ``detect`` passes them; None enters a fitted ratio directly."""
     watches = {d.symptom: d.watches for d in topology.detectors}
     key = evidence["window_id"].astype(str) + "\x00" + evidence["symptom"].astype(str)
-    pf, pp = model.likelihoods(evidence["p_value"].to_numpy(), [watches.get(s) for s in evidence["symptom"]])
+    sf = None if rates is None else np.array([rates.get(s, (np.nan, np.nan)) for s in evidence["symptom"]])
+    pf, pp = model.likelihoods(evidence["p_value"].to_numpy(), [watches.get(s) for s in evidence["symptom"]], sf)
     lut_f, lut_p = dict(zip(key, pf)), dict(zip(key, pp))
     obs = frame.observations.copy()
     soft = (obs["value"] == "soft").to_numpy()
@@ -125,7 +136,8 @@ def run_system(system: str, frame, evidence, topology, folds: int) -> dict:
     labelled = labelled_p_values(evidence, frame, topology)
     network = build_network(topology)
     engine = make_engine(network)
-    before, after, fitted = [], [], []
+    rates = symptom_rates(topology, engine=engine)
+    before, after, direct, fitted = [], [], [], []
     for blk in blocks:
         test = set(ids[blk])
         train = labelled[~labelled["incident_id"].isin(test)]
@@ -134,22 +146,28 @@ def run_system(system: str, frame, evidence, topology, folds: int) -> dict:
         held = subset(frame, test)
         ev = evidence[evidence["window_id"].astype(str).isin(test)]
         before.append(reweigh(held, ev, topology, EvidenceModel()))
-        after.append(reweigh(held, ev, topology, EvidenceModel(curves=fitter.curves_)))
-    res = {"before": score(network, engine, before), "after": score(network, engine, after)}
+        after.append(reweigh(held, ev, topology, EvidenceModel(curves=fitter.curves_), rates))
+        direct.append(reweigh(held, ev, topology, EvidenceModel(curves=fitter.curves_)))
+    res = {
+        "before": score(network, engine, before),
+        "after": score(network, engine, after),
+        "direct": score(network, engine, direct),
+    }
     n1 = int(labelled["faulty"].sum())
     print(
         f"\n=== {system}: {len(ids)} fault windows in {folds} time blocks of {[len(b) for b in blocks]} windows; "
         f"{len(labelled)} labelled p-values ({n1} at a root-cause component); {time.perf_counter() - t0:.1f} s"
     )
     print(
-        f"  {'held-out, cross-validated':<34} {'AC@1':>6} {'AC@3':>6} {'MRR':>6} {'top-1 mean P':>13} {'hit rate':>9} {'ECE top-1':>10}"
+        f"  {'held-out, cross-validated':<40} {'AC@1':>6} {'AC@3':>6} {'MRR':>6} {'top-1 mean P':>13} {'hit rate':>9} {'ECE top-1':>10}"
     )
-    for name in ("before", "after"):
+    names = {"before": "before fitting", "after": "after fitting", "direct": "fitted R entered directly"}
+    for name in ("before", "after", "direct"):
         for af in (False, True):
             rows, m = res[name][af]
-            label = f"{name} fitting" + (", assume-fault" if af else "")
+            label = names[name] + (", assume-fault" if af else "")
             print(
-                f"  {label:<34} {100 * m['AC@1']:6.1f} {100 * m['AC@3']:6.1f} {m['MRR']:6.3f} "
+                f"  {label:<40} {100 * m['AC@1']:6.1f} {100 * m['AC@3']:6.1f} {m['MRR']:6.3f} "
                 f"{rows['p_top_component'].mean():13.3f} {(rows['rank_component'] == 1).mean():9.3f} {m['ece_top1']:10.3f}"
             )
     for af in (False, True):

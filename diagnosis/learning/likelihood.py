@@ -42,6 +42,21 @@ detector kind (the detectors' ``watches``: ``latency``, ``error_rate``, ...):
    reproduces the default ratio exactly between the first and the last
    knot (and is held constant beyond them).
 
+**Into the network.** The fitted ratio ``R(p)`` compares the faulty and the
+healthy component; the soft evidence sits on the symptom, whose table says
+it fires with probability ``s`` when the component is faulty and ``f`` when
+it is not (:func:`symptom_rates`). Virtual evidence ``L`` on the symptom
+gives the component the ratio ``(s L + 1 - s) / (f L + 1 - f)``, so the
+ratio that reproduces ``R`` is (:func:`virtual_ratio`)::
+
+    L = (R (1 - f) - (1 - s)) / (s - R f)
+
+for ``(1 - s) / (1 - f) < R < s / f``; a fitted ratio beyond that range is
+more than one symptom of this detector can say under the network's table,
+and gets the largest (smallest) evidence allowed. ``detect`` applies this
+with the topology's own ``s`` and ``f`` for every symptom of a kind that has
+a curve (the default beta-uniform ratio is, as before, entered directly).
+
 The result is a :class:`~diagnosis.model.topology.LikelihoodCurve` per kind,
 stored in the topology's ``likelihoods:`` section by ``diagnosis fit
 --evidence`` (:func:`fit_likelihoods`) and used by ``detect``. The label
@@ -75,6 +90,8 @@ __all__ = [
     "fit_likelihoods",
     "labelled_p_values",
     "read_evidence",
+    "symptom_rates",
+    "virtual_ratio",
 ]
 
 #: Bin edges of ``-log10 p`` (the last bin is open).
@@ -138,7 +155,7 @@ class LikelihoodFitter:
     >>> faulty = np.r_[np.zeros(4000, bool), np.ones(1000, bool)]
     >>> f = LikelihoodFitter().fit(p, faulty, ["latency"] * 5000)
     >>> lr = f.ratio([0.5, 1e-3], ["latency"] * 2)
-    >>> bool(0.2 < lr[0] < 0.7 and 60 < lr[1] < 400)   # the true ratio: 0.42 and 44.5
+    >>> bool(0.3 < lr[0] < 0.6 and 25 < lr[1] < 80)   # the true ratio: 0.42 and 44.5
     True
     """
 
@@ -417,3 +434,74 @@ def fit_likelihoods(
         )
     fitter = LikelihoodFitter(**settings).fit(data["p_value"], data["faulty"], data["watches"])
     return replace(topology, likelihoods=fitter.curves_), fitter
+
+
+def symptom_rates(topology: Topology, *, engine=None) -> dict[str, tuple[float, float]]:
+    """Per symptom, ``(s, f)``: P(fired | its component is faulty) and P(fired | it is not).
+
+    Computed exactly in the topology's network with no other evidence (the
+    other components at their priors); "faulty" is the component's fault
+    modes weighted by their priors. A component without fault modes gets
+    ``s = nan``.
+
+    Parameters
+    ----------
+    topology : Topology
+    engine : inference engine, optional
+        An engine on ``build_network(topology)`` (default: ``make_engine``).
+
+    Returns
+    -------
+    dict of str to (float, float)
+    """
+    from diagnosis import build_network, make_engine
+
+    network = build_network(topology)
+    engine = engine or make_engine(network)
+    out: dict[str, tuple[float, float]] = {}
+    for c in topology.components:
+        if not c.detectors:
+            continue
+        fv = network.fault_variable[c.name]
+        states = tuple(engine.states[fv])
+        targets = [network.symptom_variable[d.symptom] for d in c.detectors]
+        post = engine.query(targets, evidence={fv: np.arange(len(states))})
+        prior = np.array([0.0 if m == "ok" else c.fault_mode(m).prior for m in states])
+        ok = states.index("ok")
+        for d, v in zip(c.detectors, targets):
+            fired = post[v][:, tuple(engine.states[v]).index("fired")]
+            s = float(prior @ fired / prior.sum()) if prior.sum() > 0 else math.nan
+            out[d.symptom] = (s, float(fired[ok]))
+    return out
+
+
+def virtual_ratio(ratio, fired_if_faulty, fired_if_ok, *, max_ratio: float = 1e6) -> np.ndarray:
+    """The symptom's soft-evidence ratio ``L`` that gives its component the likelihood ratio ``ratio``.
+
+    See the module docstring: ``L = (R (1 - f) - (1 - s)) / (s - R f)``,
+    with ``R`` clipped to the range the symptom's table can express and
+    ``L`` to ``[1 / max_ratio, max_ratio]``. Where ``s <= f`` or either is
+    not a number (the symptom does not tell a faulty component from a
+    healthy one), ``R`` itself is returned.
+
+    Examples
+    --------
+    >>> L = virtual_ratio([5.0], 0.8, 0.1)
+    >>> round(float(L[0]), 6), round(float((0.8 * L[0] + 0.2) / (0.1 * L[0] + 0.9)), 6)
+    (14.333333, 5.0)
+    """
+    r = np.asarray(ratio, dtype=np.float64)
+    s = np.broadcast_to(np.asarray(fired_if_faulty, dtype=np.float64), r.shape)
+    f = np.broadcast_to(np.asarray(fired_if_ok, dtype=np.float64), r.shape)
+    ok = np.isfinite(s) & np.isfinite(f) & (s > f) & (f >= 0) & (s <= 1)
+    out = r.copy()
+    if ok.any():
+        rs, ss, fs = r[ok], s[ok], f[ok]
+        lo = (1.0 - ss) / (1.0 - fs)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            hi = np.where(fs > 0, ss / fs, np.inf)
+            rc = np.clip(rs, lo, hi)
+            num, den = rc * (1.0 - fs) - (1.0 - ss), ss - rc * fs
+            lv = np.where(den > 0, num / den, np.inf)
+        out[ok] = np.clip(np.nan_to_num(lv, nan=max_ratio, posinf=max_ratio), 1.0 / max_ratio, max_ratio)
+    return out

@@ -455,7 +455,12 @@ def detect(
     log_rows = _log_rows(topology, windows, logs, traces, reference, lead_td, kw["exclude"])
     if len(log_rows):
         agg = pd.concat([agg, log_rows], ignore_index=True) if len(agg) else log_rows
-    ev = _combine(agg, evidence, {d.symptom: d.watches for d in topology.detectors})
+    rates = None
+    if evidence.curves and len(agg):
+        from diagnosis.learning.likelihood import symptom_rates
+
+        rates = symptom_rates(topology)
+    ev = _combine(agg, evidence, {d.symptom: d.watches for d in topology.detectors}, rates)
 
     # Presence: a component that reported before the window but not in it.
     all_samples = info["all_samples"]
@@ -679,10 +684,16 @@ def _self_p(agg: pd.DataFrame, null_values: list[pd.DataFrame], signals: pd.Data
     return p, out
 
 
-def _combine(agg: pd.DataFrame, evidence: EvidenceModel, watches: Mapping[str, str] | None = None) -> pd.DataFrame:
+def _combine(
+    agg: pd.DataFrame,
+    evidence: EvidenceModel,
+    watches: Mapping[str, str] | None = None,
+    rates: Mapping[str, tuple[float, float]] | None = None,
+) -> pd.DataFrame:
     """Per window and symptom: Šidák-combined p-value of its rules, and the observation.
 
-    ``watches`` (symptom -> detector kind) selects the evidence model's fitted curve per symptom.
+    ``watches`` (symptom -> detector kind) selects the evidence model's fitted curve per symptom;
+    ``rates`` (symptom -> P(fired | component faulty), P(fired | not)) turns it into virtual evidence.
     """
     if agg.empty:
         return pd.DataFrame({c: [] for c in EVIDENCE_COLUMNS})
@@ -706,7 +717,8 @@ def _combine(agg: pd.DataFrame, evidence: EvidenceModel, watches: Mapping[str, s
     )
     if evidence.mode == "soft":
         kinds = None if watches is None else [watches.get(s) for s in out["symptom"]]
-        pf, pp = evidence.likelihoods(p, kinds)
+        sf = None if rates is None else np.array([rates.get(s, (np.nan, np.nan)) for s in out["symptom"]])
+        pf, pp = evidence.likelihoods(p, kinds, sf)
         out["value"] = objects(["soft"] * len(out))
         out["p_fired"], out["p_passed"] = pf, pp
     else:

@@ -7,10 +7,17 @@ import numpy as np
 import pandas as pd
 import pytest
 import yaml
+from helpers import brute_force_marginals, random_topology
 
-from diagnosis import Topology
+from diagnosis import Topology, build_network
 from diagnosis.exceptions import DiagnosisError, NotFittedError, ParameterError, TopologyError
-from diagnosis.learning.likelihood import LikelihoodFitter, labelled_p_values, read_evidence
+from diagnosis.learning.likelihood import (
+    LikelihoodFitter,
+    labelled_p_values,
+    read_evidence,
+    symptom_rates,
+    virtual_ratio,
+)
 from diagnosis.logs.schema import IncidentFrame
 from diagnosis.model.topology import LikelihoodCurve
 from diagnosis.telemetry.detectors import EvidenceModel
@@ -204,3 +211,57 @@ def test_labelled_p_values_and_the_evidence_file(tmp_path):
     (tmp_path / "cols.csv").write_text("window_id,p_value\ni1,0.5\n")
     with pytest.raises(DiagnosisError, match=r"missing \['symptom'\]"):
         read_evidence(tmp_path / "cols.csv")
+
+
+def prior_mixture(network, component):
+    """P(symptom fired | component faulty) and P(fired | ok) by enumeration, faulty weighted by the mode priors."""
+    comp = network.topology.component(component)
+    fv = network.fault_variable[component]
+    out = {}
+    for d in comp.detectors:
+        sv = network.symptom_variable[d.symptom]
+        fired = network.variable(sv).states.index("fired")
+        num = den = 0.0
+        for m in comp.fault_modes:
+            num += m.prior * brute_force_marginals(network, {fv: m.name})[sv][fired]
+            den += m.prior
+        out[d.symptom] = (num / den, brute_force_marginals(network, {fv: "ok"})[sv][fired])
+    return out
+
+
+@pytest.mark.parametrize("seed", [1, 2])
+def test_symptom_rates_match_enumeration(seed):
+    topo = random_topology(seed, n_components=3, max_modes=2, max_detectors=2)
+    net = build_network(topo)
+    rates = symptom_rates(topo)
+    for c in topo.components:
+        for symptom, (s, f) in prior_mixture(net, c.name).items():
+            assert rates[symptom] == pytest.approx((s, f), abs=1e-9)
+
+
+@pytest.mark.parametrize("seed", [3, 4])
+def test_the_virtual_evidence_gives_the_component_the_fitted_ratio(seed):
+    """With L = virtual_ratio(R, s, f) on one symptom, the posterior odds of its component being faulty are
+    R times the prior odds: the network sees the fitted density ratio, not the raw one."""
+    topo = random_topology(seed, n_components=3, max_modes=2, max_detectors=1)
+    net = build_network(topo)
+    rates = symptom_rates(topo)
+    c = topo.components[0]
+    d = c.detectors[0]
+    fv, sv = net.fault_variable[c.name], net.symptom_variable[d.symptom]
+    ok = net.variable(fv).states.index("ok")
+    fired = net.variable(sv).states.index("fired")
+    prior_ok = brute_force_marginals(net, {})[fv][ok]
+    s, f = rates[d.symptom]
+    for r in np.r_[np.geomspace((1 - s) / (1 - f) * 1.01, s / f * 0.99, 5)]:
+        lv = float(virtual_ratio([r], s, f)[0])
+        lik = np.ones(2)
+        lik[fired] = lv
+        post_ok = brute_force_marginals(net, {}, {sv: lik})[fv][ok]
+        implied = ((1 - post_ok) / post_ok) / ((1 - prior_ok) / prior_ok)
+        assert implied == pytest.approx(r, rel=1e-6)
+    # beyond what the table can express: the strongest evidence allowed, finite
+    assert virtual_ratio([s / f * 10], s, f)[0] == 1e6
+    assert virtual_ratio([(1 - s) / (1 - f) / 10], s, f)[0] == 1e-6
+    # a symptom that does not tell faulty from healthy: the ratio itself
+    np.testing.assert_array_equal(virtual_ratio([3.0, 0.5], 0.2, 0.2), [3.0, 0.5])

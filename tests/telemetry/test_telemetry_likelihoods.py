@@ -10,7 +10,9 @@ import pandas as pd
 import telemetry_synth as synth
 import yaml
 
+from diagnosis import load_topology
 from diagnosis.cli import main
+from diagnosis.learning.likelihood import symptom_rates
 
 FAULTS = {
     60: ("back", "cpu_saturation", "CpuUsageRate(%)", 40.0),
@@ -68,11 +70,16 @@ def test_fit_likelihoods_from_a_detected_log_and_detect_with_them(tmp_path):
     assert code == 0, err
     after = soft_ratios(tmp_path / "again.jsonl")
     watches = {s: s.split(".")[1] for s in ev["symptom"]}
+    rates = symptom_rates(load_topology(tmp_path / "fitted.yaml"))  # checked against brute force elsewhere
     expected = []
     for (_, symptom), p in zip(key, ev["p_value"]):
         c = doc["likelihoods"][watches[symptom]]
-        expected.append(10 ** np.interp(-np.log10(max(p, 1e-12)), c["neg_log10_p"], c["log10_ratio"]))
-    np.testing.assert_allclose([after[k] for k in key], expected, rtol=1e-9)
+        r = 10 ** np.interp(-np.log10(max(p, 1e-12)), c["neg_log10_p"], c["log10_ratio"])
+        s, f = rates[symptom]
+        r = min(max(r, (1 - s) / (1 - f)), s / f)  # what one symptom can express under its table
+        lv = (r * (1 - f) - (1 - s)) / (s - r * f) if s - r * f > 0 else 1e6
+        expected.append(min(max(lv, 1e-6), 1e6))
+    np.testing.assert_allclose([after[k] for k in key], expected, rtol=1e-7)
     assert not np.allclose([after[k] for k in key], [before[k] for k in key])
 
 
