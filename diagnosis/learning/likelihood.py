@@ -281,7 +281,7 @@ class LikelihoodFitter:
             return LikelihoodCurve(name, tuple(np.round(knots, 6)), tuple(np.round(r, 6)))
 
         everything = np.ones(len(p), dtype=bool)
-        m1p, m0p, post_p, prec_p, n_all = smoothed(everything, prior1, prior0, np.log(prior1 / prior0))
+        m1p, m0p, post_p, prec_p, _ = smoothed(everything, prior1, prior0, np.log(prior1 / prior0))
         self.pooled_ = curve(_POOLED, post_p, prec_p)
         q1, q0, mu = (m1p, m0p, post_p) if self.pooling else (prior1, prior0, np.log(prior1 / prior0))
         curves, counts = [], {}
@@ -290,7 +290,6 @@ class LikelihoodFitter:
             curves.append(curve(k, post, prec))
         self.curves_ = tuple(curves)
         self.counts_ = counts
-        self.n_ = n_all
         return self
 
     def curve(self, watches: str) -> LikelihoodCurve:

@@ -29,6 +29,7 @@ __all__ = [
     "COMPONENT_KINDS",
     "DEPENDENCY_TYPES",
     "IMPAIRED",
+    "MAX_LOG10_RATIO",
     "Action",
     "AlertRule",
     "Component",
