@@ -73,10 +73,12 @@ def _fit(args: argparse.Namespace, out: TextIO, err: TextIO) -> None:
             interval=args.interval,
             max_iter=args.max_iter,
         )
+        if curves is not None:
+            _record_likelihoods(f"{args.out}.provenance.json", args.evidence, curves)
     if args.format == "json":
         doc = report.to_dict()
         if curves is not None:
-            doc["likelihoods"] = {c.watches: {**c.to_dict(), "n": curves.counts_[c.watches]} for c in curves.curves_}
+            doc["likelihoods"] = _likelihood_provenance(args.evidence, curves)
         json.dump(doc, out, indent=2, default=str)
         out.write("\n")
     else:
@@ -84,6 +86,32 @@ def _fit(args: argparse.Namespace, out: TextIO, err: TextIO) -> None:
         if curves is not None:
             print(_curves_table(curves), file=out)
         print(f"\nwrote {args.out} and {args.out}.provenance.json", file=out)
+
+
+def _likelihood_provenance(evidence: str, fitter) -> dict:
+    """What the likelihood curves were fitted on: the evidence file, the settings, the counts per kind."""
+    import math
+
+    settings = fitter.get_params()
+    settings["edges"] = [e if math.isfinite(e) else "inf" for e in map(float, settings["edges"])]
+    return {
+        "evidence": str(evidence),
+        "settings": settings,
+        "kinds": {
+            c.watches: {"n_faulty": fitter.counts_[c.watches][0], "n_ok": fitter.counts_[c.watches][1], **c.to_dict()}
+            for c in fitter.curves_
+        },
+    }
+
+
+def _record_likelihoods(provenance: str, evidence: str, fitter) -> None:
+    """Add the likelihood fit to the provenance sidecar ``fit`` wrote (rewritten atomically)."""
+    from diagnosis._files import atomic_write_text
+
+    with open(provenance, encoding="utf-8") as fh:
+        doc = json.load(fh)
+    doc["likelihoods"] = _likelihood_provenance(evidence, fitter)
+    atomic_write_text(provenance, json.dumps(doc, indent=1, allow_nan=False) + "\n")
 
 
 def _curves_table(fitter) -> str:

@@ -65,6 +65,10 @@ def test_fit_likelihoods_from_a_detected_log_and_detect_with_them(tmp_path):
     doc = yaml.safe_load((tmp_path / "fitted.yaml").read_text())
     assert set(doc["likelihoods"]) == {"cpu", "memory", "latency"}
     assert "cpu  " in out and "5/10" in out  # five faulty cpu p-values, ten healthy ones
+    prov = json.loads((tmp_path / "fitted.yaml.provenance.json").read_text())
+    assert prov["likelihoods"]["kinds"]["cpu"]["n_faulty"] == 5 and prov["likelihoods"]["kinds"]["cpu"]["n_ok"] == 10
+    assert prov["likelihoods"]["kinds"]["cpu"]["log10_ratio"] == doc["likelihoods"]["cpu"]["log10_ratio"]
+    assert prov["likelihoods"]["evidence"] == str(tmp_path / "ev.csv") and "counts" in prov
 
     code, _, err = run("detect", "-t", tmp_path / "fitted.yaml", *common, "--out", tmp_path / "again.jsonl")
     assert code == 0, err
