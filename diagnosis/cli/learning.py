@@ -43,6 +43,12 @@ def register(verbs) -> None:
     )
     p.add_argument("--interval", type=float, default=0.9, metavar="P", help="credible-interval mass (default 0.9)")
     p.add_argument("--max-iter", type=int, default=200, metavar="N", help="most EM iterations (default 200)")
+    p.add_argument(
+        "--evidence",
+        metavar="EVIDENCE.csv",
+        help="also fit the soft-evidence likelihood of each detector kind from the p-values "
+        "'diagnosis detect --save-evidence' wrote for INCIDENTS (its root causes are the labels)",
+    )
     p.add_argument("--format", choices=("table", "json"), default="table")
     p.set_defaults(func=_fit)
 
@@ -51,9 +57,14 @@ def _fit(args: argparse.Namespace, out: TextIO, err: TextIO) -> None:
     from diagnosis.learning import fit_topology
 
     outputs = [args.out, f"{args.out}.provenance.json"]
-    with guarded_outputs(outputs, [args.topology, args.incidents], lock=args.out):
+    with guarded_outputs(outputs, [args.topology, args.incidents, args.evidence], lock=args.out):
+        topology, curves = load_topology(args.topology), None
+        if args.evidence:
+            from diagnosis.learning.likelihood import fit_likelihoods
+
+            topology, curves = fit_likelihoods(topology, args.incidents, args.evidence)
         report = fit_topology(
-            load_topology(args.topology),
+            topology,
             args.incidents,
             args.out,
             prior_weight=args.prior_weight,
@@ -62,9 +73,61 @@ def _fit(args: argparse.Namespace, out: TextIO, err: TextIO) -> None:
             interval=args.interval,
             max_iter=args.max_iter,
         )
+        if curves is not None:
+            _record_likelihoods(f"{args.out}.provenance.json", args.evidence, curves)
     if args.format == "json":
-        json.dump(report.to_dict(), out, indent=2, default=str)
+        doc = report.to_dict()
+        if curves is not None:
+            doc["likelihoods"] = _likelihood_provenance(args.evidence, curves)
+        json.dump(doc, out, indent=2, default=str)
         out.write("\n")
     else:
         print(report.summary(), file=out)
+        if curves is not None:
+            print(_curves_table(curves), file=out)
         print(f"\nwrote {args.out} and {args.out}.provenance.json", file=out)
+
+
+def _likelihood_provenance(evidence: str, fitter) -> dict:
+    """What the likelihood curves were fitted on: the evidence file, the settings, the counts per kind."""
+    import math
+
+    settings = fitter.get_params()
+    settings["edges"] = [e if math.isfinite(e) else "inf" for e in map(float, settings["edges"])]
+    return {
+        "evidence": str(evidence),
+        "settings": settings,
+        "kinds": {
+            c.watches: {"n_faulty": fitter.counts_[c.watches][0], "n_ok": fitter.counts_[c.watches][1], **c.to_dict()}
+            for c in fitter.curves_
+        },
+    }
+
+
+def _record_likelihoods(provenance: str, evidence: str, fitter) -> None:
+    """Add the likelihood fit to the provenance sidecar ``fit`` wrote (rewritten atomically)."""
+    from diagnosis._files import atomic_write_text
+
+    with open(provenance, encoding="utf-8") as fh:
+        doc = json.load(fh)
+    doc["likelihoods"] = _likelihood_provenance(evidence, fitter)
+    atomic_write_text(provenance, json.dumps(doc, indent=1, allow_nan=False) + "\n")
+
+
+def _curves_table(fitter) -> str:
+    """The fitted likelihood ratios at a few p-values, against the default beta-uniform ratio."""
+    import numpy as np
+
+    from diagnosis.telemetry.detectors import EvidenceModel
+
+    pts = np.array([1.0, 0.1, 0.01, 1e-3, 1e-5])
+    head = " ".join(f"{f'p={p:g}':>8}" for p in pts)
+    lines = [
+        "\nsoft-evidence likelihood ratios LR(p) fitted per detector kind (likelihoods: section):",
+        f"  {'kind':<14} {'n faulty/ok':>12} {head}",
+        f"  {'(default)':<14} {'':>12} " + " ".join(f"{v:8.3g}" for v in EvidenceModel().ratio(pts)),
+    ]
+    for c in fitter.curves_:
+        n1, n0 = fitter.counts_[c.watches]
+        lines.append(f"  {c.watches:<14} {f'{n1}/{n0}':>12} " + " ".join(f"{v:8.3g}" for v in c.ratio(pts)))
+    return "\n".join(lines)

@@ -69,6 +69,11 @@ def register(verbs) -> None:
         help="likelihoods from the scores (default) or fired/passed",
     )
     p.add_argument(
+        "--save-evidence",
+        metavar="EVIDENCE.csv",
+        help="also write every (window, symptom) p-value and its evidence: what 'diagnosis fit --evidence' fits on",
+    )
+    p.add_argument(
         "--lead", default="0s", metavar="D", help="start each incident window D earlier (clock offsets; default 0s)"
     )
     p.add_argument(
@@ -130,7 +135,8 @@ def _detect(args: argparse.Namespace, out: TextIO, err: TextIO) -> None:
         args.entities,
         null_file,
     ]
-    with guarded_outputs([args.out, f"{args.out}.rejects.jsonl", args.save_null], inputs, lock=args.out):
+    outputs = [args.out, f"{args.out}.rejects.jsonl", args.save_null, args.save_evidence]
+    with guarded_outputs(outputs, inputs, lock=args.out):
         _detect_run(args, out)
 
 
@@ -191,6 +197,11 @@ def _detect_run(args: argparse.Namespace, out: TextIO) -> None:
     path = write_incidents(frame, args.out)
     rej = write_rejects(rejects, f"{args.out}.rejects.jsonl")
     print(f"wrote {len(frame)} incidents to {path}; {len(rejects)} windows set aside (listed in {rej})", file=out)
+    if args.save_evidence:
+        from diagnosis._files import atomic_write_text
+
+        atomic_write_text(args.save_evidence, report.evidence.to_csv(index=False))
+        print(f"wrote {len(report.evidence)} symptom p-values to {args.save_evidence}", file=out)
     if metrics is not None:
         for line in metrics.report.lines():
             print(f"  metrics: {line}", file=out)

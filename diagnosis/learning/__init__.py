@@ -11,8 +11,11 @@ EM: the expected counts are posterior marginals of an expanded network
 (explicit noisy-OR activations) computed by the compiled engine in batch.
 Incidents are opened only when a check fires; the fit corrects for that
 selection. :func:`fit_topology` reads a log, fits and writes the fitted
-topology (YAML) with a provenance sidecar. ``docs/learning.md`` has the method
-and the measured figures.
+topology (YAML) with a provenance sidecar. :class:`LikelihoodFitter`
+(:mod:`diagnosis.learning.likelihood`) fits the soft-evidence likelihood ratio
+of detector p-values per detector kind from labelled windows
+(``diagnosis fit --evidence``). ``docs/learning.md`` has the method and the
+measured figures.
 """
 
 from diagnosis.learning._report import FitReport, FittedParameter, PoolingGroup, Rate
@@ -22,13 +25,16 @@ from diagnosis.learning.fitter import (
     provenance_path,
     topology_parameters,
 )
+from diagnosis.learning.likelihood import LikelihoodFitter, fit_likelihoods
 
 __all__ = [
     "FitReport",
     "FittedParameter",
+    "LikelihoodFitter",
     "PoolingGroup",
     "PriorFitter",
     "Rate",
+    "fit_likelihoods",
     "fit_topology",
     "provenance_path",
     "topology_parameters",

@@ -29,6 +29,7 @@ __all__ = [
     "COMPONENT_KINDS",
     "DEPENDENCY_TYPES",
     "IMPAIRED",
+    "MAX_LOG10_RATIO",
     "Action",
     "AlertRule",
     "Component",
@@ -36,6 +37,7 @@ __all__ = [
     "Detector",
     "FaultMode",
     "Hook",
+    "LikelihoodCurve",
     "SignalSpec",
     "Topology",
     "load_topology",
@@ -263,6 +265,85 @@ class AlertRule:
             return None
 
 
+#: Largest ``|log10 LR|`` a :class:`LikelihoodCurve` may hold: a likelihood ratio is never 0 or infinite.
+MAX_LOG10_RATIO = 12.0
+
+
+@dataclass(frozen=True, slots=True)
+class LikelihoodCurve:
+    """A fitted soft-evidence likelihood ratio of one detector kind: the ``likelihoods:`` section.
+
+    The ratio ``LR(p) = P(p | the symptom's component is faulty) / P(p | it
+    is not)`` of a detector's p-value ``p`` (fitted by
+    :class:`~diagnosis.learning.likelihood.LikelihoodFitter`). ``log10 LR``
+    is interpolated linearly in ``x = -log10 p`` between the knots and held
+    constant beyond the first and the last, so it is monotone (a smaller p is
+    never weaker evidence) and bounded. ``detect`` uses it in place of the
+    default beta-uniform ratio ``a * p**(a - 1)`` for the detectors that
+    watch ``watches`` (:class:`~diagnosis.telemetry.detectors.EvidenceModel`).
+
+    Attributes
+    ----------
+    watches : str
+        The detectors it applies to (their ``watches``).
+    knots : tuple of float
+        ``-log10 p`` at the knots: finite, >= 0, strictly increasing; at least one.
+    log10_ratio : tuple of float
+        ``log10 LR`` at the knots: finite, non-decreasing, within
+        ``[-MAX_LOG10_RATIO, MAX_LOG10_RATIO]``.
+
+    Examples
+    --------
+    >>> c = LikelihoodCurve("latency", (0.0, 2.0), (-0.5, 1.5))
+    >>> c.ratio([1.0, 0.1, 0.01, 1e-9]).round(3).tolist()
+    [0.316, 3.162, 31.623, 31.623]
+    """
+
+    watches: str
+    knots: tuple[float, ...]
+    log10_ratio: tuple[float, ...]
+
+    def __post_init__(self):
+        object.__setattr__(self, "knots", tuple(float(x) for x in self.knots))
+        object.__setattr__(self, "log10_ratio", tuple(float(y) for y in self.log10_ratio))
+        problem = _curve_problem(self.knots, self.log10_ratio)
+        if problem:
+            raise TopologyError(f"likelihood curve of {self.watches!r}: {problem}")
+
+    def ratio(self, p) -> Any:
+        """``LR(p)`` for an array of p-values (clipped to ``[1e-300, 1]``); an ndarray."""
+        import numpy as np
+
+        x = -np.log10(np.clip(np.asarray(p, dtype=np.float64), 1e-300, 1.0))
+        return 10.0 ** np.interp(x, self.knots, self.log10_ratio)
+
+    def to_dict(self) -> dict:
+        """``{"neg_log10_p": [...], "log10_ratio": [...]}``, as the topology YAML holds it."""
+        return {"neg_log10_p": list(self.knots), "log10_ratio": list(self.log10_ratio)}
+
+
+def _curve_problem(knots: Sequence, ratios: Sequence) -> str | None:
+    """Why ``(knots, log10_ratio)`` is not a valid curve, or None."""
+
+    def real(v) -> bool:
+        return not isinstance(v, bool) and isinstance(v, (int, float)) and math.isfinite(v)
+
+    if len(knots) == 0 or len(knots) != len(ratios):
+        return (
+            f"needs as many log10_ratio values as neg_log10_p knots, at least one. Got {len(knots)} and {len(ratios)}"
+        )
+    bad = [v for v in (*knots, *ratios) if not real(v)]
+    if bad:
+        return f"every knot and ratio must be a finite number. Got {bad[0]!r}"
+    if knots[0] < 0 or any(b <= a for a, b in zip(knots, knots[1:])):
+        return f"neg_log10_p must be >= 0 and strictly increasing. Got {list(knots)!r}"
+    if any(b < a for a, b in zip(ratios, ratios[1:])):
+        return f"log10_ratio must be non-decreasing (a smaller p-value is never weaker evidence). Got {list(ratios)!r}"
+    if any(abs(v) > MAX_LOG10_RATIO for v in ratios):
+        return f"log10_ratio must lie in [-{MAX_LOG10_RATIO:g}, {MAX_LOG10_RATIO:g}] (a ratio is never 0 or infinite). Got {list(ratios)!r}"
+    return None
+
+
 #: Which end of an entity a signal rule blames: the entity itself, or an edge's caller or callee.
 SIGNAL_SIDES = ("self", "caller", "callee")
 
@@ -365,6 +446,8 @@ class Topology:
         The ``signals:`` section: metric-name rules for ``detect``.
     signals_replace : bool
         True: ``signal_rules`` replace the built-in rules instead of going first.
+    likelihoods : tuple of LikelihoodCurve
+        The ``likelihoods:`` section: fitted soft-evidence ratios per detector kind (``diagnosis fit --evidence``).
     leak : float
         P(impaired | no modelled cause), the noisy-OR leak.
     source : str or None
@@ -380,11 +463,19 @@ class Topology:
     alert_rules: tuple[AlertRule, ...] = ()
     signal_rules: tuple[SignalSpec, ...] = ()
     signals_replace: bool = False
+    likelihoods: tuple[LikelihoodCurve, ...] = ()
     _index: Mapping[str, Component] = field(default=None, repr=False, compare=False)  # type: ignore[assignment]
 
     def __post_init__(self):
         object.__setattr__(self, "_index", _frozen({c.name: c for c in self.components}))
         _check_probability(self.leak, "leak")
+
+    def likelihood(self, watches: str) -> LikelihoodCurve | None:
+        """The fitted likelihood curve of the detectors watching ``watches``, or None (the default ratio)."""
+        for c in self.likelihoods:
+            if c.watches == watches:
+                return c
+        return None
 
     def component(self, name: str) -> Component:
         """Return the component called ``name``, or raise TopologyError with suggestions."""
@@ -524,6 +615,8 @@ class Topology:
                     for r in self.signal_rules
                 ],
             }
+        if self.likelihoods:
+            out["likelihoods"] = {c.watches: c.to_dict() for c in self.likelihoods}
         return out
 
 
@@ -731,7 +824,20 @@ class _Parser:
         if doc is None:
             raise self.fail("(top level)", "the file is empty; expected a mapping with 'name' and 'components'")
         self.check_keys(
-            doc, ("name", "description", "source", "leak", "cycles", "defaults", "components", "alerts", "signals"), ""
+            doc,
+            (
+                "name",
+                "description",
+                "source",
+                "leak",
+                "cycles",
+                "defaults",
+                "components",
+                "alerts",
+                "signals",
+                "likelihoods",
+            ),
+            "",  # fmt: skip
         )
         name = doc.get("name")
         if not isinstance(name, str) or not name:
@@ -790,7 +896,33 @@ class _Parser:
             alert_rules=rules,
             signal_rules=signal_rules,
             signals_replace=signals_replace,
+            likelihoods=self.likelihoods(doc.get("likelihoods"), {d.watches for c in components for d in c.detectors}),
         )
+
+    def likelihoods(self, raw: Any, watched: set[str]) -> tuple[LikelihoodCurve, ...]:
+        if raw is None:
+            return ()
+        raw = self.mapping(raw, "likelihoods")
+        curves = []
+        for watches, spec in raw.items():
+            path = f"likelihoods.{watches}"
+            if not isinstance(watches, str) or watches not in watched:
+                raise self.fail(
+                    path,
+                    f"must be what some detector of this topology watches{suggest(str(watches), watched)}; "
+                    f"allowed: {sorted(watched)}. Got {watches!r} instead.",
+                )
+            spec = self.mapping(spec, path)
+            self.check_keys(spec, ("neg_log10_p", "log10_ratio"), path)
+            knots, ratios = spec.get("neg_log10_p"), spec.get("log10_ratio")
+            for key, v in (("neg_log10_p", knots), ("log10_ratio", ratios)):
+                if not isinstance(v, list):
+                    raise self.fail(f"{path}.{key}", f"must be a list of numbers. Got {v!r} instead.")
+            problem = _curve_problem(knots, ratios)
+            if problem:
+                raise self.fail(path, problem + " instead.")
+            curves.append(LikelihoodCurve(watches, tuple(knots), tuple(ratios)))
+        return tuple(curves)
 
     def signal_rules(self, raw: Any, watched: set[str]) -> tuple[tuple[SignalSpec, ...], bool]:
         if raw is None:

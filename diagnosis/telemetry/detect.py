@@ -349,7 +349,8 @@ def detect(
         Signal -> symptom mapping; default: the topology's ``signals:`` section merged with
         :data:`~diagnosis.telemetry.signals.DEFAULT_RULES` (:func:`~diagnosis.telemetry.signals.rules_for`).
     evidence : EvidenceModel or {"soft", "hard"}
-        How p-values become observations.
+        How p-values become observations. A mode name uses the topology's
+        fitted ``likelihoods:`` curves (``diagnosis fit --evidence``) where it has them.
     null : {"auto", "self", "empirical", "cauchy"} or NullModel
         ``auto`` (default): per rule, ``empirical`` when the data hold
         enough quiet windows for it, else ``self`` (one incident with only
@@ -398,7 +399,7 @@ def detect(
         fault mode) are rejected whole, as :func:`~diagnosis.logs.schema.validate_frame` does.
     """
     if isinstance(evidence, str):
-        evidence = EvidenceModel(mode=evidence)
+        evidence = EvidenceModel(mode=evidence, curves=topology.likelihoods)
     if isinstance(null, str) and null not in NULL_KINDS:
         raise DiagnosisError(
             f"null must be one of {list(NULL_KINDS)} or a NullModel. Got {null!r} instead{suggest(null, NULL_KINDS)}"
@@ -454,7 +455,12 @@ def detect(
     log_rows = _log_rows(topology, windows, logs, traces, reference, lead_td, kw["exclude"])
     if len(log_rows):
         agg = pd.concat([agg, log_rows], ignore_index=True) if len(agg) else log_rows
-    ev = _combine(agg, evidence)
+    rates = None
+    if evidence.curves and len(agg):
+        from diagnosis.learning.likelihood import symptom_rates
+
+        rates = symptom_rates(topology)
+    ev = _combine(agg, evidence, {d.symptom: d.watches for d in topology.detectors}, rates)
 
     # Presence: a component that reported before the window but not in it.
     all_samples = info["all_samples"]
@@ -678,8 +684,17 @@ def _self_p(agg: pd.DataFrame, null_values: list[pd.DataFrame], signals: pd.Data
     return p, out
 
 
-def _combine(agg: pd.DataFrame, evidence: EvidenceModel) -> pd.DataFrame:
-    """Per window and symptom: Šidák-combined p-value of its rules, and the observation."""
+def _combine(
+    agg: pd.DataFrame,
+    evidence: EvidenceModel,
+    watches: Mapping[str, str] | None = None,
+    rates: Mapping[str, tuple[float, float]] | None = None,
+) -> pd.DataFrame:
+    """Per window and symptom: Šidák-combined p-value of its rules, and the observation.
+
+    ``watches`` (symptom -> detector kind) selects the evidence model's fitted curve per symptom;
+    ``rates`` (symptom -> P(fired | component faulty), P(fired | not)) turns it into virtual evidence.
+    """
     if agg.empty:
         return pd.DataFrame({c: [] for c in EVIDENCE_COLUMNS})
     g = agg.groupby(["window_id", "symptom"], sort=False)
@@ -701,7 +716,9 @@ def _combine(agg: pd.DataFrame, evidence: EvidenceModel) -> pd.DataFrame:
         }
     )
     if evidence.mode == "soft":
-        pf, pp = evidence.likelihoods(p)
+        kinds = None if watches is None else [watches.get(s) for s in out["symptom"]]
+        sf = None if rates is None else np.array([rates.get(s, (np.nan, np.nan)) for s in out["symptom"]])
+        pf, pp = evidence.likelihoods(p, kinds, sf)
         out["value"] = objects(["soft"] * len(out))
         out["p_fired"], out["p_passed"] = pf, pp
     else:

@@ -48,6 +48,17 @@ is ``fired`` when ``p <= alpha``, else ``passed``; its reliability is then
 ``false_alarm = alpha`` and ``sensitivity = alpha ** a`` under the same
 model. ``shape`` and ``alpha`` are the detector's reliability: fit them
 from history (the learning issue) or leave the defaults.
+
+**Fitted likelihoods.** With ``curves`` (the topology's ``likelihoods:``
+section, fitted from labelled history by ``diagnosis fit --evidence``:
+:class:`~diagnosis.learning.likelihood.LikelihoodFitter`), a symptom whose
+detector kind has a curve gets that curve's ratio instead of the
+beta-uniform one; the other symptoms keep ``a * p**(a - 1)``. A curve's
+ratio compares a faulty component with a healthy one; given each symptom's
+``(s, f)`` = P(fired | component faulty), P(fired | not)
+(:func:`~diagnosis.learning.likelihood.symptom_rates`), it is turned into the
+symptom's virtual evidence that gives the component exactly that ratio
+(:func:`~diagnosis.learning.likelihood.virtual_ratio`).
 """
 
 from __future__ import annotations
@@ -60,6 +71,7 @@ import numpy as np
 import pandas as pd
 
 from diagnosis.exceptions import DiagnosisError, suggest
+from diagnosis.model.topology import LikelihoodCurve
 
 __all__ = [
     "EVIDENCE_MODES",
@@ -472,6 +484,10 @@ class EvidenceModel:
         ``a`` of the beta-uniform model, in (0, 1): smaller is more trusting.
     alpha : float, default 0.01
         Hard evidence fires when ``p <= alpha``.
+    curves : tuple of LikelihoodCurve, default ()
+        Fitted ratios per detector kind (``Topology.likelihoods``); they
+        replace the beta-uniform ratio for the symptoms whose kind is passed
+        to :meth:`ratio` and has a curve.
 
     Examples
     --------
@@ -486,6 +502,7 @@ class EvidenceModel:
     mode: str = "soft"
     shape: float = 0.25
     alpha: float = 0.01
+    curves: tuple[LikelihoodCurve, ...] = ()
 
     def __post_init__(self):
         if self.mode not in EVIDENCE_MODES:
@@ -496,15 +513,43 @@ class EvidenceModel:
             raise DiagnosisError(f"evidence shape must be in (0, 1). Got {self.shape!r} instead.")
         if not (0 < self.alpha < 1):
             raise DiagnosisError(f"evidence alpha must be in (0, 1). Got {self.alpha!r} instead.")
+        object.__setattr__(self, "curves", tuple(self.curves))
+        bad = [c for c in self.curves if not isinstance(c, LikelihoodCurve)]
+        if bad:
+            raise DiagnosisError(f"evidence curves must be LikelihoodCurve values. Got {bad[0]!r} instead.")
 
-    def ratio(self, p: np.ndarray) -> np.ndarray:
-        """LR(p) = P(p | fired) / P(p | passed)."""
+    def ratio(self, p: np.ndarray, watches: Sequence | None = None, rates: np.ndarray | None = None) -> np.ndarray:
+        """LR(p) = P(p | fired) / P(p | passed).
+
+        ``watches`` (one detector kind per p-value) selects the fitted curve
+        of each kind that has one; without it, or for other kinds, the
+        beta-uniform ratio. ``rates`` (shape ``(n, 2)``: each symptom's
+        P(fired | component faulty), P(fired | not); NaN where unknown)
+        turns a curve's component-level ratio into the symptom's virtual
+        evidence (:func:`~diagnosis.learning.likelihood.virtual_ratio`).
+        """
         p = np.clip(np.asarray(p, dtype=np.float64), 1e-12, 1.0)
-        return self.shape * p ** (self.shape - 1.0)
+        lr = self.shape * p ** (self.shape - 1.0)
+        if watches is not None and self.curves:
+            kinds = np.asarray(watches, dtype=object)
+            fitted = np.zeros(len(p), dtype=bool)
+            for c in self.curves:
+                sel = kinds == c.watches
+                if sel.any():
+                    lr[sel] = c.ratio(p[sel])
+                    fitted |= sel
+            if rates is not None and fitted.any():
+                from diagnosis.learning.likelihood import virtual_ratio
 
-    def likelihoods(self, p: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """``(p_fired, p_passed)``, each in (0, 1), summing to 1, with ratio LR(p)."""
-        lr = self.ratio(p)
+                r = np.asarray(rates, dtype=np.float64).reshape(len(p), 2)
+                lr[fitted] = virtual_ratio(lr[fitted], r[fitted, 0], r[fitted, 1])
+        return lr
+
+    def likelihoods(
+        self, p: np.ndarray, watches: Sequence | None = None, rates: np.ndarray | None = None
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """``(p_fired, p_passed)``, each in (0, 1), summing to 1, with ratio LR(p) (see :meth:`ratio`)."""
+        lr = self.ratio(p, watches, rates)
         return lr / (1.0 + lr), 1.0 / (1.0 + lr)
 
     def hard(self, p: np.ndarray) -> np.ndarray:
