@@ -75,10 +75,11 @@ __all__ = [
 EVIDENCE_MODES = ("soft", "hard")
 #: Columns of :func:`score_windows`.
 SCORE_COLUMNS = (
-    "window_id", "entity", "component", "metric", "n_baseline", "n_window", "pooled",
+    "window_id", "entity", "component", "metric", "n_baseline", "n_window", "pooled", "referenced",
     "median", "scale", "z_up", "z_down", "time_up", "time_down",
 )  # fmt: skip
 _MAD = 1.4826
+_LOO_MAX = 64
 
 
 def robust_z(baseline, window, *, rel_floor: float = 0.1, abs_floor: float = 1e-9) -> np.ndarray:
@@ -153,6 +154,15 @@ def _loo_z(keys: np.ndarray, values: np.ndarray, key_floor: np.ndarray, abs_floo
         if n < 3:
             continue
         sel = size == n
+        if n > _LOO_MAX:  # long series (a reference): leaving one out moves the median and MAD by O(1/n)
+            for s0 in start[sel]:
+                v = values[s0 : s0 + n]
+                med = float(np.median(v))
+                fl = key_floor[keys[s0]]
+                sc = max(_MAD * float(np.median(np.abs(v - med))), fl * abs(med), abs_floor)
+                out_k.append(np.full(n, keys[s0]))
+                out_z.append((v - med) / sc)
+            continue
         rows = start[sel][:, None] + np.arange(n)[None, :]
         v = values[rows]  # (g, n)
         mask = ~np.eye(n, dtype=bool)
@@ -179,6 +189,7 @@ def score_windows(
     abs_floor: float = 1e-9,
     exclude: pd.DataFrame | None = None,
     null_values: list | None = None,
+    reference: pd.DataFrame | None = None,
 ) -> pd.DataFrame:
     """Robust z-scores of every series in every window.
 
@@ -208,6 +219,11 @@ def score_windows(
         every baseline value of every scored series against the rest of its
         baseline (the series' own variability when nothing is wrong: the *self* null of
         :func:`~diagnosis.telemetry.detect.detect`).
+    reference : DataFrame, optional
+        Long samples (``entity``, ``metric``, ``value``; any times) of fault-free
+        telemetry of the same system: a series with at least ``min_baseline``
+        reference values uses them as its baseline in every window (and its
+        self null comes from them); the others keep the window's baseline.
 
     Returns
     -------
@@ -216,7 +232,8 @@ def score_windows(
         value in the window and a baseline: ``z_up`` the largest rise and
         ``z_down`` the largest drop (both as positive scores of that
         direction), ``time_up`` / ``time_down`` when they happened, ``pooled``
-        whether the baseline was pooled.
+        whether the baseline was pooled (``n_baseline`` is then the pooled
+        count), ``referenced`` whether it was the reference's values.
     """
     from diagnosis.telemetry._io import to_timedelta
 
@@ -236,6 +253,21 @@ def score_windows(
     comp_of_key = np.empty(n_keys, dtype=object)
     comp_of_key[codes] = s["component"].to_numpy(dtype=object)
     out = []
+    # the reference: per series, its fault-free values (a baseline that holds in every window)
+    has_ref = np.zeros(n_keys, dtype=bool)
+    if reference is not None and len(reference):
+        rk = uniq.get_indexer(
+            pd.MultiIndex.from_arrays(
+                [reference["entity"].to_numpy(dtype=object), reference["metric"].to_numpy(dtype=object)]
+            )
+        )
+        rv = reference["value"].to_numpy(dtype=np.float64)
+        keep = (rk >= 0) & ~np.isnan(rv)
+        ref_k, ref_v = rk[keep], rv[keep]
+        ref_med, ref_scale, ref_cnt = _stats(ref_k, ref_v, n_keys)
+        has_ref = ref_cnt >= min_baseline
+        ref_rows = has_ref[ref_k]
+        ref_k, ref_v = ref_k[ref_rows], ref_v[ref_rows]
 
     def ns(x) -> int:
         return pd.Timestamp(x).value
@@ -258,7 +290,10 @@ def score_windows(
             continue
         j0, j1 = np.searchsorted(t, [b_lo, b_hi], side="left")
         bsel = np.arange(j0, j1)[usable[j0:j1]]
+        bsel = bsel[~has_ref[codes[bsel]]]
         med, scale, cnt = _stats(codes[bsel], values[bsel], n_keys)
+        if has_ref.any():
+            med[has_ref], scale[has_ref], cnt[has_ref] = ref_med[has_ref], ref_scale[has_ref], ref_cnt[has_ref]
         pooled = np.zeros(n_keys, dtype=bool)
         wk = np.unique(codes[i0:i1])
         short = wk[cnt[wk] < min_baseline]
@@ -295,6 +330,8 @@ def score_windows(
             scored[k] = True
             bk = codes[base_idx]
             bv = values[base_idx]
+            if has_ref.any():
+                bk, bv = np.concatenate([bk, ref_k]), np.concatenate([bv, ref_v])
             keep = scored[bk] & ~np.isnan(bv)
             bk, bv = bk[keep], bv[keep]
             bk, bz = _loo_z(bk, bv, key_floor, abs_floor)
@@ -324,6 +361,7 @@ def score_windows(
                     "n_baseline": cnt[keys],
                     "n_window": n_win,
                     "pooled": pooled[keys],
+                    "referenced": has_ref[keys],
                     "median": med[keys],
                     "scale": np.maximum(scale[keys], np.maximum(key_floor[keys] * np.abs(med[keys]), abs_floor)),
                     "z_up": up["z"].to_numpy(),

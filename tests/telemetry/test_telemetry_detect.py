@@ -197,3 +197,37 @@ def test_another_incident_in_the_baseline_is_kept_out_of_it():
         ]
         assert (abs(med - 0.1) < 0.02) == expect_quiet
         assert ev.loc[("w200", "back.cpu"), "p_value"] < 0.05
+
+
+def test_a_metric_reference_is_the_baseline_and_the_null_of_every_window():
+    # an unknown earlier incident (not among the windows) lifts back's cpu just before w200; the
+    # fault at 200 lifts it further. A fault-free reference recorded the day before is the clean baseline.
+    from diagnosis.telemetry import Reference
+
+    df = synth.metrics(minutes=300, shifts=[("back", "CpuUsageRate(%)", 182, 199, 8.0),
+                                            ("back", "CpuUsageRate(%)", 200, 204, 12.0)])  # fmt: skip
+    rows = synth.windows([200], truth={200: ("back", "cpu_saturation")})
+    own = df[
+        (df["timestamp"] >= synth.T0 + pd.Timedelta(minutes=180))
+        & (df["timestamp"] <= synth.T0 + pd.Timedelta(minutes=205))
+    ]  # one window, its own telemetry
+    ref_df = synth.metrics(minutes=60, seed=11)
+    ref_df["timestamp"] -= pd.Timedelta("1D")
+    ref = Reference(metrics=long_samples(ref_df))
+    _, _, plain = run(own, rows)
+    frame, _, rep = run(own, rows, reference=ref)
+    sc = rep.scores.set_index(["entity", "metric"])
+    cpu = sc.loc[(synth.PODS["back"], "CpuUsageRate(%)")]
+    assert cpu["referenced"] and abs(cpu["median"] - 20.0) < 1.0 and cpu["n_baseline"] == 60
+    assert rep.referenced == len(rep.scores) and "reference as their baseline" in " ".join(rep.lines())
+    assert not plain.scores["referenced"].any() and plain.referenced == 0
+    assert set(rep.null.values()) == {"self"} and rep.quiet_windows == 0
+    p_ref = rep.evidence.set_index("symptom").loc["back.cpu", "p_value"]
+    p_plain = plain.evidence.set_index("symptom").loc["back.cpu", "p_value"]
+    assert p_ref < 0.01 < p_plain  # the contaminated baseline hides the fault; the reference does not
+    assert rep.evidence.set_index("symptom").loc["store.cpu", "p_value"] > 0.05
+    # a series the reference lacks keeps its own baseline
+    part = Reference(metrics=long_samples(ref_df[ref_df["pod"] != synth.PODS["store"]]))
+    _, _, rep2 = run(own, rows, reference=part)
+    r2 = rep2.scores.set_index("entity")["referenced"]
+    assert not r2.loc[synth.PODS["store"]].any() and r2.loc[synth.PODS["back"]].all()
