@@ -361,7 +361,8 @@ def detect(
         enough quiet windows for it, else ``self`` (one incident with only
         its own telemetry). ``self``: each window's own null -- per rule, the robust
         z-scores of every baseline value of the window's series against
-        their own baseline; a symptom's score (the largest of ``n`` window
+        the baseline values before it (forward, as the window is scored;
+        leave-one-out against a reference); a symptom's score (the largest of ``n`` window
         values) gets ``1 - (1 - q)**n``, ``q`` its tail probability among
         them. Nothing outside the window and its baseline is used, so a
         window detected alone gets the same evidence as in a batch.

@@ -178,6 +178,37 @@ def _loo_z(keys: np.ndarray, values: np.ndarray, key_floor: np.ndarray, abs_floo
     return np.concatenate(out_k), np.concatenate(out_z)
 
 
+def _forward_z(keys: np.ndarray, values: np.ndarray, key_floor: np.ndarray, abs_floor: float, min_past: int):
+    """Forward robust z-scores: each value against the values of its series before it (at least ``min_past``).
+
+    This is how a window value is scored (against the past), so a series
+    that drifts (memory that grows, latency that creeps) gets the large
+    scores it will also get in a quiet window; leave-one-out scores, which
+    also see the future, miss that.
+    """
+    order = np.argsort(keys, kind="stable")
+    keys, values = keys[order], values[order]
+    uk, start, size = np.unique(keys, return_index=True, return_counts=True)
+    out_k, out_z = [], []
+    for n in np.unique(size):
+        if n <= min_past:
+            continue
+        sel = size == n
+        rows = start[sel][:, None] + np.arange(n)[None, :]
+        v = values[rows]  # (g, n), each row in time order
+        fl = key_floor[uk[sel]]
+        for j in range(min_past, n):
+            past = v[:, :j]
+            med = np.median(past, axis=1)
+            mad = _MAD * np.median(np.abs(past - med[:, None]), axis=1)
+            sc = np.maximum(np.maximum(mad, fl * np.abs(med)), abs_floor)
+            out_k.append(uk[sel])
+            out_z.append((v[:, j] - med) / sc)
+    if not out_k:
+        return np.zeros(0, dtype=np.int64), np.zeros(0)
+    return np.concatenate(out_k), np.concatenate(out_z)
+
+
 def score_windows(
     samples: pd.DataFrame,
     windows: pd.DataFrame,
@@ -215,10 +246,14 @@ def score_windows(
         "normal". Pass the incident windows themselves.
     null_values : list, optional
         When given, one DataFrame per window is appended to it: ``window_id``,
-        ``entity``, ``metric``, ``z`` -- the leave-one-out robust z-score of
-        every baseline value of every scored series against the rest of its
-        baseline (the series' own variability when nothing is wrong: the *self* null of
-        :func:`~diagnosis.telemetry.detect.detect`).
+        ``entity``, ``metric``, ``z`` -- the *forward* robust z-score of every
+        baseline value of every scored series that has at least
+        ``min_baseline`` values before it, against those values (a window
+        value is scored against its past, so a drifting series gets the
+        scores it also gets when nothing is wrong); a series scored against
+        the ``reference`` gets the leave-one-out z-scores of its reference
+        values instead. This is the series' own variability when nothing is
+        wrong: the *self* null of :func:`~diagnosis.telemetry.detect.detect`.
     reference : DataFrame, optional
         Long samples (``entity``, ``metric``, ``value``; any times) of fault-free
         telemetry of the same system: a series with at least ``min_baseline``
@@ -334,7 +369,12 @@ def score_windows(
                 bk, bv = np.concatenate([bk, ref_k]), np.concatenate([bv, ref_v])
             keep = scored[bk] & ~np.isnan(bv)
             bk, bv = bk[keep], bv[keep]
-            bk, bz = _loo_z(bk, bv, key_floor, abs_floor)
+            # the window's own baseline in time order: each value against the ones before it;
+            # a reference has no order in time: each value against the others
+            is_ref = has_ref[bk]
+            fk, fz = _forward_z(bk[~is_ref], bv[~is_ref], key_floor, abs_floor, min_baseline)
+            rk2, rz = _loo_z(bk[is_ref], bv[is_ref], key_floor, abs_floor)
+            bk, bz = np.concatenate([fk, rk2]), np.concatenate([fz, rz])
             null_values.append(
                 pd.DataFrame(
                     {
