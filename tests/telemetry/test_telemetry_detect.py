@@ -103,6 +103,29 @@ def test_trace_edges_feed_the_callee_latency():
     assert rep.signals["trace_latency"] > 0 and rep.null["trace_latency"].startswith("self")
 
 
+def test_time_on_the_wire_is_the_callers_latency_by_default():
+    # 50 ms more between front's call and back's span (a network delay): back's own span is unchanged
+    rng = np.random.default_rng(2)
+    quiet = synth.spans(n_traces=200, start=synth.T0)
+    late = synth.spans(n_traces=50, start=synth.T0 + pd.Timedelta("25min"))
+    late["TraceID"] = "s" + late["TraceID"]
+    late["SpanID"] = "s" + late["SpanID"]
+    late["ParentID"] = late["ParentID"].where(late["ParentID"] == "root", "s" + late["ParentID"])
+    both = pd.concat([quiet, late], ignore_index=True)
+    jitter = rng.integers(0, 2 * 10**6, len(both))  # up to 2 ms, so that no baseline is flat
+    both["EndTimeUnixNano"] = both["EndTimeUnixNano"] + np.where(both["PodName"] == synth.PODS["front"], jitter, 0)
+    front_late = both["TraceID"].str.startswith("s") & (both["PodName"] == synth.PODS["front"])
+    both.loc[front_late, "EndTimeUnixNano"] += 50 * 10**6
+    w, _ = make_windows(synth.windows([25], duration="5min"), baseline="20min")
+    frame, _, rep = detect(TOPO, None, w, traces=spans_from_frame(both), presence=False)
+    ev = rep.evidence.set_index("symptom")
+    # the window's own (self) null of two edges is coarse: p ~ 0.07 for a score beyond every baseline value
+    assert "trace_wire" in ev.loc["front.latency", "rules"] and ev.loc["front.latency", "p_value"] < 0.1
+    assert ev.loc["back.latency", "p_value"] > 0.3 and ev.loc["store.latency", "p_value"] > 0.3
+    assert ev["p_value"].idxmin() == "front.latency"
+    assert rep.signals["trace_wire"] > 0
+
+
 def test_unknown_truth_is_rejected_and_unknown_telemetry_reported():
     df = synth.metrics(minutes=90)
     df.loc[len(df)] = [synth.T0, "ghost-5f6585d649-x2k4z", "CpuUsageRate(%)", 1.0]
