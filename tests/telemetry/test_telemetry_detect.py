@@ -254,3 +254,38 @@ def test_a_metric_reference_is_the_baseline_and_the_null_of_every_window():
     _, _, rep2 = run(own, rows, reference=part)
     r2 = rep2.scores.set_index("entity")["referenced"]
     assert not r2.loc[synth.PODS["store"]].any() and r2.loc[synth.PODS["back"]].all()
+
+
+def test_a_trace_reference_is_the_baseline_of_the_edge_series():
+    from diagnosis.telemetry import Reference
+
+    def renamed(df, tag):
+        df = df.copy()
+        df["TraceID"] = tag + df["TraceID"]
+        df["SpanID"] = tag + df["SpanID"]
+        df["ParentID"] = df["ParentID"].where(df["ParentID"] == "root", tag + df["ParentID"])
+        return df
+
+    # back is slow in the window and already in the minutes before it (an unknown earlier incident)
+    own = pd.concat(
+        [
+            renamed(synth.spans(n_traces=200, start=synth.T0, slow_back=True), "b"),
+            renamed(synth.spans(n_traces=50, start=synth.T0 + pd.Timedelta("25min"), slow_back=True), "w"),
+        ],
+        ignore_index=True,
+    )
+    own.loc[own["TraceID"].str.startswith("w") & (own["PodName"] == synth.PODS["back"]), "EndTimeUnixNano"] += (
+        40 * 10**6
+    )
+    ref = synth.spans(n_traces=200, start=synth.T0 - pd.Timedelta("1D"))  # fault-free, the day before
+    w, _ = make_windows(synth.windows([25], duration="5min"), baseline="20min")
+    _, _, plain = detect(TOPO, None, w, traces=spans_from_frame(own), presence=False)
+    _, _, rep = detect(
+        TOPO, None, w, traces=spans_from_frame(own), presence=False, reference=Reference(traces=spans_from_frame(ref))
+    )
+    sc = rep.scores.set_index(["entity", "metric"])
+    lat = sc.loc[("front->back", "trace_edge_latency_p50")]
+    assert lat["referenced"] and lat["median"] == pytest.approx(0.020) and lat["n_baseline"] == 20
+    assert rep.referenced > 0 and plain.referenced == 0
+    z_plain = plain.scores.set_index(["entity", "metric"]).loc[("front->back", "trace_edge_latency_p50"), "z_up"]
+    assert lat["z_up"] > 2 * z_plain  # against the slow baseline the window is less anomalous
