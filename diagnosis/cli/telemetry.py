@@ -36,7 +36,9 @@ def register(verbs) -> None:
     p.add_argument(
         "--reference",
         metavar="DIR",
-        help="fault-free telemetry of the same system laid out like the data (metric/, trace/, log/)",
+        help="fault-free telemetry of the same system laid out like the data (metric/, trace/, log/), "
+        "recorded at any time: the log detectors' reference, and the baseline of every metric or trace "
+        "series it holds enough values of",
     )
     p.add_argument(
         "--null",
@@ -174,7 +176,7 @@ def _detect_run(args: argparse.Namespace, out: TextIO) -> None:
     if args.save_null:
         from diagnosis.telemetry import fit_null
 
-        fit_null(topology, metrics, windows, traces=spans, lead=args.lead).save(args.save_null)
+        fit_null(topology, metrics, windows, traces=spans, lead=args.lead, reference=reference).save(args.save_null)
         print(f"wrote the null model fitted on the quiet windows of these data to {args.save_null}", file=out)
     frame, rejects, report = detect(
         topology,

@@ -128,6 +128,8 @@ class DetectReport:
         its p-value and the observation made.
     scores : DataFrame
         Per window, symptom, rule and series: the robust z-score (for analysis).
+    referenced : int
+        Series scores whose baseline was the reference's values (``reference`` of :func:`detect`).
     """
 
     windows: int
@@ -145,6 +147,7 @@ class DetectReport:
     quiet_windows: int
     evidence: pd.DataFrame = field(repr=False)
     scores: pd.DataFrame = field(repr=False)
+    referenced: int = 0
 
     def __post_init__(self):
         for name in ("signals", "unused_metrics"):
@@ -168,6 +171,7 @@ class DetectReport:
             "pooled": self.pooled,
             "null": dict(self.null),
             "quiet_windows": self.quiet_windows,
+            "referenced": self.referenced,
         }
 
     def lines(self) -> list[str]:
@@ -185,6 +189,8 @@ class DetectReport:
         ]
         if self.pooled:
             out.append(f"  {self.pooled} series scores used a pooled baseline (too few values before the window)")
+        if self.referenced:
+            out.append(f"  {self.referenced} series scores used the reference as their baseline")
         if self.unused_metrics:
             out.append("  metrics no rule maps (unused): " + ", ".join(sorted(self.unused_metrics)))
         if self.unknown_components:
@@ -356,7 +362,8 @@ def detect(
         enough quiet windows for it, else ``self`` (one incident with only
         its own telemetry). ``self``: each window's own null -- per rule, the robust
         z-scores of every baseline value of the window's series against
-        their own baseline; a symptom's score (the largest of ``n`` window
+        the baseline values before it (forward, as the window is scored;
+        leave-one-out against a reference); a symptom's score (the largest of ``n`` window
         values) gets ``1 - (1 - q)**n``, ``q`` its tail probability among
         them. Nothing outside the window and its baseline is used, so a
         window detected alone gets the same evidence as in a batch.
@@ -387,8 +394,13 @@ def detect(
         (:func:`~diagnosis.telemetry.logs.log_evidence`), against the
         reference's logs when given, else the window's baseline.
     reference : Reference, optional
-        Fault-free telemetry of the same system (:func:`read_reference`);
-        its logs and spans are the log detectors' reference.
+        Fault-free telemetry of the same system (:func:`read_reference`),
+        recorded at any time: its logs and spans are the log detectors'
+        reference; every metric or trace series with at least
+        ``min_baseline`` reference values (per ``trace_freq`` bucket for
+        spans) is scored against them in every window instead of the
+        window's baseline, and its self null comes from them (the other
+        series keep their baseline).
     source : str
         Names the windows' origin in rejects.
 
@@ -412,6 +424,7 @@ def detect(
     lead_td = to_timedelta(lead, "lead")
     rules = rules_for(topology) if rules is None else tuple(rules)
     signals, info = prepare_signals(topology, metrics, traces=traces, rules=rules, trace_freq=trace_freq)
+    ref_signals = _reference_signals(topology, reference, rules, trace_freq)
     parts = ([windows[["start", "end"]]] if exclude_incidents else []) + (
         [exclude[["start", "end"]]] if exclude is not None and len(exclude) else []
     )
@@ -421,6 +434,7 @@ def detect(
         "pool": pool,
         "rel_floor": signals["rel_floor"].to_numpy(),
         "exclude": pd.concat(parts, ignore_index=True) if parts else None,
+        "reference": ref_signals,
     }
     self_null: list[pd.DataFrame] | None = [] if null in ("self", "auto") or isinstance(null, NullModel) else None
     scores = score_windows(signals, windows, null_values=self_null, **kw)
@@ -507,6 +521,7 @@ def detect(
         empty_windows=tuple(empty),
         no_data=no_data,
         pooled=int(scores["pooled"].sum()) if len(scores) else 0,
+        referenced=int(scores["referenced"].sum()) if len(scores) else 0,
         null=null_kinds
         if null_model is None or self_null is not None
         else {r.name: null_model.kind(r.name) for r in rules if (signals["rule"] == r.name).any()},
@@ -558,6 +573,14 @@ def read_reference(folder, *, entity_map=None) -> Reference:
         traces=read_spans(parts["trace"], entity_map=entity_map) if "trace" in parts else None,
         logs=read_logs(parts["log"], entity_map=entity_map) if "log" in parts else None,
     )
+
+
+def _reference_signals(topology, reference, rules, trace_freq) -> pd.DataFrame | None:
+    """The reference's metric and trace samples the rules map (None without any)."""
+    if reference is None or (reference.metrics is None and reference.traces is None):
+        return None
+    sig, _ = prepare_signals(topology, reference.metrics, traces=reference.traces, rules=rules, trace_freq=trace_freq)
+    return sig[sig["value"].notna()]
 
 
 def _log_rows(topology, windows, logs, traces, reference, lead_td, exclude) -> pd.DataFrame:
@@ -614,6 +637,7 @@ def fit_null(
     pool: str | pd.Timedelta = "60min",
     trace_freq: str | pd.Timedelta = "1min",
     exclude: pd.DataFrame | None = None,
+    reference: Reference | None = None,
 ) -> NullModel:
     """The null distributions of history: per rule, the scores of quiet windows of these data.
 
@@ -621,10 +645,13 @@ def fit_null(
     was, shaped like them; only the times are used. Save the result with
     :meth:`NullModel.save` and pass it to :func:`detect` as ``null`` to
     detect one incident at a time against last month's quiet behaviour.
+    With ``reference``, the quiet windows are scored against it as
+    :func:`detect` scores incidents (pass the same reference to both).
     """
     lead_td = to_timedelta(lead, "lead")
     rules = rules_for(topology) if rules is None else tuple(rules)
     signals, _ = prepare_signals(topology, metrics, traces=traces, rules=rules, trace_freq=trace_freq)
+    ref_signals = _reference_signals(topology, reference, rules, trace_freq)
     if signals.empty:
         return NullModel({})
     known = pd.concat(
@@ -644,6 +671,7 @@ def fit_null(
         "pool": pool,
         "rel_floor": signals["rel_floor"].to_numpy(),
         "exclude": known,
+        "reference": ref_signals,
     }
     q_agg = _aggregate(score_windows(signals, quiet, **kw), signals)
     return NullModel({r: g["score"].to_numpy() for r, g in q_agg.groupby("rule")})

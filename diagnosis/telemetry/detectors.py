@@ -87,10 +87,11 @@ __all__ = [
 EVIDENCE_MODES = ("soft", "hard")
 #: Columns of :func:`score_windows`.
 SCORE_COLUMNS = (
-    "window_id", "entity", "component", "metric", "n_baseline", "n_window", "pooled",
+    "window_id", "entity", "component", "metric", "n_baseline", "n_window", "pooled", "referenced",
     "median", "scale", "z_up", "z_down", "time_up", "time_down",
 )  # fmt: skip
 _MAD = 1.4826
+_LOO_MAX = 64
 
 
 def robust_z(baseline, window, *, rel_floor: float = 0.1, abs_floor: float = 1e-9) -> np.ndarray:
@@ -165,6 +166,15 @@ def _loo_z(keys: np.ndarray, values: np.ndarray, key_floor: np.ndarray, abs_floo
         if n < 3:
             continue
         sel = size == n
+        if n > _LOO_MAX:  # long series (a reference): leaving one out moves the median and MAD by O(1/n)
+            for s0 in start[sel]:
+                v = values[s0 : s0 + n]
+                med = float(np.median(v))
+                fl = key_floor[keys[s0]]
+                sc = max(_MAD * float(np.median(np.abs(v - med))), fl * abs(med), abs_floor)
+                out_k.append(np.full(n, keys[s0]))
+                out_z.append((v - med) / sc)
+            continue
         rows = start[sel][:, None] + np.arange(n)[None, :]
         v = values[rows]  # (g, n)
         mask = ~np.eye(n, dtype=bool)
@@ -175,6 +185,37 @@ def _loo_z(keys: np.ndarray, values: np.ndarray, key_floor: np.ndarray, abs_floo
         sc = np.maximum(np.maximum(mad, fl * np.abs(med)), abs_floor)
         out_k.append(np.repeat(uk[sel], n))
         out_z.append(((v - med) / sc).ravel())
+    if not out_k:
+        return np.zeros(0, dtype=np.int64), np.zeros(0)
+    return np.concatenate(out_k), np.concatenate(out_z)
+
+
+def _forward_z(keys: np.ndarray, values: np.ndarray, key_floor: np.ndarray, abs_floor: float, min_past: int):
+    """Forward robust z-scores: each value against the values of its series before it (at least ``min_past``).
+
+    This is how a window value is scored (against the past), so a series
+    that drifts (memory that grows, latency that creeps) gets the large
+    scores it will also get in a quiet window; leave-one-out scores, which
+    also see the future, miss that.
+    """
+    order = np.argsort(keys, kind="stable")
+    keys, values = keys[order], values[order]
+    uk, start, size = np.unique(keys, return_index=True, return_counts=True)
+    out_k, out_z = [], []
+    for n in np.unique(size):
+        if n <= min_past:
+            continue
+        sel = size == n
+        rows = start[sel][:, None] + np.arange(n)[None, :]
+        v = values[rows]  # (g, n), each row in time order
+        fl = key_floor[uk[sel]]
+        for j in range(min_past, n):
+            past = v[:, :j]
+            med = np.median(past, axis=1)
+            mad = _MAD * np.median(np.abs(past - med[:, None]), axis=1)
+            sc = np.maximum(np.maximum(mad, fl * np.abs(med)), abs_floor)
+            out_k.append(uk[sel])
+            out_z.append((v[:, j] - med) / sc)
     if not out_k:
         return np.zeros(0, dtype=np.int64), np.zeros(0)
     return np.concatenate(out_k), np.concatenate(out_z)
@@ -191,6 +232,7 @@ def score_windows(
     abs_floor: float = 1e-9,
     exclude: pd.DataFrame | None = None,
     null_values: list | None = None,
+    reference: pd.DataFrame | None = None,
 ) -> pd.DataFrame:
     """Robust z-scores of every series in every window.
 
@@ -216,10 +258,19 @@ def score_windows(
         "normal". Pass the incident windows themselves.
     null_values : list, optional
         When given, one DataFrame per window is appended to it: ``window_id``,
-        ``entity``, ``metric``, ``z`` -- the leave-one-out robust z-score of
-        every baseline value of every scored series against the rest of its
-        baseline (the series' own variability when nothing is wrong: the *self* null of
-        :func:`~diagnosis.telemetry.detect.detect`).
+        ``entity``, ``metric``, ``z`` -- the *forward* robust z-score of every
+        baseline value of every scored series that has at least
+        ``min_baseline`` values before it, against those values (a window
+        value is scored against its past, so a drifting series gets the
+        scores it also gets when nothing is wrong); a series scored against
+        the ``reference`` gets the leave-one-out z-scores of its reference
+        values instead. This is the series' own variability when nothing is
+        wrong: the *self* null of :func:`~diagnosis.telemetry.detect.detect`.
+    reference : DataFrame, optional
+        Long samples (``entity``, ``metric``, ``value``; any times) of fault-free
+        telemetry of the same system: a series with at least ``min_baseline``
+        reference values uses them as its baseline in every window (and its
+        self null comes from them); the others keep the window's baseline.
 
     Returns
     -------
@@ -228,7 +279,8 @@ def score_windows(
         value in the window and a baseline: ``z_up`` the largest rise and
         ``z_down`` the largest drop (both as positive scores of that
         direction), ``time_up`` / ``time_down`` when they happened, ``pooled``
-        whether the baseline was pooled.
+        whether the baseline was pooled (``n_baseline`` is then the pooled
+        count), ``referenced`` whether it was the reference's values.
     """
     from diagnosis.telemetry._io import to_timedelta
 
@@ -248,6 +300,21 @@ def score_windows(
     comp_of_key = np.empty(n_keys, dtype=object)
     comp_of_key[codes] = s["component"].to_numpy(dtype=object)
     out = []
+    # the reference: per series, its fault-free values (a baseline that holds in every window)
+    has_ref = np.zeros(n_keys, dtype=bool)
+    if reference is not None and len(reference):
+        rk = uniq.get_indexer(
+            pd.MultiIndex.from_arrays(
+                [reference["entity"].to_numpy(dtype=object), reference["metric"].to_numpy(dtype=object)]
+            )
+        )
+        rv = reference["value"].to_numpy(dtype=np.float64)
+        keep = (rk >= 0) & ~np.isnan(rv)
+        ref_k, ref_v = rk[keep], rv[keep]
+        ref_med, ref_scale, ref_cnt = _stats(ref_k, ref_v, n_keys)
+        has_ref = ref_cnt >= min_baseline
+        ref_rows = has_ref[ref_k]
+        ref_k, ref_v = ref_k[ref_rows], ref_v[ref_rows]
 
     def ns(x) -> int:
         return pd.Timestamp(x).value
@@ -270,7 +337,10 @@ def score_windows(
             continue
         j0, j1 = np.searchsorted(t, [b_lo, b_hi], side="left")
         bsel = np.arange(j0, j1)[usable[j0:j1]]
+        bsel = bsel[~has_ref[codes[bsel]]]
         med, scale, cnt = _stats(codes[bsel], values[bsel], n_keys)
+        if has_ref.any():
+            med[has_ref], scale[has_ref], cnt[has_ref] = ref_med[has_ref], ref_scale[has_ref], ref_cnt[has_ref]
         pooled = np.zeros(n_keys, dtype=bool)
         wk = np.unique(codes[i0:i1])
         short = wk[cnt[wk] < min_baseline]
@@ -307,9 +377,16 @@ def score_windows(
             scored[k] = True
             bk = codes[base_idx]
             bv = values[base_idx]
+            if has_ref.any():
+                bk, bv = np.concatenate([bk, ref_k]), np.concatenate([bv, ref_v])
             keep = scored[bk] & ~np.isnan(bv)
             bk, bv = bk[keep], bv[keep]
-            bk, bz = _loo_z(bk, bv, key_floor, abs_floor)
+            # the window's own baseline in time order: each value against the ones before it;
+            # a reference has no order in time: each value against the others
+            is_ref = has_ref[bk]
+            fk, fz = _forward_z(bk[~is_ref], bv[~is_ref], key_floor, abs_floor, min_baseline)
+            rk2, rz = _loo_z(bk[is_ref], bv[is_ref], key_floor, abs_floor)
+            bk, bz = np.concatenate([fk, rk2]), np.concatenate([fz, rz])
             null_values.append(
                 pd.DataFrame(
                     {
@@ -336,6 +413,7 @@ def score_windows(
                     "n_baseline": cnt[keys],
                     "n_window": n_win,
                     "pooled": pooled[keys],
+                    "referenced": has_ref[keys],
                     "median": med[keys],
                     "scale": np.maximum(scale[keys], np.maximum(key_floor[keys] * np.abs(med[keys]), abs_floor)),
                     "z_up": up["z"].to_numpy(),

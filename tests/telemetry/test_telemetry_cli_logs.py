@@ -30,11 +30,7 @@ def ecs_lines(start: pd.Timestamp, n: int, *, drop: bool = False) -> str:
 
 
 def test_detect_reads_logs_and_a_reference_folder(tmp_path):
-    topo = tmp_path / "t.yaml"
-    topo.write_text(
-        "name: tiny\ncomponents:\n- {name: front, kind: service, calls: [back]}\n- {name: back, kind: service, calls: [store]}\n"
-        "- {name: store, kind: service}\n"
-    )
+    topo = _tiny_topology(tmp_path)
     start = synth.T0 + pd.Timedelta("2h")
     (tmp_path / "log").mkdir()
     (tmp_path / "log" / "a.jsonl").write_text(ecs_lines(start, 200, drop=True) + "{broken\n")
@@ -110,3 +106,31 @@ def test_score_assume_fault_flag(tmp_path):
         assert code == 0, err
         p[len(flag)] = pd.read_csv(out)["p_top_component"].iloc[0]
     assert p[1] >= p[0]
+
+
+def test_detect_takes_metric_baselines_from_a_reference_folder(tmp_path):
+    df = synth.metrics(minutes=60, shifts=[("back", "CpuUsageRate(%)", 40, 44, 40.0)])
+    (tmp_path / "m.csv").write_text(df.to_csv(index=False))
+    ref = synth.metrics(minutes=30, seed=3)
+    ref["timestamp"] -= pd.Timedelta("1D")
+    (tmp_path / "ref" / "metric").mkdir(parents=True)
+    (tmp_path / "ref" / "metric" / "r.csv").write_text(ref.to_csv(index=False))
+    start = synth.T0 + pd.Timedelta(minutes=40)
+    (tmp_path / "w.csv").write_text(f"id,start,component,fault_mode\nw1,{start.isoformat()},back,cpu_saturation\n")
+    out_path = tmp_path / "inc.jsonl"
+    code, out, err = run("detect", "-t", _tiny_topology(tmp_path), "--metrics", tmp_path / "m.csv", "--reference",
+                         tmp_path / "ref", "--windows", tmp_path / "w.csv", "--out", out_path)  # fmt: skip
+    assert code == 0, err
+    assert "9 series scores used the reference as their baseline" in out
+    rec = json.loads(out_path.read_text().splitlines()[0])
+    obs = {o["symptom"]: o for o in rec["observations"]}
+    assert obs["back.cpu"]["p_fired"] > 0.9 > obs["store.cpu"]["p_fired"]
+
+
+def _tiny_topology(tmp_path):
+    topo = tmp_path / "t.yaml"
+    topo.write_text(
+        "name: tiny\ncomponents:\n- {name: front, kind: service, calls: [back]}\n- {name: back, kind: service, calls: [store]}\n"
+        "- {name: store, kind: service}\n"
+    )
+    return topo

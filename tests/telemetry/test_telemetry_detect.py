@@ -103,6 +103,29 @@ def test_trace_edges_feed_the_callee_latency():
     assert rep.signals["trace_latency"] > 0 and rep.null["trace_latency"].startswith("self")
 
 
+def test_time_on_the_wire_is_the_callers_latency_by_default():
+    # 50 ms more between front's call and back's span (a network delay): back's own span is unchanged
+    rng = np.random.default_rng(2)
+    quiet = synth.spans(n_traces=200, start=synth.T0)
+    late = synth.spans(n_traces=50, start=synth.T0 + pd.Timedelta("25min"))
+    late["TraceID"] = "s" + late["TraceID"]
+    late["SpanID"] = "s" + late["SpanID"]
+    late["ParentID"] = late["ParentID"].where(late["ParentID"] == "root", "s" + late["ParentID"])
+    both = pd.concat([quiet, late], ignore_index=True)
+    jitter = rng.integers(0, 2 * 10**6, len(both))  # up to 2 ms, so that no baseline is flat
+    both["EndTimeUnixNano"] = both["EndTimeUnixNano"] + np.where(both["PodName"] == synth.PODS["front"], jitter, 0)
+    front_late = both["TraceID"].str.startswith("s") & (both["PodName"] == synth.PODS["front"])
+    both.loc[front_late, "EndTimeUnixNano"] += 50 * 10**6
+    w, _ = make_windows(synth.windows([25], duration="5min"), baseline="20min")
+    frame, _, rep = detect(TOPO, None, w, traces=spans_from_frame(both), presence=False)
+    ev = rep.evidence.set_index("symptom")
+    # the window's own (self) null of two edges is coarse: p ~ 0.07 for a score beyond every baseline value
+    assert "trace_wire" in ev.loc["front.latency", "rules"] and ev.loc["front.latency", "p_value"] < 0.1
+    assert ev.loc["back.latency", "p_value"] > 0.3 and ev.loc["store.latency", "p_value"] > 0.3
+    assert ev["p_value"].idxmin() == "front.latency"
+    assert rep.signals["trace_wire"] > 0
+
+
 def test_unknown_truth_is_rejected_and_unknown_telemetry_reported():
     df = synth.metrics(minutes=90)
     df.loc[len(df)] = [synth.T0, "ghost-5f6585d649-x2k4z", "CpuUsageRate(%)", 1.0]
@@ -197,3 +220,72 @@ def test_another_incident_in_the_baseline_is_kept_out_of_it():
         ]
         assert (abs(med - 0.1) < 0.02) == expect_quiet
         assert ev.loc[("w200", "back.cpu"), "p_value"] < 0.05
+
+
+def test_a_metric_reference_is_the_baseline_and_the_null_of_every_window():
+    # an unknown earlier incident (not among the windows) lifts back's cpu just before w200; the
+    # fault at 200 lifts it further. A fault-free reference recorded the day before is the clean baseline.
+    from diagnosis.telemetry import Reference
+
+    df = synth.metrics(minutes=300, shifts=[("back", "CpuUsageRate(%)", 182, 199, 8.0),
+                                            ("back", "CpuUsageRate(%)", 200, 204, 12.0)])  # fmt: skip
+    rows = synth.windows([200], truth={200: ("back", "cpu_saturation")})
+    own = df[
+        (df["timestamp"] >= synth.T0 + pd.Timedelta(minutes=180))
+        & (df["timestamp"] <= synth.T0 + pd.Timedelta(minutes=205))
+    ]  # one window, its own telemetry
+    ref_df = synth.metrics(minutes=60, seed=11)
+    ref_df["timestamp"] -= pd.Timedelta("1D")
+    ref = Reference(metrics=long_samples(ref_df))
+    _, _, plain = run(own, rows)
+    frame, _, rep = run(own, rows, reference=ref)
+    sc = rep.scores.set_index(["entity", "metric"])
+    cpu = sc.loc[(synth.PODS["back"], "CpuUsageRate(%)")]
+    assert cpu["referenced"] and abs(cpu["median"] - 20.0) < 1.0 and cpu["n_baseline"] == 60
+    assert rep.referenced == len(rep.scores) and "reference as their baseline" in " ".join(rep.lines())
+    assert not plain.scores["referenced"].any() and plain.referenced == 0
+    assert set(rep.null.values()) == {"self"} and rep.quiet_windows == 0
+    p_ref = rep.evidence.set_index("symptom").loc["back.cpu", "p_value"]
+    p_plain = plain.evidence.set_index("symptom").loc["back.cpu", "p_value"]
+    assert p_ref < 0.01 < p_plain  # the contaminated baseline hides the fault; the reference does not
+    assert rep.evidence.set_index("symptom").loc["store.cpu", "p_value"] > 0.05
+    # a series the reference lacks keeps its own baseline
+    part = Reference(metrics=long_samples(ref_df[ref_df["pod"] != synth.PODS["store"]]))
+    _, _, rep2 = run(own, rows, reference=part)
+    r2 = rep2.scores.set_index("entity")["referenced"]
+    assert not r2.loc[synth.PODS["store"]].any() and r2.loc[synth.PODS["back"]].all()
+
+
+def test_a_trace_reference_is_the_baseline_of_the_edge_series():
+    from diagnosis.telemetry import Reference
+
+    def renamed(df, tag):
+        df = df.copy()
+        df["TraceID"] = tag + df["TraceID"]
+        df["SpanID"] = tag + df["SpanID"]
+        df["ParentID"] = df["ParentID"].where(df["ParentID"] == "root", tag + df["ParentID"])
+        return df
+
+    # back is slow in the window and already in the minutes before it (an unknown earlier incident)
+    own = pd.concat(
+        [
+            renamed(synth.spans(n_traces=200, start=synth.T0, slow_back=True), "b"),
+            renamed(synth.spans(n_traces=50, start=synth.T0 + pd.Timedelta("25min"), slow_back=True), "w"),
+        ],
+        ignore_index=True,
+    )
+    own.loc[own["TraceID"].str.startswith("w") & (own["PodName"] == synth.PODS["back"]), "EndTimeUnixNano"] += (
+        40 * 10**6
+    )
+    ref = synth.spans(n_traces=200, start=synth.T0 - pd.Timedelta("1D"))  # fault-free, the day before
+    w, _ = make_windows(synth.windows([25], duration="5min"), baseline="20min")
+    _, _, plain = detect(TOPO, None, w, traces=spans_from_frame(own), presence=False)
+    _, _, rep = detect(
+        TOPO, None, w, traces=spans_from_frame(own), presence=False, reference=Reference(traces=spans_from_frame(ref))
+    )
+    sc = rep.scores.set_index(["entity", "metric"])
+    lat = sc.loc[("front->back", "trace_edge_latency_p50")]
+    assert lat["referenced"] and lat["median"] == pytest.approx(0.020) and lat["n_baseline"] == 20
+    assert rep.referenced > 0 and plain.referenced == 0
+    z_plain = plain.scores.set_index(["entity", "metric"]).loc[("front->back", "trace_edge_latency_p50"), "z_up"]
+    assert lat["z_up"] > 2 * z_plain  # against the slow baseline the window is less anomalous

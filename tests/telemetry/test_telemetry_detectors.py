@@ -1,6 +1,7 @@
 """The detector statistic on synthetic data with a known shift, its null, and the evidence it gives."""
 
 import numpy as np
+import pandas as pd
 import pytest
 import telemetry_synth as synth
 
@@ -114,3 +115,27 @@ def test_rank_nsigma_puts_the_shifted_service_first():
     assert r.iloc[0]["component"] == "store" and r.iloc[0]["rank"] == 1
     assert "MemoryUsage" in r.iloc[0]["signal"]
     assert rank_nsigma(s, w, components=["front", "back"])["component"].isin(["front", "back"]).all()
+
+
+def test_the_self_null_scores_each_baseline_value_against_its_past():
+    # memory that grows steadily: every window value is above the baseline median, and so is every
+    # baseline value against the values before it; the self null must know that (leave-one-out would
+    # give scores centred on zero and call the quiet window anomalous)
+    rng = np.random.default_rng(5)
+    t = synth.T0 + np.arange(30) * np.timedelta64(60, "s")
+    s = pd.DataFrame({"time": t, "entity": "pod-a", "component": "a", "metric": "MemoryUsage(Mi)",
+                      "value": 300 + 1.0 * np.arange(30) + 0.3 * rng.standard_normal(30)})  # fmt: skip
+    w, _ = make_windows([{"id": "w", "start": (synth.T0 + pd.Timedelta(minutes=20)).isoformat()}], baseline="20min")
+    nv = []
+    sc = score_windows(s, w, rel_floor=0.0, null_values=nv)
+    z = nv[0]["z"].to_numpy()
+    assert len(z) == 20 - 4  # every baseline value with at least min_baseline values before it
+    assert (z > 0).all()
+    # the window's largest score is within the range the baseline itself produced
+    assert sc["z_up"].iloc[0] < 3 * z.max()
+    # a reference (no order in time) is scored leave-one-out instead: centred on zero
+    ref = s.iloc[:20].assign(time=s["time"].iloc[:20] - pd.Timedelta("1D"))
+    nv = []
+    score_windows(s, w, rel_floor=0.0, null_values=nv, reference=ref)
+    zr = nv[0]["z"].to_numpy()
+    assert len(zr) == 20 and (zr < 0).sum() >= 8 and (zr > 0).sum() >= 8
