@@ -395,13 +395,7 @@ def rank_checks(
     findings = findings_from(evidence, actions)
     state = state_of(ctx, findings)
     tried = frozenset(ctx.action_index(f.name, f.target) for f in findings if f.kind == "action")
-    values = _check_values(ctx, state, tried, bool(assume_fault))
-    order = {d.symptom: i for i, d in enumerate(ctx.detectors)}
-    if by == "information":
-        key = lambda v: (-v.information_per_cost, -v.success_per_cost, v.cost, order[v.symptom])  # noqa: E731
-    else:
-        key = lambda v: (-v.success_per_cost, -v.information_per_cost, v.cost, order[v.symptom])  # noqa: E731
-    return tuple(sorted(values, key=key))
+    return _ranked(ctx, _check_values(ctx, state, tried, bool(assume_fault)), by)
 
 
 def next_step(
@@ -499,8 +493,7 @@ def plan_recovery(
             f"The 'max_nodes' parameter of plan_recovery must be an int >= 1. Got {max_nodes!r} instead."
         )
     planner, state, tried = _setup(model, evidence, actions, policy, escalation_cost, engine, max_steps, assume_fault)
-    steps, cost, exact = planner.walk(_Node(state, tried, 0), policy, max_nodes=int(max_nodes))
-    return Plan(policy, tuple(steps), cost, exact, float(escalation_cost))
+    return planner.plan(_Node(state, tried, 0), policy, max_nodes=int(max_nodes))
 
 
 def compare_policies(
@@ -598,6 +591,17 @@ def _setup(model, evidence, actions, policy, escalation_cost, engine, max_steps=
     state = state_of(ctx, findings)
     tried = frozenset(ctx.action_index(f.name, f.target) for f in findings if f.kind == "action")
     return planner, state, tried
+
+
+def _ranked(ctx: Context, values: Sequence[CheckValue], by: str = "information") -> tuple[CheckValue, ...]:
+    """Check values best first: by information gain per cost (ties: success gain per cost) or the other
+    way round with ``by="success"``; then lower cost, then declaration order (:func:`rank_checks`'s order)."""
+    order = {d.symptom: i for i, d in enumerate(ctx.detectors)}
+    if by == "information":
+        key = lambda v: (-v.information_per_cost, -v.success_per_cost, v.cost, order[v.symptom])  # noqa: E731
+    else:
+        key = lambda v: (-v.success_per_cost, -v.information_per_cost, v.cost, order[v.symptom])  # noqa: E731
+    return tuple(sorted(values, key=key))
 
 
 @dataclass(frozen=True, slots=True)
@@ -762,8 +766,35 @@ def _outcome_batch(ctx: Context, batch, rows: Sequence[tuple[int, int, int, floa
     return out
 
 
+@dataclass(frozen=True, slots=True)
+class _Beliefs:
+    """What the policies read at a batch of nodes: one engine query for all of them.
+
+    Attributes
+    ----------
+    batch : Batch
+        The nodes' evidence, one case each.
+    marg : dict
+        Posterior marginals per case (fault variables; symptoms too when asked).
+    p : ndarray (B, n_actions)
+        ``P(R | D, a)`` (given some fault with ``assume_fault``).
+    p_fired : ndarray (B, n_detectors) or None
+        ``P(S = fired | D)`` (same conditioning), when asked.
+    """
+
+    batch: Any
+    marg: Mapping[str, np.ndarray]
+    p: np.ndarray
+    p_fired: np.ndarray | None = None
+
+
 class _Planner:
-    """Batched decisions of every policy (see the module docstring)."""
+    """The machinery every policy shares: success probabilities, actions-only sequences and their
+    expected cost, transitions between nodes and the expected-cost walk of a policy's tree.
+
+    The policies themselves (which step to take at a node) are the :class:`_Policy` classes of
+    :data:`_POLICIES`.
+    """
 
     def __init__(self, ctx: Context, escalation_cost: float, max_steps: int, assume_fault: bool = True):
         self.ctx = ctx
@@ -777,6 +808,7 @@ class _Planner:
         self.loc_state = np.array([si + 1 for c in ctx.components for si in range(len(c.fault_modes))], dtype=np.int64)
         comp_index = {c.name: i for i, c in enumerate(ctx.components)}
         self.action_comp = np.array([comp_index[a.component] for a in ctx.actions], dtype=np.int64)
+        self.escalate = PlanStep("escalate", "escalate", None, self.c_esc, 1.0, self.c_esc)
 
     # ------------------------------------------------------------------ probabilities
     def _success(self, batch, marg, q: np.ndarray | None = None) -> np.ndarray:
@@ -788,6 +820,30 @@ class _Planner:
         if q is None:
             q = self.ctx.p_some_fault(batch)
         return np.minimum(p / np.maximum(q, _TINY)[:, None], 1.0)
+
+    def beliefs(self, nodes: Sequence[_Node], with_symptoms: bool = False) -> _Beliefs:
+        """The posterior at each node (one batched query), with the checks' ``P(fired)`` when asked."""
+        ctx = self.ctx
+        targets = list(ctx.fault_vars) + (list(ctx.symptom_vars) if with_symptoms else [])
+        batch = ctx.batch([nd.state for nd in nodes])
+        marg = ctx.query(batch, targets=targets)
+        ok = ctx.all_ok(batch) if self.assume_fault else None
+        q = ctx.p_some_fault(batch, ok) if self.assume_fault else None
+        p = self._success(batch, marg, q)
+        if not with_symptoms:
+            return _Beliefs(batch, marg, p)
+        p_fired = (
+            np.stack([marg[sv][:, _FIRED] for sv in ctx.symptom_vars], axis=1)
+            if ctx.symptom_vars
+            else np.zeros((len(nodes), 0))
+        )
+        if self.assume_fault and ctx.symptom_vars:
+            # P(o | D, some fault) = (P(o | D) - P(all ok | D) P(o | D, all ok)) / P(some fault | D)
+            m_ok = ctx.query(ok, targets=list(ctx.symptom_vars))
+            f_ok = np.stack([m_ok[sv][:, _FIRED] for sv in ctx.symptom_vars], axis=1)
+            z = (1.0 - q)[:, None]
+            p_fired = np.clip((p_fired - z * f_ok) / np.maximum(q, _TINY)[:, None], 0.0, 1.0)
+        return _Beliefs(batch, marg, p, p_fired)
 
     # ------------------------------------------------------------------ sequences
     def _sequences(self, p: np.ndarray, tried: Sequence[frozenset]) -> tuple[np.ndarray, np.ndarray]:
@@ -819,6 +875,16 @@ class _Planner:
         lengths = mask.sum(axis=1)
         seq = np.where(np.arange(n_act)[None, :] < lengths[:, None], seq, -1)
         return seq, lengths
+
+    def sequence_costs(self, batch, p: np.ndarray, tried: Sequence[frozenset]):
+        """The actions-only sequence at every case of ``batch`` and its expected cost.
+
+        Returns
+        -------
+        (seq, lengths, ecr)
+        """
+        seq, lengths = self._sequences(p, tried)
+        return seq, lengths, self._ecr(batch, np.arange(batch.n), seq, lengths, p)
 
     def _ecr(self, batch, rows: np.ndarray, seq: np.ndarray, lengths: np.ndarray, p_first: np.ndarray) -> np.ndarray:
         """Exact expected cost of each actions-only sequence (then escalation) from case ``rows[i]``.
@@ -880,136 +946,21 @@ class _Planner:
         before = np.concatenate([np.ones((n_rows, 1)), alive[:, :-1]], axis=1)
         return (before * costs).sum(axis=1) + alive[:, -1] * self.c_esc
 
-    # ------------------------------------------------------------------ decisions
-    def decide(self, nodes: Sequence[_Node], policy: str) -> list[PlanStep]:
-        """The step ``policy`` takes at each node (batched)."""
-        if not nodes:
-            return []
-        ctx = self.ctx
-        want_symptoms = policy == "plan"
-        targets = list(ctx.fault_vars) + (list(ctx.symptom_vars) if want_symptoms else [])
-        batch = ctx.batch([nd.state for nd in nodes])
-        marg = ctx.query(batch, targets=targets)
-        ok = ctx.all_ok(batch) if self.assume_fault else None
-        q = ctx.p_some_fault(batch, ok) if self.assume_fault else None
-        p = self._success(batch, marg, q)
-        p_fired = None
-        if want_symptoms:
-            p_fired = (
-                np.stack([marg[sv][:, _FIRED] for sv in ctx.symptom_vars], axis=1)
-                if ctx.symptom_vars
-                else np.zeros((len(nodes), 0))
-            )
-            if (
-                self.assume_fault
-            ):  # P(o | D, some fault) = (P(o | D) - P(all ok | D) P(o | D, all ok)) / P(some fault | D)
-                m_ok = ctx.query(ok, targets=list(ctx.symptom_vars))
-                f_ok = np.stack([m_ok[sv][:, _FIRED] for sv in ctx.symptom_vars], axis=1)
-                z = (1.0 - q)[:, None]
-                p_fired = np.clip((p_fired - z * f_ok) / np.maximum(q, _TINY)[:, None], 0.0, 1.0)
-        steps: list[PlanStep | None] = [None] * len(nodes)
-        escalate = PlanStep("escalate", "escalate", None, self.c_esc, 1.0, self.c_esc)
-        if policy in ("naive", "recommended"):
-            locs = ctx.location_matrix(marg) if policy == "naive" else None
-            for b, nd in enumerate(nodes):
-                if nd.depth >= self.max_steps:
-                    steps[b] = escalate
-                    continue
-                mask = self._worthwhile(p[b], nd.tried)
-                if not mask.any():  # the shared stopping rule
-                    steps[b] = escalate
-                    continue
-                if policy == "naive":  # cost-blind: any untried action may serve the most likely cause
-                    untried = np.ones(len(ctx.actions), dtype=bool)
-                    untried[list(nd.tried)] = False
-                    j = self._naive_choice(locs[b], untried)
-                else:
-                    j = self._recommended_choice(p[b], mask)
-                steps[b] = escalate if j is None else self._action_step(j, p[b][j], math.nan)
-            return steps  # type: ignore[return-value]
-
-        seq, lengths = self._sequences(p, [nd.tried for nd in nodes])
-        if policy == "actions":
-            for b, nd in enumerate(nodes):
-                if nd.depth >= self.max_steps or lengths[b] == 0:
-                    steps[b] = escalate
-                else:
-                    steps[b] = self._action_step(int(seq[b, 0]), p[b][seq[b, 0]], math.nan)
-            return steps  # type: ignore[return-value]
-
-        # The check-or-act plan.
-        ecr0 = self._ecr(batch, np.arange(len(nodes)), seq, lengths, p)
-        rows = []  # (node b, detector k, outcome o, P(o))
-        for b, nd in enumerate(nodes):
-            if nd.depth >= self.max_steps:
-                continue
-            for k, sv in enumerate(ctx.symptom_vars):
-                if self.check_cost[k] >= ecr0[b] or nd.state.observes(sv):
-                    continue
-                p_f = float(p_fired[b, k])
-                if not _TINY < p_f < 1.0 - _TINY:
-                    continue
-                rows.append((b, k, 0, 1.0 - p_f))
-                rows.append((b, k, 1, p_f))
-        eco: list[dict[int, float]] = [{} for _ in nodes]
-        if rows:
-            out_batch = _outcome_batch(ctx, batch, rows)
-            op = self._success(out_batch, ctx.query(out_batch))
-            oseq, olen = self._sequences(op, [nodes[r[0]].tried for r in rows])
-            oecr = self._ecr(out_batch, np.arange(len(rows)), oseq, olen, op)
-            for r, (b, k, _o, po) in enumerate(rows):
-                eco[b][k] = eco[b].get(k, self.check_cost[k]) + po * oecr[r]
-        for b, nd in enumerate(nodes):
-            if nd.depth >= self.max_steps:
-                steps[b] = escalate
-                continue
-            if eco[b]:
-                v, _, k = min((v, self.check_cost[k], k) for k, v in eco[b].items())
-                if v < ecr0[b] - 1e-12:
-                    d = ctx.detectors[k]
-                    steps[b] = PlanStep("check", d.symptom, d.component, float(d.cost), float(p_fired[b, k]), float(v))
-                    continue
-            if lengths[b]:
-                steps[b] = self._action_step(int(seq[b, 0]), p[b][seq[b, 0]], float(ecr0[b]))
-            else:
-                steps[b] = escalate
-        return steps  # type: ignore[return-value]
-
-    def _worthwhile(self, p: np.ndarray, tried: frozenset) -> np.ndarray:
+    # ------------------------------------------------------------------ steps
+    def worthwhile(self, p: np.ndarray, tried: frozenset) -> np.ndarray:
         """Mask of untried actions worth trying before escalating: P / cost > 1 / escalation cost."""
         mask = p * self.c_esc > self.ctx.action_cost
         if tried:
             mask[list(tried)] = False
         return mask
 
-    def _action_step(self, j: int, p: float, ecr: float) -> PlanStep:
+    def action_step(self, j: int, p: float, ecr: float) -> PlanStep:
         a = self.ctx.actions[j]
         return PlanStep("action", a.name, a.component, float(a.cost), float(p), ecr)
 
-    def _naive_choice(self, locs: np.ndarray, mask: np.ndarray) -> int | None:
-        """The most probable location with an untried action that can repair it; that action (ties: lower cost)."""
-        ctx = self.ctx
-        for li in np.argsort(-locs, kind="stable"):
-            if locs[li] <= 0:
-                break
-            comp, state = self.loc_comp[li], self.loc_state[li]
-            best, key = None, None
-            for j in np.flatnonzero(mask & (self.action_comp == comp)):
-                s = ctx.action_success[j][state]
-                if s <= 0:
-                    continue
-                cand = (-s, ctx.action_cost[j], j)
-                if key is None or cand < key:
-                    best, key = int(j), cand
-            if best is not None:
-                return best
-        return None
-
-    def _recommended_choice(self, p: np.ndarray, mask: np.ndarray) -> int | None:
-        idx = np.flatnonzero(mask)
-        if not len(idx):
-            return None
-        return int(min(idx, key=lambda j: (-p[j], self.ctx.action_cost[j], j)))
+    def decide(self, nodes: Sequence[_Node], policy: str) -> list[PlanStep]:
+        """The step ``policy`` takes at each node (batched; see :data:`_POLICIES`)."""
+        return _POLICIES[policy].decide(self, nodes)
 
     # ------------------------------------------------------------------ transitions
     def child(self, node: _Node, step: PlanStep, outcome: str) -> _Node:
@@ -1019,6 +970,11 @@ class _Planner:
             return _Node(node.state.observe(var, SYMPTOM_STATES.index(outcome)), node.tried, node.depth + 1)
         j = ctx.action_index(step.name, step.target)
         return _Node(ctx.after_action(node.state, j, "failure"), node.tried | {j}, node.depth + 1)
+
+    def plan(self, root: _Node, policy: str, *, max_nodes: int) -> Plan:
+        """``policy``'s :class:`Plan` from ``root`` (see :meth:`walk`)."""
+        steps, cost, exact = self.walk(root, policy, max_nodes=max_nodes)
+        return Plan(policy, tuple(steps), cost, exact, self.c_esc)
 
     def walk(self, root: _Node, policy: str, *, max_nodes: int) -> tuple[list[PlanStep], float, bool]:
         """The displayed path and the expected cost of ``policy`` from ``root``, in one pass.
@@ -1041,10 +997,8 @@ class _Planner:
             if used + len(frontier) > max_nodes:
                 exact = False
                 nodes = [nd for nd, _, _ in frontier]
-                batch = self.ctx.batch([nd.state for nd in nodes])
-                p = self._success(batch, self.ctx.query(batch))
-                seq, lengths = self._sequences(p, [nd.tried for nd in nodes])
-                ecr = self._ecr(batch, np.arange(len(nodes)), seq, lengths, p)
+                bel = self.beliefs(nodes)
+                ecr = self.sequence_costs(bel.batch, bel.p, [nd.tried for nd in nodes])[2]
                 total += float(sum(w * c for (_, w, _), c in zip(frontier, ecr)))
                 on_path = next((nd for nd, _, flag in frontier if flag), None)
                 break
@@ -1073,6 +1027,167 @@ class _Planner:
             path.append(_with_outcome(st, assumed))
             node = None if st.kind == "escalate" else self.child(node, st, assumed)
         return path, total, exact
+
+
+# ============================================================================ policies
+class _Policy:
+    """How one policy picks its step; :meth:`decide` batches the nodes into one query."""
+
+    name = ""
+    #: Whether :meth:`choose` reads the checks' ``P(fired)``.
+    with_symptoms = False
+
+    def decide(self, planner: _Planner, nodes: Sequence[_Node]) -> list[PlanStep]:
+        """The step taken at each node."""
+        if not nodes:
+            return []
+        return self.choose(planner, nodes, planner.beliefs(nodes, self.with_symptoms))
+
+    def choose(self, planner: _Planner, nodes: Sequence[_Node], bel: _Beliefs) -> list[PlanStep]:
+        raise NotImplementedError
+
+
+class _GreedyPolicy(_Policy):
+    """One action at a time by a rule on the current posterior, with the shared stopping rule."""
+
+    def choose(self, planner, nodes, bel):
+        steps = []
+        extra = self.prepare(planner, bel)
+        for b, nd in enumerate(nodes):
+            mask = planner.worthwhile(bel.p[b], nd.tried)
+            if nd.depth >= planner.max_steps or not mask.any():
+                steps.append(planner.escalate)
+                continue
+            j = self.pick(planner, bel.p[b], nd, mask, extra[b] if extra is not None else None)
+            steps.append(planner.escalate if j is None else planner.action_step(j, bel.p[b][j], math.nan))
+        return steps
+
+    def prepare(self, planner: _Planner, bel: _Beliefs) -> np.ndarray | None:
+        return None
+
+    def pick(self, planner, p, node, mask, extra) -> int | None:
+        raise NotImplementedError
+
+
+class _NaivePolicy(_GreedyPolicy):
+    """Fix the most likely cause first: the most probable location an untried action can repair."""
+
+    name = "naive"
+
+    def prepare(self, planner, bel):
+        return planner.ctx.location_matrix(bel.marg)
+
+    def pick(self, planner, p, node, mask, locs):
+        # cost-blind: any untried action may serve the most likely cause
+        ctx = planner.ctx
+        untried = np.ones(len(ctx.actions), dtype=bool)
+        untried[list(node.tried)] = False
+        for li in np.argsort(-locs, kind="stable"):
+            if locs[li] <= 0:
+                break
+            comp, state = planner.loc_comp[li], planner.loc_state[li]
+            best, key = None, None
+            for j in np.flatnonzero(untried & (planner.action_comp == comp)):
+                s = ctx.action_success[j][state]
+                if s <= 0:
+                    continue
+                cand = (-s, ctx.action_cost[j], j)
+                if key is None or cand < key:
+                    best, key = int(j), cand
+            if best is not None:
+                return best
+        return None
+
+
+def _by_success(p: np.ndarray, cost: np.ndarray, candidates) -> list[int]:
+    """Action indices ``candidates`` by decreasing ``P(R | D, a)`` (ties: lower cost, declaration order)."""
+    return sorted((int(j) for j in candidates), key=lambda j: (-p[j], cost[j], j))
+
+
+class _RecommendedPolicy(_GreedyPolicy):
+    """The worthwhile action of highest ``P(R | D, a)`` first."""
+
+    name = "recommended"
+
+    def pick(self, planner, p, node, mask, extra):
+        order = _by_success(p, planner.ctx.action_cost, np.flatnonzero(mask))
+        return order[0] if order else None
+
+
+class _ActionsPolicy(_Policy):
+    """The actions-only sequence (by ``P / cost``), no checks."""
+
+    name = "actions"
+
+    def choose(self, planner, nodes, bel):
+        seq, lengths = planner._sequences(bel.p, [nd.tried for nd in nodes])
+        steps = []
+        for b, nd in enumerate(nodes):
+            if nd.depth >= planner.max_steps or lengths[b] == 0:
+                steps.append(planner.escalate)
+            else:
+                steps.append(planner.action_step(int(seq[b, 0]), bel.p[b][seq[b, 0]], math.nan))
+        return steps
+
+
+class _PlanPolicy(_Policy):
+    """The check-or-act plan: the check of least ``ECO`` when below ``ECR``, else the sequence's first action."""
+
+    name = "plan"
+    with_symptoms = True
+
+    def choose(self, planner, nodes, bel):
+        ctx = planner.ctx
+        seq, lengths, ecr0 = planner.sequence_costs(bel.batch, bel.p, [nd.tried for nd in nodes])
+        eco = self.check_costs(planner, nodes, bel, ecr0)
+        steps = []
+        for b, nd in enumerate(nodes):
+            if nd.depth >= planner.max_steps:
+                steps.append(planner.escalate)
+                continue
+            if eco[b]:
+                v, _, k = min((v, planner.check_cost[k], k) for k, v in eco[b].items())
+                if v < ecr0[b] - 1e-12:
+                    d = ctx.detectors[k]
+                    steps.append(
+                        PlanStep("check", d.symptom, d.component, float(d.cost), float(bel.p_fired[b, k]), float(v))
+                    )
+                    continue
+            if lengths[b]:
+                steps.append(planner.action_step(int(seq[b, 0]), bel.p[b][seq[b, 0]], float(ecr0[b])))
+            else:
+                steps.append(planner.escalate)
+        return steps
+
+    def check_costs(self, planner, nodes, bel, ecr0) -> list[dict[int, float]]:
+        """``ECO(S)`` per node for every check cheaper than the node's ``ECR`` (both outcomes in one batch)."""
+        ctx = planner.ctx
+        rows = []  # (node b, detector k, outcome o, P(o))
+        for b, nd in enumerate(nodes):
+            if nd.depth >= planner.max_steps:
+                continue
+            for k, sv in enumerate(ctx.symptom_vars):
+                if planner.check_cost[k] >= ecr0[b] or nd.state.observes(sv):
+                    continue
+                p_f = float(bel.p_fired[b, k])
+                if not _TINY < p_f < 1.0 - _TINY:
+                    continue
+                rows.append((b, k, 0, 1.0 - p_f))
+                rows.append((b, k, 1, p_f))
+        eco: list[dict[int, float]] = [{} for _ in nodes]
+        if rows:
+            out_batch = _outcome_batch(ctx, bel.batch, rows)
+            op = planner._success(out_batch, ctx.query(out_batch))
+            oecr = planner.sequence_costs(out_batch, op, [nodes[r[0]].tried for r in rows])[2]
+            for r, (b, k, _o, po) in enumerate(rows):
+                eco[b][k] = eco[b].get(k, planner.check_cost[k]) + po * oecr[r]
+        return eco
+
+
+#: The policies of :data:`POLICIES`, by name.
+_POLICIES: Mapping[str, _Policy] = MappingProxyType(
+    {p.name: p for p in (_PlanPolicy(), _ActionsPolicy(), _NaivePolicy(), _RecommendedPolicy())}
+)
 
 
 def _assumed(step: PlanStep) -> str | None:

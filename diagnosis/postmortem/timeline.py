@@ -307,7 +307,7 @@ def belief_timeline(
     >>> tl.events[0].kind, tl.n_steps == 1 + len(incident.observations) + len(incident.actions)
     ('opened', True)
     """
-    from diagnosis.postmortem.planning import ESCALATION_COST, _check_cost, _Node, _Planner
+    from diagnosis.postmortem.planning import ESCALATION_COST, _by_success, _check_cost, _Node, _Planner
 
     ctx = model if isinstance(model, Context) else Context(model, engine)
     if incident.topology != ctx.topology.name:
@@ -352,7 +352,7 @@ def belief_timeline(
             j = ctx.action_index(f.name, f.target)
             ps = p[s - 1]
             untried = [i for i in range(len(ctx.actions)) if i not in node.tried]
-            order = sorted(untried, key=lambda i: (-ps[i], cost[i], i))
+            order = _by_success(ps, cost, untried)
             best = order[0] if order else None
             rank = 1 + sum(1 for i in untried if ps[i] > ps[j])
             reviews.append(
