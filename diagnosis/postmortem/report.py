@@ -193,7 +193,10 @@ def post_mortem(
     checks = _ranked(ctx, _check_values(ctx, state, frozenset()))
     planner = _Planner(ctx, c_esc, 20)
     root = _Node(state, frozenset(), 0)
-    plans = {policy: planner.plan(root, policy, max_nodes=max_nodes) for policy in ("plan", "naive")}
+    plans = {}
+    for policy in ("plan", "naive"):
+        plans[policy] = planner.plan(root, policy, max_nodes=max_nodes)
+        planner.declare()
     return PostMortem(
         incident=incident,
         topology=ctx.topology,

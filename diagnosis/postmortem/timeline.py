@@ -346,6 +346,7 @@ def belief_timeline(
             nodes.append(_Node(states[s - 1], frozenset(tried), 0))
             tried.add(ctx.action_index(f.name, f.target))
         plan_steps = planner.decide(nodes, "plan")
+        planner.declare()
         p = ctx.success(marg)
         cost = ctx.action_cost
         for (s, f), node, step in zip(attempts, nodes, plan_steps):
