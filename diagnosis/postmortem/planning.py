@@ -364,7 +364,10 @@ def rank_checks(
 
     Parameters
     ----------
-    model : Topology or Network
+    model : Topology, Network or Context
+        A :class:`~diagnosis.postmortem.session.Context` shares its engine's
+        compiled plans and the fault-state joints with other calls on it
+        (:func:`plan_recovery` on the same evidence reuses them).
     evidence : Evidence or mapping symptom -> observation, optional
     actions : sequence, optional
         Recovery attempts so far (``ActionAttempt`` or ``(action, target, outcome)``);
@@ -403,7 +406,7 @@ def rank_checks(
         raise ParameterError(
             f"The 'by' parameter of rank_checks must be one of {{'information', 'success'}}. Got {by!r} instead."
         )
-    ctx = Context(model, engine)
+    ctx = model if isinstance(model, Context) else Context(model, engine)
     findings = findings_from(evidence, actions)
     state = state_of(ctx, findings)
     tried = frozenset(ctx.action_index(f.name, f.target) for f in findings if f.kind == "action")
@@ -691,6 +694,7 @@ def _fault_joints(
     max_expanded: int | None = MAX_EXPANDED,
     *,
     stacklevel: int | None = 3,
+    keys: Sequence[Any] | None = None,
 ) -> dict[str, np.ndarray]:
     """Joints ``P(F_c = m, S = o | D)`` at every case of ``batch``, for the checks ``cand_vars``.
 
@@ -705,6 +709,9 @@ def _fault_joints(
     :class:`~diagnosis.exceptions.ApproximationWarning`) the least probably
     faulty components: those keep ``P(F_c | D) P(S = o | D)``.
     ``stacklevel`` None: no warning (the caller declares the approximation).
+    ``keys`` (one per case, its evidence's :attr:`BeliefState.key`): the result of
+    each case is kept in ``ctx.memo`` (the last :data:`_MEMO_SIZE`) and reused,
+    so that ``rank_checks`` and the plan share the root's joints in one context.
 
     Returns
     -------
@@ -713,16 +720,37 @@ def _fault_joints(
     """
     n = batch.n
     joint = {fv: prior[fv][:, None, :, None] * ps[:, :, None, :] for fv in ctx.fault_vars}
+    budget = None if max_expanded is None else min(max_expanded, MAX_EXPANDED_LARGE)
     cases: list[tuple[int, str, int]] = []  # (case b, fault variable, state m)
+    store = []  # (case b, memo key) computed here
     for b in range(n):
         mine = [(fv, m) for fv in ctx.fault_vars for m in range(1, ctx.cards[fv]) if prior[fv][b, m] > prune]
         if max_expanded is not None and len(mine) > max_expanded:
             level = None if stacklevel is None else stacklevel + 1
-            budget = min(max_expanded, MAX_EXPANDED_LARGE)
             mine = _component_budget(mine, {fv: prior[fv][b] for fv in ctx.fault_vars}, budget, level)
+        key = None if keys is None else ("joints", keys[b], tuple(cand_vars), tuple(mine))
+        if key is not None and key in ctx.memo:  # the same evidence, checks and expanded states
+            for fv in ctx.fault_vars:
+                joint[fv][b] = ctx.memo[key][fv]
+            continue
         cases += [(b, fv, m) for fv, m in mine]
-    if not cases:
-        return joint
+        if key is not None:
+            store.append((b, key))
+    if cases:
+        _expand(ctx, batch, prior, ps, cand_vars, cases, joint)
+    for b, key in store:
+        while len(ctx.memo) >= _MEMO_SIZE:
+            ctx.memo.pop(next(iter(ctx.memo)))
+        ctx.memo[key] = {fv: joint[fv][b].copy() for fv in ctx.fault_vars}
+    return joint
+
+
+#: Results :func:`_fault_joints` keeps per context (about 2 MB each on Train Ticket).
+_MEMO_SIZE = 4
+
+
+def _expand(ctx: Context, batch, prior, ps, cand_vars, cases, joint) -> None:
+    """The expanded states' rows of ``joint`` (see :func:`_fault_joints`), in place."""
     cb = batch.take(np.array([c[0] for c in cases], dtype=np.int64))
     for fv in {fv for _, fv, _ in cases}:
         ind = np.ones((len(cases), ctx.cards[fv]))
@@ -739,7 +767,6 @@ def _fault_joints(
         expanded.add((b, fv))
     for b, fv in expanded:
         joint[fv][b, :, 0, :] = np.maximum(ps[b] - joint[fv][b, :, 1:, :].sum(axis=1), 0.0)
-    return joint
 
 
 def _component_budget(cases, prior_m, max_expanded: int, stacklevel: int | None):
@@ -795,8 +822,10 @@ def _check_values(
         return []
     batch = ctx.batch([state])
     cand_vars = [ctx.symptom_vars[k] for k in cand]
-    base = ctx.query(batch, targets=list(ctx.fault_vars) + cand_vars)
-    ps = np.stack([base[sv][0] for sv in cand_vars], axis=0)  # (n_cand, 2): P(S = o | D)
+    sym = list(ctx.symptom_vars)  # the joints over every symptom, as the plan's (shared through ctx.memo)
+    base = ctx.query(batch, targets=list(ctx.fault_vars) + sym)
+    ps_all = np.stack([base[sv][0] for sv in sym], axis=0)
+    ps = ps_all[cand]  # (n_cand, 2): P(S = o | D)
     p_f = ps[:, _FIRED].copy()
     q0 = np.ones(1)
     allok = np.zeros_like(ps)  # P(all ok, S = o | D)
@@ -814,8 +843,8 @@ def _check_values(
     untried = np.array([i not in tried for i in range(len(ctx.actions))], dtype=bool)
     best0 = float(np.max(ctx.success(base)[0][untried])) if untried.any() else 0.0
     prior = {fv: base_m[None, :] for fv, base_m in prior_m.items()}
-    joint = _fault_joints(ctx, batch, prior, ps[None], cand_vars, prune, max_expanded, stacklevel=4)
-    joint = {fv: j[0] for fv, j in joint.items()}
+    joint = _fault_joints(ctx, batch, prior, ps_all[None], sym, prune, max_expanded, stacklevel=4, keys=[state.key])
+    joint = {fv: j[0][cand] for fv, j in joint.items()}
     rows = []  # (candidate j, outcome o, weight)
     for j in range(len(cand)):
         for o, p in ((0, 1.0 - p_f[j]), (1, p_f[j])):
@@ -1447,8 +1476,9 @@ class _PlanPolicy(_Policy):
         prior = {fv: bel.marg[fv][big] for fv in ctx.fault_vars}
         ps = np.stack([bel.marg[sv][big] for sv in sym], axis=1)  # (n_big, n_sym, 2)
         joint = _fault_joints(
-            ctx, bel.batch.take(np.array(big)), prior, ps, sym, PRUNE_BELOW, planner.max_expanded, stacklevel=None
-        )
+            ctx, bel.batch.take(np.array(big)), prior, ps, sym, PRUNE_BELOW, planner.max_expanded,
+            stacklevel=None, keys=[nodes[b].state.key for b in big],
+        )  # fmt: skip
         bi = np.array([local[r[0]] for r in rows], dtype=np.int64)
         ks = np.array([r[1] for r in rows], dtype=np.int64)
         os_ = np.array([r[2] for r in rows], dtype=np.int64)

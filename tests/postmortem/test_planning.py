@@ -405,3 +405,23 @@ def test_models_up_to_max_expanded_states_are_planned_exactly(webshop):
     assert sum(len(c.fault_modes) for c in webshop.components) <= MAX_EXPANDED
     plan = planner.plan(roots[0], "plan", max_nodes=200)
     assert plan.exact and not planner.approximated
+
+
+def test_rank_checks_and_the_plan_share_the_root_joints(webshop):
+    """One context: the plan's approximate decision reuses the joints rank_checks computed (same values)."""
+    from diagnosis.postmortem.planning import _Node, _Planner, _PlanPolicy
+    from diagnosis.postmortem.session import Context, findings_from, state_of
+
+    ev = {"frontend.latency": "fired", "db.latency": "fired", "backend.latency": "fired"}
+    ctx, fresh = Context(webshop), Context(webshop)
+    rank_checks(ctx, ev)
+    assert len(ctx.memo) == 1
+    values = []
+    for c in (ctx, fresh):
+        planner = _Planner(c, 30.0, 20, True, approx_above=0, max_expanded=64)
+        root = _Node(state_of(c, findings_from(ev)), frozenset(), 0)
+        values.append(_PlanPolicy().values(planner, [root])[3][0])
+    assert len(ctx.memo) == 1 and len(fresh.memo) == 1  # reused, not recomputed
+    assert values[0].keys() == values[1].keys() and len(values[0]) > 3
+    for k, v in values[0].items():
+        assert v == pytest.approx(values[1][k], abs=1e-12)
