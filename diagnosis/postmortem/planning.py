@@ -596,6 +596,7 @@ def compare_policies(
     results = {}
     for p in policies:
         results[p] = _run_policy(planner, truth, u, p)
+    planner.declare()
     return PolicyComparison(ctx.topology.name, int(n), float(escalation_cost), int(max_steps), rng,
                             bool(require_fault), assume, MappingProxyType(results))  # fmt: skip
 
