@@ -151,6 +151,7 @@ def _explain(args: argparse.Namespace, out: TextIO, err: TextIO) -> None:
     from diagnosis.model.network import build_network
     from diagnosis.postmortem.explain import explain
     from diagnosis.postmortem.planning import plan_recovery, rank_checks
+    from diagnosis.postmortem.session import Context
 
     if not args.budget >= 0:
         raise EvidenceError(f"--budget must be a number of seconds >= 0. Got {args.budget!r} instead.")
@@ -160,17 +161,18 @@ def _explain(args: argparse.Namespace, out: TextIO, err: TextIO) -> None:
     budget = _Budget(args.budget, err)
     with budget.stage("building the network and its inference engine"):
         network = build_network(topology)
-        engine = make_engine(network, args.engine)
+        # one context: the three stages share compiled plans and the checks' fault-state joints
+        ctx = Context(network, make_engine(network, args.engine))
     with budget.stage("explaining the evidence"):
-        ex = explain(network, evidence, actions=tried, engine=engine)
+        ex = explain(ctx, evidence, actions=tried)
     checks = ()
     if not args.no_checks:
         with budget.stage("ranking the next checks", skip="--no-checks"):
-            checks = rank_checks(network, evidence, actions=tried, engine=engine)
+            checks = rank_checks(ctx, evidence, actions=tried)
     plan = None
     if not args.no_plan:
         with budget.stage("planning the checks and actions", skip="--no-plan"):
-            plan = plan_recovery(network, evidence, actions=tried, escalation_cost=args.escalation_cost, engine=engine)
+            plan = plan_recovery(ctx, evidence, actions=tried, escalation_cost=args.escalation_cost)
     budget.done()
     if args.format == "json":
         doc = ex.to_dict()

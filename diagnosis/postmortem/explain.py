@@ -303,8 +303,8 @@ def _explain(ctx: Context, findings: Sequence[Finding], n_hypotheses: int) -> Ex
 
     top = diag.locations[:n_hypotheses]
     hyp_cols = [index[(h.component, h.fault_mode)] for h in top]
-    p_alone = _p_fired_alone(ctx, [(h.component, h.fault_mode) for h in top])
     observed = {f.name: f for f in findings if f.kind == "symptom"}
+    p_alone = _p_fired_alone(ctx, [(h.component, h.fault_mode) for h in top], list(observed))
     hypotheses = []
     for h, col, alone in zip(top, hyp_cols, p_alone):
         lf = logit(loc[0, col])
@@ -420,8 +420,15 @@ def _upward_order(topo: Topology, start: str) -> list[str]:
     return order[order.index(start) :]
 
 
-def _p_fired_alone(ctx: Context, hypotheses: Sequence[tuple[str, str]]) -> list[dict[str, float]]:
-    """Exact ``P(symptom fired | F_c = m, every other component ok)`` for each hypothesis."""
+def _p_fired_alone(
+    ctx: Context, hypotheses: Sequence[tuple[str, str]], symptoms: Sequence[str] | None = None
+) -> list[dict[str, float]]:
+    """Exact ``P(symptom fired | F_c = m, every other component ok)`` for each hypothesis.
+
+    Only for ``symptoms`` when given (the others are then barren in the query: on
+    Train Ticket 3 hypotheses over the 3 observed symptoms instead of all 444 take
+    a fraction of the 2.8 s).
+    """
     if not hypotheses:
         return []
     from diagnosis.postmortem.session import BeliefState
@@ -435,9 +442,10 @@ def _p_fired_alone(ctx: Context, hypotheses: Sequence[tuple[str, str]]) -> list[
             elif ctx.prior[fv][0] > 0:
                 hard[fv] = 0
         states.append(BeliefState(hard, {}))
-    marg = ctx.query(states, targets=ctx.symptom_vars)
+    wanted = ctx.detectors if symptoms is None else [d for d in ctx.detectors if d.symptom in set(symptoms)]
+    svs = [ctx.network.symptom_variable[d.symptom] for d in wanted]
+    if not svs:
+        return [{} for _ in hypotheses]
+    marg = ctx.query(states, targets=svs)
     fired = 1  # SYMPTOM_STATES = ("passed", "fired")
-    return [
-        {d.symptom: float(marg[sv][b, fired]) for d, sv in zip(ctx.detectors, ctx.symptom_vars)}
-        for b in range(len(hypotheses))
-    ]
+    return [{d.symptom: float(marg[sv][b, fired]) for d, sv in zip(wanted, svs)} for b in range(len(hypotheses))]

@@ -51,6 +51,17 @@ way. Every policy escalates when no untried action is worth trying
 ``max_steps`` steps. ``docs/post_mortem.md`` defines the cost model.
 :func:`compare_policies` measures the policies on incidents sampled from the
 model.
+
+On large models (more than :data:`MAX_EXPANDED` fault states of probability
+above :data:`PRUNE_BELOW` at a decision, Train Ticket) the plan values its
+checks from the joints of the :data:`PLAN_MAX_EXPANDED` most probable fault
+states and the later actions of each sequence by a factorised posterior, a
+declared approximation (see :class:`_PlanPolicy`); ``benchmarks/planning.py
+--approx-error`` measures it against the exact plan.
+
+The code: :class:`_Planner` holds what every policy shares (success
+probabilities, actions-only sequences and their expected cost, transitions,
+the expected-cost walk); each policy is a :class:`_Policy` of :data:`_POLICIES`.
 """
 
 from __future__ import annotations
@@ -353,7 +364,10 @@ def rank_checks(
 
     Parameters
     ----------
-    model : Topology or Network
+    model : Topology, Network or Context
+        A :class:`~diagnosis.postmortem.session.Context` shares its engine's
+        compiled plans and the fault-state joints with other calls on it
+        (:func:`plan_recovery` on the same evidence reuses them).
     evidence : Evidence or mapping symptom -> observation, optional
     actions : sequence, optional
         Recovery attempts so far (``ActionAttempt`` or ``(action, target, outcome)``);
@@ -375,8 +389,9 @@ def rank_checks(
     -----
     ApproximationWarning
         When the posterior has more than :data:`MAX_EXPANDED` fault states of
-        probability above :data:`PRUNE_BELOW` (Train Ticket): the least probably
-        faulty components are then taken as unaffected by the checks (see
+        probability above :data:`PRUNE_BELOW` (Train Ticket): only the most
+        probably faulty components, :data:`MAX_EXPANDED_LARGE` states, are then
+        expanded, the others taken as unaffected by the checks (see
         ``docs/post_mortem.md``, "How the values are computed").
 
     Examples
@@ -391,17 +406,11 @@ def rank_checks(
         raise ParameterError(
             f"The 'by' parameter of rank_checks must be one of {{'information', 'success'}}. Got {by!r} instead."
         )
-    ctx = Context(model, engine)
+    ctx = model if isinstance(model, Context) else Context(model, engine)
     findings = findings_from(evidence, actions)
     state = state_of(ctx, findings)
     tried = frozenset(ctx.action_index(f.name, f.target) for f in findings if f.kind == "action")
-    values = _check_values(ctx, state, tried, bool(assume_fault))
-    order = {d.symptom: i for i, d in enumerate(ctx.detectors)}
-    if by == "information":
-        key = lambda v: (-v.information_per_cost, -v.success_per_cost, v.cost, order[v.symptom])  # noqa: E731
-    else:
-        key = lambda v: (-v.success_per_cost, -v.information_per_cost, v.cost, order[v.symptom])  # noqa: E731
-    return tuple(sorted(values, key=key))
+    return _ranked(ctx, _check_values(ctx, state, tried, bool(assume_fault)), by)
 
 
 def next_step(
@@ -436,6 +445,16 @@ def next_step(
     -------
     PlanStep
 
+    Warns
+    -----
+    ApproximationWarning
+        With ``policy="plan"``, at a state with more than :data:`MAX_EXPANDED`
+        fault states of probability above :data:`PRUNE_BELOW` (Train Ticket):
+        the checks are then valued from the joints of the
+        :data:`PLAN_MAX_EXPANDED` most probable fault states, the later actions
+        of each sequence by a factorised posterior (see ``docs/post_mortem.md``,
+        "The plan on large models").
+
     Examples
     --------
     >>> from diagnosis import bundled_topology, load_topology
@@ -447,7 +466,9 @@ def next_step(
     'failover db'
     """
     planner, state, tried = _setup(model, evidence, actions, policy, escalation_cost, engine, assume_fault=assume_fault)
-    return planner.decide([_Node(state, tried, 0)], policy)[0]
+    step = planner.decide([_Node(state, tried, 0)], policy)[0]
+    planner.declare()
+    return step
 
 
 def plan_recovery(
@@ -483,6 +504,12 @@ def plan_recovery(
     -------
     Plan
 
+    Warns
+    -----
+    ApproximationWarning
+        As :func:`next_step`; the expected-cost tree is then also cut after
+        :data:`PLAN_MAX_NODES_APPROX` decisions (``Plan.exact`` False).
+
     Examples
     --------
     >>> from diagnosis import bundled_topology, load_topology
@@ -499,8 +526,9 @@ def plan_recovery(
             f"The 'max_nodes' parameter of plan_recovery must be an int >= 1. Got {max_nodes!r} instead."
         )
     planner, state, tried = _setup(model, evidence, actions, policy, escalation_cost, engine, max_steps, assume_fault)
-    steps, cost, exact = planner.walk(_Node(state, tried, 0), policy, max_nodes=int(max_nodes))
-    return Plan(policy, tuple(steps), cost, exact, float(escalation_cost))
+    plan = planner.plan(_Node(state, tried, 0), policy, max_nodes=int(max_nodes))
+    planner.declare()
+    return plan
 
 
 def compare_policies(
@@ -568,6 +596,7 @@ def compare_policies(
     results = {}
     for p in policies:
         results[p] = _run_policy(planner, truth, u, p)
+    planner.declare()
     return PolicyComparison(ctx.topology.name, int(n), float(escalation_cost), int(max_steps), rng,
                             bool(require_fault), assume, MappingProxyType(results))  # fmt: skip
 
@@ -600,6 +629,17 @@ def _setup(model, evidence, actions, policy, escalation_cost, engine, max_steps=
     return planner, state, tried
 
 
+def _ranked(ctx: Context, values: Sequence[CheckValue], by: str = "information") -> tuple[CheckValue, ...]:
+    """Check values best first: by information gain per cost (ties: success gain per cost) or the other
+    way round with ``by="success"``; then lower cost, then declaration order (:func:`rank_checks`'s order)."""
+    order = {d.symptom: i for i, d in enumerate(ctx.detectors)}
+    if by == "information":
+        key = lambda v: (-v.information_per_cost, -v.success_per_cost, v.cost, order[v.symptom])  # noqa: E731
+    else:
+        key = lambda v: (-v.success_per_cost, -v.information_per_cost, v.cost, order[v.symptom])  # noqa: E731
+    return tuple(sorted(values, key=key))
+
+
 @dataclass(frozen=True, slots=True)
 class _Node:
     state: BeliefState
@@ -624,10 +664,137 @@ def _given_fault(m: np.ndarray, q: np.ndarray) -> np.ndarray:
 PRUNE_BELOW = 1e-6
 #: Most fault states :func:`_check_values` expands (one propagation each, all in
 #: one batched query); beyond, whole components are expanded in decreasing order
-#: of ``P(F_c != ok | D)`` up to this many states, the others keep ``P(F_c | D)``
-#: whatever the outcome (as pruned states), with an
+#: of ``P(F_c != ok | D)`` up to :data:`MAX_EXPANDED_LARGE` states, the others keep
+#: ``P(F_c | D)`` whatever the outcome (as pruned states), with an
 #: :class:`~diagnosis.exceptions.ApproximationWarning`.
 MAX_EXPANDED = 64
+#: States :func:`rank_checks` expands past :data:`MAX_EXPANDED` (Train Ticket:
+#: the same 10 best checks as all 296 states, information gains within 0.001
+#: bits, in a third of the time of 64).
+MAX_EXPANDED_LARGE = 32
+#: Fault states the check-or-act plan expands per decision at a node with more
+#: than :data:`MAX_EXPANDED` states of probability above :data:`PRUNE_BELOW`
+#: (Train Ticket: one propagation each); see :class:`_PlanPolicy`. Forced on
+#: Online Boutique (53 states), 32 kept the 5 checks of least ECO in 99% of
+#: incidents, 16 in 78% (``benchmarks/planning.py --approx-error``).
+PLAN_MAX_EXPANDED = MAX_EXPANDED_LARGE
+#: Decisions :func:`plan_recovery` evaluates in the expected-cost tree once a
+#: decision was approximated (a node past :data:`MAX_EXPANDED` states); the
+#: branches beyond, and the displayed path past them, follow the actions-only
+#: sequence valued by the factorised posterior.
+PLAN_MAX_NODES_APPROX = 1
+
+
+def _fault_joints(
+    ctx: Context,
+    batch,
+    prior: Mapping[str, np.ndarray],
+    ps: np.ndarray,
+    cand_vars: Sequence[str],
+    prune: float = PRUNE_BELOW,
+    max_expanded: int | None = MAX_EXPANDED,
+    *,
+    stacklevel: int | None = 3,
+    keys: Sequence[Any] | None = None,
+) -> dict[str, np.ndarray]:
+    """Joints ``P(F_c = m, S = o | D)`` at every case of ``batch``, for the checks ``cand_vars``.
+
+    ``prior[fv]`` (B, card) holds ``P(F_c | D)`` and ``ps`` (B, n_cand, 2) ``P(S = o | D)``
+    at each case. One batched query for all cases: each of its rows carries a
+    one-hot likelihood on one fault state ``(c, m)`` (``m`` not ``ok``; virtual
+    evidence, so every row shares one compiled plan) and gives
+    ``P(S = o | D, F_c = m)``; the ``ok`` row is ``P(S = o | D)`` minus the others.
+    States of probability at most ``prune`` are not expanded, nor (past
+    ``max_expanded`` states at a case, whole components from the most probably
+    faulty up to ``min(max_expanded, MAX_EXPANDED_LARGE)`` states, with an
+    :class:`~diagnosis.exceptions.ApproximationWarning`) the least probably
+    faulty components: those keep ``P(F_c | D) P(S = o | D)``.
+    ``stacklevel`` None: no warning (the caller declares the approximation).
+    ``keys`` (one per case, its evidence's :attr:`BeliefState.key`): the result of
+    each case is kept in ``ctx.memo`` (the last :data:`_MEMO_SIZE`) and reused,
+    so that ``rank_checks`` and the plan share the root's joints in one context.
+
+    Returns
+    -------
+    dict
+        ``{fv: (B, n_cand, card, 2)}``.
+    """
+    n = batch.n
+    joint = {fv: prior[fv][:, None, :, None] * ps[:, :, None, :] for fv in ctx.fault_vars}
+    budget = None if max_expanded is None else min(max_expanded, MAX_EXPANDED_LARGE)
+    cases: list[tuple[int, str, int]] = []  # (case b, fault variable, state m)
+    store = []  # (case b, memo key) computed here
+    for b in range(n):
+        mine = [(fv, m) for fv in ctx.fault_vars for m in range(1, ctx.cards[fv]) if prior[fv][b, m] > prune]
+        if max_expanded is not None and len(mine) > max_expanded:
+            level = None if stacklevel is None else stacklevel + 1
+            mine = _component_budget(mine, {fv: prior[fv][b] for fv in ctx.fault_vars}, budget, level)
+        key = None if keys is None else ("joints", keys[b], tuple(cand_vars), tuple(mine))
+        if key is not None and key in ctx.memo:  # the same evidence, checks and expanded states
+            for fv in ctx.fault_vars:
+                joint[fv][b] = ctx.memo[key][fv]
+            continue
+        cases += [(b, fv, m) for fv, m in mine]
+        if key is not None:
+            store.append((b, key))
+    if cases:
+        _expand(ctx, batch, prior, ps, cand_vars, cases, joint)
+    for b, key in store:
+        while len(ctx.memo) >= _MEMO_SIZE:
+            ctx.memo.pop(next(iter(ctx.memo)))
+        ctx.memo[key] = {fv: joint[fv][b].copy() for fv in ctx.fault_vars}
+    return joint
+
+
+#: Results :func:`_fault_joints` keeps per context (about 2 MB each on Train Ticket).
+_MEMO_SIZE = 4
+
+
+def _expand(ctx: Context, batch, prior, ps, cand_vars, cases, joint) -> None:
+    """The expanded states' rows of ``joint`` (see :func:`_fault_joints`), in place."""
+    cb = batch.take(np.array([c[0] for c in cases], dtype=np.int64))
+    for fv in {fv for _, fv, _ in cases}:
+        ind = np.ones((len(cases), ctx.cards[fv]))
+        for r, (_, f, m) in enumerate(cases):
+            if f == fv:
+                ind[r] = 0.0
+                ind[r, m] = 1.0
+        cb.multiply(fv, ind, ctx.cards[fv])
+    given = ctx.query(cb, targets=list(cand_vars))
+    cond = np.stack([given[sv] for sv in cand_vars], axis=1)  # (rows, n_cand, 2): P(S = o | D, F_c = m)
+    expanded = set()
+    for r, (b, fv, m) in enumerate(cases):
+        joint[fv][b, :, m, :] = prior[fv][b, m] * cond[r]
+        expanded.add((b, fv))
+    for b, fv in expanded:
+        joint[fv][b, :, 0, :] = np.maximum(ps[b] - joint[fv][b, :, 1:, :].sum(axis=1), 0.0)
+
+
+def _component_budget(cases, prior_m, max_expanded: int, stacklevel: int | None):
+    """Whole components, most probably faulty first, up to ``max_expanded`` states; warns (unless
+    ``stacklevel`` is None)."""
+    import warnings
+
+    per: dict[str, list] = {}
+    for fv, m in cases:
+        per.setdefault(fv, []).append((fv, m))
+    kept: list[tuple[str, int]] = []
+    dropped = 0.0
+    for fv in sorted(per, key=lambda f: -(1.0 - prior_m[f][0])):
+        if not kept or len(kept) + len(per[fv]) <= max_expanded:
+            kept += per[fv]
+        else:
+            dropped += 1.0 - prior_m[fv][0]
+    if stacklevel is None:
+        return kept
+    warnings.warn(
+        f"check values: the {len(per) - len({fv for fv, _ in kept})} least probably faulty components "
+        f"(summed P(fault) {dropped:.3g}) taken as independent of the checks; "
+        f"{len(kept)} fault states expanded exactly",
+        ApproximationWarning,
+        stacklevel=stacklevel,
+    )
+    return kept
 
 
 def _check_values(
@@ -656,8 +823,10 @@ def _check_values(
         return []
     batch = ctx.batch([state])
     cand_vars = [ctx.symptom_vars[k] for k in cand]
-    base = ctx.query(batch, targets=list(ctx.fault_vars) + cand_vars)
-    ps = np.stack([base[sv][0] for sv in cand_vars], axis=0)  # (n_cand, 2): P(S = o | D)
+    sym = list(ctx.symptom_vars)  # the joints over every symptom, as the plan's (shared through ctx.memo)
+    base = ctx.query(batch, targets=list(ctx.fault_vars) + sym)
+    ps_all = np.stack([base[sv][0] for sv in sym], axis=0)
+    ps = ps_all[cand]  # (n_cand, 2): P(S = o | D)
     p_f = ps[:, _FIRED].copy()
     q0 = np.ones(1)
     allok = np.zeros_like(ps)  # P(all ok, S = o | D)
@@ -674,47 +843,9 @@ def _check_values(
     h0 = sum(float(entropy_bits(base[fv][0])) for fv in ctx.fault_vars)
     untried = np.array([i not in tried for i in range(len(ctx.actions))], dtype=bool)
     best0 = float(np.max(ctx.success(base)[0][untried])) if untried.any() else 0.0
-    # Joint P(F_c = m, S = o | D), (n_cand, card, 2) per fault variable.
-    cases = [(fv, m) for fv in ctx.fault_vars for m in range(1, ctx.cards[fv]) if prior_m[fv][m] > prune]
-    joint = {fv: prior_m[fv][None, :, None] * ps[:, None, :] for fv in ctx.fault_vars}
-    if max_expanded is not None and len(cases) > max_expanded:
-        import warnings
-
-        # Whole components, most probably faulty first: a dropped component keeps P(F_c | D).
-        per = {}
-        for fv, m in cases:
-            per.setdefault(fv, []).append((fv, m))
-        kept: list[tuple[str, int]] = []
-        dropped = 0.0
-        for fv in sorted(per, key=lambda f: -(1.0 - prior_m[f][0])):
-            if not kept or len(kept) + len(per[fv]) <= max_expanded:
-                kept += per[fv]
-            else:
-                dropped += 1.0 - prior_m[fv][0]
-        cases = kept
-        warnings.warn(
-            f"check values: the {len(per) - len({fv for fv, _ in kept})} least probably faulty components "
-            f"(summed P(fault) {dropped:.3g}) taken as independent of the checks; "
-            f"{len(kept)} fault states expanded exactly",
-            ApproximationWarning,
-            stacklevel=3,
-        )
-    expanded = {fv for fv, _ in cases}
-    if cases:
-        cb = batch.take(np.zeros(len(cases), dtype=np.int64))
-        for fv in {fv for fv, _ in cases}:
-            ind = np.ones((len(cases), ctx.cards[fv]))
-            for r, (f, m) in enumerate(cases):
-                if f == fv:
-                    ind[r] = 0.0
-                    ind[r, m] = 1.0
-            cb.multiply(fv, ind, ctx.cards[fv])
-        given = ctx.query(cb, targets=cand_vars)
-        for r, (fv, m) in enumerate(cases):
-            cond = np.stack([given[sv][r] for sv in cand_vars], axis=0)  # P(S = o | D, F_c = m)
-            joint[fv][:, m, :] = prior_m[fv][m] * cond
-    for fv in expanded:
-        joint[fv][:, 0, :] = np.maximum(ps - joint[fv][:, 1:, :].sum(axis=1), 0.0)
+    prior = {fv: base_m[None, :] for fv, base_m in prior_m.items()}
+    joint = _fault_joints(ctx, batch, prior, ps_all[None], sym, prune, max_expanded, stacklevel=4, keys=[state.key])
+    joint = {fv: j[0][cand] for fv, j in joint.items()}
     rows = []  # (candidate j, outcome o, weight)
     for j in range(len(cand)):
         for o, p in ((0, 1.0 - p_f[j]), (1, p_f[j])):
@@ -762,11 +893,61 @@ def _outcome_batch(ctx: Context, batch, rows: Sequence[tuple[int, int, int, floa
     return out
 
 
-class _Planner:
-    """Batched decisions of every policy (see the module docstring)."""
+@dataclass(frozen=True, slots=True)
+class _Beliefs:
+    """What the policies read at a batch of nodes: one engine query for all of them.
 
-    def __init__(self, ctx: Context, escalation_cost: float, max_steps: int, assume_fault: bool = True):
+    Attributes
+    ----------
+    batch : Batch
+        The nodes' evidence, one case each.
+    marg : dict
+        Posterior marginals per case (fault variables; symptoms too when asked).
+    p : ndarray (B, n_actions)
+        ``P(R | D, a)`` (given some fault with ``assume_fault``).
+    p_fired : ndarray (B, n_detectors) or None
+        ``P(S = fired | D)`` (same conditioning), when asked.
+    z : ndarray (B,)
+        ``P(all ok | D)`` (0 without ``assume_fault``).
+    f_ok : ndarray (B, n_detectors) or None
+        ``P(S = fired | D, all ok)``, with ``p_fired`` under ``assume_fault``.
+    large : ndarray (B,) of bool
+        Nodes with more than the planner's ``approx_above`` fault states of
+        probability above :data:`PRUNE_BELOW`: the plan values their checks
+        approximately (see :class:`_PlanPolicy`).
+    """
+
+    batch: Any
+    marg: Mapping[str, np.ndarray]
+    p: np.ndarray
+    p_fired: np.ndarray | None = None
+    z: np.ndarray | None = None
+    f_ok: np.ndarray | None = None
+    large: np.ndarray | None = None
+
+
+class _Planner:
+    """The machinery every policy shares: success probabilities, actions-only sequences and their
+    expected cost, transitions between nodes and the expected-cost walk of a policy's tree.
+
+    The policies themselves (which step to take at a node) are the :class:`_Policy` classes of
+    :data:`_POLICIES`.
+    """
+
+    def __init__(
+        self,
+        ctx: Context,
+        escalation_cost: float,
+        max_steps: int,
+        assume_fault: bool = True,
+        approx_above: int | None = MAX_EXPANDED,
+        max_expanded: int | None = PLAN_MAX_EXPANDED,
+    ):
         self.ctx = ctx
+        self.approx_above = approx_above
+        self.max_expanded = max_expanded
+        #: Set when a decision was approximated (a node past ``approx_above``).
+        self.approximated = False
         self.assume_fault = bool(assume_fault)
         self.c_esc = float(escalation_cost)
         self.max_steps = int(max_steps)
@@ -777,6 +958,7 @@ class _Planner:
         self.loc_state = np.array([si + 1 for c in ctx.components for si in range(len(c.fault_modes))], dtype=np.int64)
         comp_index = {c.name: i for i, c in enumerate(ctx.components)}
         self.action_comp = np.array([comp_index[a.component] for a in ctx.actions], dtype=np.int64)
+        self.escalate = PlanStep("escalate", "escalate", None, self.c_esc, 1.0, self.c_esc)
 
     # ------------------------------------------------------------------ probabilities
     def _success(self, batch, marg, q: np.ndarray | None = None) -> np.ndarray:
@@ -788,6 +970,36 @@ class _Planner:
         if q is None:
             q = self.ctx.p_some_fault(batch)
         return np.minimum(p / np.maximum(q, _TINY)[:, None], 1.0)
+
+    def beliefs(self, nodes: Sequence[_Node], with_symptoms: bool = False) -> _Beliefs:
+        """The posterior at each node (one batched query), with the checks' ``P(fired)`` when asked."""
+        ctx = self.ctx
+        targets = list(ctx.fault_vars) + (list(ctx.symptom_vars) if with_symptoms else [])
+        batch = ctx.batch([nd.state for nd in nodes])
+        marg = ctx.query(batch, targets=targets)
+        ok = ctx.all_ok(batch) if self.assume_fault else None
+        q = ctx.p_some_fault(batch, ok) if self.assume_fault else None
+        p = self._success(batch, marg, q)
+        z = (1.0 - q) if self.assume_fault else np.zeros(batch.n)
+        if self.approx_above is None:
+            large = np.zeros(batch.n, dtype=bool)
+        else:
+            n_states = sum((marg[fv][:, 1:] > PRUNE_BELOW).sum(axis=1) for fv in ctx.fault_vars)
+            large = np.asarray(n_states > self.approx_above)
+        if not with_symptoms:
+            return _Beliefs(batch, marg, p, z=z, large=large)
+        f_ok = None
+        p_fired = (
+            np.stack([marg[sv][:, _FIRED] for sv in ctx.symptom_vars], axis=1)
+            if ctx.symptom_vars
+            else np.zeros((len(nodes), 0))
+        )
+        if self.assume_fault and ctx.symptom_vars:
+            # P(o | D, some fault) = (P(o | D) - P(all ok | D) P(o | D, all ok)) / P(some fault | D)
+            m_ok = ctx.query(ok, targets=list(ctx.symptom_vars))
+            f_ok = np.stack([m_ok[sv][:, _FIRED] for sv in ctx.symptom_vars], axis=1)
+            p_fired = np.clip((p_fired - z[:, None] * f_ok) / np.maximum(q, _TINY)[:, None], 0.0, 1.0)
+        return _Beliefs(batch, marg, p, p_fired, z, f_ok, large)
 
     # ------------------------------------------------------------------ sequences
     def _sequences(self, p: np.ndarray, tried: Sequence[frozenset]) -> tuple[np.ndarray, np.ndarray]:
@@ -819,6 +1031,82 @@ class _Planner:
         lengths = mask.sum(axis=1)
         seq = np.where(np.arange(n_act)[None, :] < lengths[:, None], seq, -1)
         return seq, lengths
+
+    def sequence_costs(self, bel: _Beliefs, tried: Sequence[frozenset]):
+        """The actions-only sequence at every node of ``bel`` and its expected cost.
+
+        Exact (:meth:`_ecr`) at the nodes that are not ``large``; at the others by
+        the factorised posterior (:meth:`_product_ecr`).
+
+        Returns
+        -------
+        (seq, lengths, ecr)
+        """
+        seq, lengths = self._sequences(bel.p, tried)
+        ecr = np.empty(bel.batch.n)
+        large = bel.large if bel.large is not None else np.zeros(bel.batch.n, dtype=bool)
+        small = np.flatnonzero(~large)
+        if len(small):
+            ecr[small] = self._ecr(bel.batch, small, seq[small], lengths[small], bel.p[small])
+        big = np.flatnonzero(large)
+        if len(big):
+            marg = {t: bel.marg[t][big] for t in self.target_vars}
+            ecr[big] = self._product_ecr(marg, bel.z[big], seq[big], lengths[big])[0]
+        return seq, lengths, ecr
+
+    def _product_ecr(self, marg: Mapping[str, np.ndarray], z: np.ndarray, seq, lengths):
+        """Expected cost of each actions-only sequence with the later failures under a factorised posterior.
+
+        The chance that the first ``k`` actions all fail is taken from the
+        targets' marginals ``marg`` (B, card) as if the components were
+        independent given the evidence, ``prod_t sum_m P(F_t = m | D) prod_(a on t) P(fail | m)``;
+        with ``assume_fault`` the all-ok part ``z = P(all ok | D)`` (every action fails
+        there) is taken out: ``(prod - z) / (1 - z)``. The first action's
+        failure is exact; the later ones are the declared approximation of the
+        plan on large models (its error is measured by ``benchmarks/planning.py --approx-error``).
+
+        Returns
+        -------
+        (ecr, alive)
+            ``alive[b, k]``: chance that the first ``k`` actions all fail (``alive[:, 0] = 1``).
+        """
+        ctx = self.ctx
+        n_rows = len(lengths)
+        lmax = int(lengths.max()) if n_rows else 0
+        alive = np.ones((n_rows, lmax + 1))
+        if lmax == 0:
+            return np.full(n_rows, self.c_esc), alive
+        tix = {t: i for i, t in enumerate(self.target_vars)}
+        width = max(ctx.cards[t] for t in self.target_vars)
+        w = np.zeros((n_rows, len(self.target_vars), width))
+        for t, i in tix.items():
+            w[:, i, : ctx.cards[t]] = marg[t]
+        g = w.sum(axis=2)
+        prod = np.prod(g, axis=1)
+        rows = np.arange(n_rows)
+        costs = np.zeros(n_rows)
+        for k in range(lmax):
+            live = lengths > k
+            r = rows[live]
+            a = seq[r, k]
+            costs[r] += ctx.action_cost[a] * alive[r, k]
+            ti = np.array([tix[ctx.action_var[j]] for j in a], dtype=np.int64)
+            fail = np.ones((len(a), width))
+            for j in np.unique(a):
+                fail[a == j, : ctx.cards[ctx.action_var[j]]] = 1.0 - ctx.action_success[j]
+            old = g[r, ti]
+            w[r, ti] *= fail
+            new = w[r, ti].sum(axis=1)
+            prod[r] *= np.where(old > 0, new / np.where(old > 0, old, 1.0), 0.0)
+            g[r, ti] = new
+            if self.assume_fault:
+                alive[r, k + 1] = (prod[r] - z[r]) / np.maximum(1.0 - z[r], _TINY)
+            else:
+                alive[r, k + 1] = prod[r]
+            alive[r, k + 1] = np.clip(alive[r, k + 1], 0.0, alive[r, k])
+            done = ~live
+            alive[done, k + 1] = alive[done, k]
+        return costs + alive[rows, lengths] * self.c_esc, alive
 
     def _ecr(self, batch, rows: np.ndarray, seq: np.ndarray, lengths: np.ndarray, p_first: np.ndarray) -> np.ndarray:
         """Exact expected cost of each actions-only sequence (then escalation) from case ``rows[i]``.
@@ -880,136 +1168,32 @@ class _Planner:
         before = np.concatenate([np.ones((n_rows, 1)), alive[:, :-1]], axis=1)
         return (before * costs).sum(axis=1) + alive[:, -1] * self.c_esc
 
-    # ------------------------------------------------------------------ decisions
-    def decide(self, nodes: Sequence[_Node], policy: str) -> list[PlanStep]:
-        """The step ``policy`` takes at each node (batched)."""
-        if not nodes:
-            return []
-        ctx = self.ctx
-        want_symptoms = policy == "plan"
-        targets = list(ctx.fault_vars) + (list(ctx.symptom_vars) if want_symptoms else [])
-        batch = ctx.batch([nd.state for nd in nodes])
-        marg = ctx.query(batch, targets=targets)
-        ok = ctx.all_ok(batch) if self.assume_fault else None
-        q = ctx.p_some_fault(batch, ok) if self.assume_fault else None
-        p = self._success(batch, marg, q)
-        p_fired = None
-        if want_symptoms:
-            p_fired = (
-                np.stack([marg[sv][:, _FIRED] for sv in ctx.symptom_vars], axis=1)
-                if ctx.symptom_vars
-                else np.zeros((len(nodes), 0))
-            )
-            if (
-                self.assume_fault
-            ):  # P(o | D, some fault) = (P(o | D) - P(all ok | D) P(o | D, all ok)) / P(some fault | D)
-                m_ok = ctx.query(ok, targets=list(ctx.symptom_vars))
-                f_ok = np.stack([m_ok[sv][:, _FIRED] for sv in ctx.symptom_vars], axis=1)
-                z = (1.0 - q)[:, None]
-                p_fired = np.clip((p_fired - z * f_ok) / np.maximum(q, _TINY)[:, None], 0.0, 1.0)
-        steps: list[PlanStep | None] = [None] * len(nodes)
-        escalate = PlanStep("escalate", "escalate", None, self.c_esc, 1.0, self.c_esc)
-        if policy in ("naive", "recommended"):
-            locs = ctx.location_matrix(marg) if policy == "naive" else None
-            for b, nd in enumerate(nodes):
-                if nd.depth >= self.max_steps:
-                    steps[b] = escalate
-                    continue
-                mask = self._worthwhile(p[b], nd.tried)
-                if not mask.any():  # the shared stopping rule
-                    steps[b] = escalate
-                    continue
-                if policy == "naive":  # cost-blind: any untried action may serve the most likely cause
-                    untried = np.ones(len(ctx.actions), dtype=bool)
-                    untried[list(nd.tried)] = False
-                    j = self._naive_choice(locs[b], untried)
-                else:
-                    j = self._recommended_choice(p[b], mask)
-                steps[b] = escalate if j is None else self._action_step(j, p[b][j], math.nan)
-            return steps  # type: ignore[return-value]
-
-        seq, lengths = self._sequences(p, [nd.tried for nd in nodes])
-        if policy == "actions":
-            for b, nd in enumerate(nodes):
-                if nd.depth >= self.max_steps or lengths[b] == 0:
-                    steps[b] = escalate
-                else:
-                    steps[b] = self._action_step(int(seq[b, 0]), p[b][seq[b, 0]], math.nan)
-            return steps  # type: ignore[return-value]
-
-        # The check-or-act plan.
-        ecr0 = self._ecr(batch, np.arange(len(nodes)), seq, lengths, p)
-        rows = []  # (node b, detector k, outcome o, P(o))
-        for b, nd in enumerate(nodes):
-            if nd.depth >= self.max_steps:
-                continue
-            for k, sv in enumerate(ctx.symptom_vars):
-                if self.check_cost[k] >= ecr0[b] or nd.state.observes(sv):
-                    continue
-                p_f = float(p_fired[b, k])
-                if not _TINY < p_f < 1.0 - _TINY:
-                    continue
-                rows.append((b, k, 0, 1.0 - p_f))
-                rows.append((b, k, 1, p_f))
-        eco: list[dict[int, float]] = [{} for _ in nodes]
-        if rows:
-            out_batch = _outcome_batch(ctx, batch, rows)
-            op = self._success(out_batch, ctx.query(out_batch))
-            oseq, olen = self._sequences(op, [nodes[r[0]].tried for r in rows])
-            oecr = self._ecr(out_batch, np.arange(len(rows)), oseq, olen, op)
-            for r, (b, k, _o, po) in enumerate(rows):
-                eco[b][k] = eco[b].get(k, self.check_cost[k]) + po * oecr[r]
-        for b, nd in enumerate(nodes):
-            if nd.depth >= self.max_steps:
-                steps[b] = escalate
-                continue
-            if eco[b]:
-                v, _, k = min((v, self.check_cost[k], k) for k, v in eco[b].items())
-                if v < ecr0[b] - 1e-12:
-                    d = ctx.detectors[k]
-                    steps[b] = PlanStep("check", d.symptom, d.component, float(d.cost), float(p_fired[b, k]), float(v))
-                    continue
-            if lengths[b]:
-                steps[b] = self._action_step(int(seq[b, 0]), p[b][seq[b, 0]], float(ecr0[b]))
-            else:
-                steps[b] = escalate
-        return steps  # type: ignore[return-value]
-
-    def _worthwhile(self, p: np.ndarray, tried: frozenset) -> np.ndarray:
+    # ------------------------------------------------------------------ steps
+    def worthwhile(self, p: np.ndarray, tried: frozenset) -> np.ndarray:
         """Mask of untried actions worth trying before escalating: P / cost > 1 / escalation cost."""
         mask = p * self.c_esc > self.ctx.action_cost
         if tried:
             mask[list(tried)] = False
         return mask
 
-    def _action_step(self, j: int, p: float, ecr: float) -> PlanStep:
+    def action_step(self, j: int, p: float, ecr: float) -> PlanStep:
         a = self.ctx.actions[j]
         return PlanStep("action", a.name, a.component, float(a.cost), float(p), ecr)
 
-    def _naive_choice(self, locs: np.ndarray, mask: np.ndarray) -> int | None:
-        """The most probable location with an untried action that can repair it; that action (ties: lower cost)."""
-        ctx = self.ctx
-        for li in np.argsort(-locs, kind="stable"):
-            if locs[li] <= 0:
-                break
-            comp, state = self.loc_comp[li], self.loc_state[li]
-            best, key = None, None
-            for j in np.flatnonzero(mask & (self.action_comp == comp)):
-                s = ctx.action_success[j][state]
-                if s <= 0:
-                    continue
-                cand = (-s, ctx.action_cost[j], j)
-                if key is None or cand < key:
-                    best, key = int(j), cand
-            if best is not None:
-                return best
-        return None
+    def decide(self, nodes: Sequence[_Node], policy: str) -> list[PlanStep]:
+        """The step ``policy`` takes at each node (batched; see :data:`_POLICIES`)."""
+        return _POLICIES[policy].decide(self, nodes)
 
-    def _recommended_choice(self, p: np.ndarray, mask: np.ndarray) -> int | None:
-        idx = np.flatnonzero(mask)
-        if not len(idx):
-            return None
-        return int(min(idx, key=lambda j: (-p[j], self.ctx.action_cost[j], j)))
+    def _sequence_path(self, bel: _Beliefs, i: int, seq: np.ndarray, ecr: float) -> list[PlanStep]:
+        """Node ``i``'s actions-only sequence as path steps (each action failing), then escalation;
+        the later actions' probabilities from the factorised posterior."""
+        marg = {t: bel.marg[t][[i]] for t in self.target_vars}
+        alive = self._product_ecr(marg, bel.z[[i]], seq[None, :], np.array([len(seq)]))[1][0]
+        steps = []
+        for k, j in enumerate(seq):
+            p = 1.0 - alive[k + 1] / alive[k] if alive[k] > 0 else 0.0
+            steps.append(_with_outcome(self.action_step(int(j), p, ecr if k == 0 else math.nan), "failure"))
+        return [*steps, self.escalate]
 
     # ------------------------------------------------------------------ transitions
     def child(self, node: _Node, step: PlanStep, outcome: str) -> _Node:
@@ -1019,6 +1203,26 @@ class _Planner:
             return _Node(node.state.observe(var, SYMPTOM_STATES.index(outcome)), node.tried, node.depth + 1)
         j = ctx.action_index(step.name, step.target)
         return _Node(ctx.after_action(node.state, j, "failure"), node.tried | {j}, node.depth + 1)
+
+    def declare(self, stacklevel: int = 3) -> None:
+        """An :class:`~diagnosis.exceptions.ApproximationWarning` when a decision was approximated."""
+        if not self.approximated:
+            return
+        import warnings
+
+        warnings.warn(
+            f"check-or-act plan: more than {self.approx_above} fault states of probability above "
+            f"{PRUNE_BELOW:g}; checks valued on the {self.max_expanded} most probable fault states "
+            f"(whole components), the later actions of each sequence by a factorised posterior, "
+            f"and the expected-cost tree cut after {PLAN_MAX_NODES_APPROX} decision(s)",
+            ApproximationWarning,
+            stacklevel=stacklevel,
+        )
+
+    def plan(self, root: _Node, policy: str, *, max_nodes: int) -> Plan:
+        """``policy``'s :class:`Plan` from ``root`` (see :meth:`walk`)."""
+        steps, cost, exact = self.walk(root, policy, max_nodes=max_nodes)
+        return Plan(policy, tuple(steps), cost, exact, self.c_esc)
 
     def walk(self, root: _Node, policy: str, *, max_nodes: int) -> tuple[list[PlanStep], float, bool]:
         """The displayed path and the expected cost of ``policy`` from ``root``, in one pass.
@@ -1037,16 +1241,20 @@ class _Planner:
         total, used, exact = 0.0, 0, True
         path: list[PlanStep] = []
         on_path: _Node | None = root
+        self.approximated = False
         while frontier:
-            if used + len(frontier) > max_nodes:
+            limit = min(max_nodes, PLAN_MAX_NODES_APPROX) if self.approximated else max_nodes
+            if used + len(frontier) > limit:
                 exact = False
                 nodes = [nd for nd, _, _ in frontier]
-                batch = self.ctx.batch([nd.state for nd in nodes])
-                p = self._success(batch, self.ctx.query(batch))
-                seq, lengths = self._sequences(p, [nd.tried for nd in nodes])
-                ecr = self._ecr(batch, np.arange(len(nodes)), seq, lengths, p)
+                bel = self.beliefs(nodes)
+                seq, lengths, ecr = self.sequence_costs(bel, [nd.tried for nd in nodes])
                 total += float(sum(w * c for (_, w, _), c in zip(frontier, ecr)))
-                on_path = next((nd for nd, _, flag in frontier if flag), None)
+                i = next((i for i, (_, _, flag) in enumerate(frontier) if flag), None)
+                on_path = None if i is None else frontier[i][0]
+                if i is not None and self.approximated:  # the path goes on as the branch was valued
+                    path += self._sequence_path(bel, i, seq[i, : lengths[i]], float(ecr[i]))
+                    on_path = None
                 break
             steps = self.decide([nd for nd, _, _ in frontier], policy)
             used += len(frontier)
@@ -1073,6 +1281,233 @@ class _Planner:
             path.append(_with_outcome(st, assumed))
             node = None if st.kind == "escalate" else self.child(node, st, assumed)
         return path, total, exact
+
+
+# ============================================================================ policies
+class _Policy:
+    """How one policy picks its step; :meth:`decide` batches the nodes into one query."""
+
+    name = ""
+    #: Whether :meth:`choose` reads the checks' ``P(fired)``.
+    with_symptoms = False
+
+    def decide(self, planner: _Planner, nodes: Sequence[_Node]) -> list[PlanStep]:
+        """The step taken at each node."""
+        if not nodes:
+            return []
+        return self.choose(planner, nodes, planner.beliefs(nodes, self.with_symptoms))
+
+    def choose(self, planner: _Planner, nodes: Sequence[_Node], bel: _Beliefs) -> list[PlanStep]:
+        raise NotImplementedError
+
+
+class _GreedyPolicy(_Policy):
+    """One action at a time by a rule on the current posterior, with the shared stopping rule."""
+
+    def choose(self, planner, nodes, bel):
+        steps = []
+        extra = self.prepare(planner, bel)
+        for b, nd in enumerate(nodes):
+            mask = planner.worthwhile(bel.p[b], nd.tried)
+            if nd.depth >= planner.max_steps or not mask.any():
+                steps.append(planner.escalate)
+                continue
+            j = self.pick(planner, bel.p[b], nd, mask, extra[b] if extra is not None else None)
+            steps.append(planner.escalate if j is None else planner.action_step(j, bel.p[b][j], math.nan))
+        return steps
+
+    def prepare(self, planner: _Planner, bel: _Beliefs) -> np.ndarray | None:
+        return None
+
+    def pick(self, planner, p, node, mask, extra) -> int | None:
+        raise NotImplementedError
+
+
+class _NaivePolicy(_GreedyPolicy):
+    """Fix the most likely cause first: the most probable location an untried action can repair."""
+
+    name = "naive"
+
+    def prepare(self, planner, bel):
+        return planner.ctx.location_matrix(bel.marg)
+
+    def pick(self, planner, p, node, mask, locs):
+        # cost-blind: any untried action may serve the most likely cause
+        ctx = planner.ctx
+        untried = np.ones(len(ctx.actions), dtype=bool)
+        untried[list(node.tried)] = False
+        for li in np.argsort(-locs, kind="stable"):
+            if locs[li] <= 0:
+                break
+            comp, state = planner.loc_comp[li], planner.loc_state[li]
+            best, key = None, None
+            for j in np.flatnonzero(untried & (planner.action_comp == comp)):
+                s = ctx.action_success[j][state]
+                if s <= 0:
+                    continue
+                cand = (-s, ctx.action_cost[j], j)
+                if key is None or cand < key:
+                    best, key = int(j), cand
+            if best is not None:
+                return best
+        return None
+
+
+def _by_success(p: np.ndarray, cost: np.ndarray, candidates) -> list[int]:
+    """Action indices ``candidates`` by decreasing ``P(R | D, a)`` (ties: lower cost, declaration order)."""
+    return sorted((int(j) for j in candidates), key=lambda j: (-p[j], cost[j], j))
+
+
+class _RecommendedPolicy(_GreedyPolicy):
+    """The worthwhile action of highest ``P(R | D, a)`` first."""
+
+    name = "recommended"
+
+    def pick(self, planner, p, node, mask, extra):
+        order = _by_success(p, planner.ctx.action_cost, np.flatnonzero(mask))
+        return order[0] if order else None
+
+
+class _ActionsPolicy(_Policy):
+    """The actions-only sequence (by ``P / cost``), no checks."""
+
+    name = "actions"
+
+    def choose(self, planner, nodes, bel):
+        seq, lengths = planner._sequences(bel.p, [nd.tried for nd in nodes])
+        steps = []
+        for b, nd in enumerate(nodes):
+            if nd.depth >= planner.max_steps or lengths[b] == 0:
+                steps.append(planner.escalate)
+            else:
+                steps.append(planner.action_step(int(seq[b, 0]), bel.p[b][seq[b, 0]], math.nan))
+        return steps
+
+
+class _PlanPolicy(_Policy):
+    """The check-or-act plan: the check of least ``ECO`` when below ``ECR``, else the sequence's first action.
+
+    At a ``large`` node (more fault states than the planner's ``approx_above``,
+    Train Ticket) the checks are valued without one propagation per (check,
+    outcome): the outcome's posterior on the fault variables comes from the
+    joints ``P(F_c = m, S = o | D)`` of :func:`_fault_joints` (at most
+    ``max_expanded`` states, the most probably faulty components), and the
+    expected cost of the sequence after it from the factorised posterior
+    (:meth:`_Planner._product_ecr`; the node's own ``ECR`` too, so that both
+    sides of the comparison are valued alike). A check whose two outcomes leave
+    the sequence unchanged has ``ECO = cost + ECR`` exactly and is never run.
+    """
+
+    name = "plan"
+    with_symptoms = True
+
+    def values(self, planner: _Planner, nodes: Sequence[_Node], bel: _Beliefs | None = None):
+        """``ECR`` and the checks' ``ECO`` at each node.
+
+        Returns
+        -------
+        (seq, lengths, ecr, eco)
+            The actions-only sequences, their expected costs, and per node a
+            mapping detector index -> ``ECO`` for the checks cheaper than ``ECR``.
+        """
+        bel = planner.beliefs(nodes, True) if bel is None else bel
+        seq, lengths, ecr0 = planner.sequence_costs(bel, [nd.tried for nd in nodes])
+        return seq, lengths, ecr0, self.check_costs(planner, nodes, bel, ecr0, seq, lengths)
+
+    def choose(self, planner, nodes, bel):
+        ctx = planner.ctx
+        seq, lengths, ecr0, eco = self.values(planner, nodes, bel)
+        steps = []
+        for b, nd in enumerate(nodes):
+            if nd.depth >= planner.max_steps:
+                steps.append(planner.escalate)
+                continue
+            if eco[b]:
+                v, _, k = min((v, planner.check_cost[k], k) for k, v in eco[b].items())
+                if v < ecr0[b] - 1e-12:
+                    d = ctx.detectors[k]
+                    steps.append(
+                        PlanStep("check", d.symptom, d.component, float(d.cost), float(bel.p_fired[b, k]), float(v))
+                    )
+                    continue
+            if lengths[b]:
+                steps.append(planner.action_step(int(seq[b, 0]), bel.p[b][seq[b, 0]], float(ecr0[b])))
+            else:
+                steps.append(planner.escalate)
+        return steps
+
+    def check_costs(self, planner, nodes, bel, ecr0, seq, lengths) -> list[dict[int, float]]:
+        """``ECO(S)`` per node for every check cheaper than the node's ``ECR``."""
+        ctx = planner.ctx
+        rows = []  # (node b, detector k, outcome o, P(o))
+        for b, nd in enumerate(nodes):
+            if nd.depth >= planner.max_steps:
+                continue
+            for k, sv in enumerate(ctx.symptom_vars):
+                if planner.check_cost[k] >= ecr0[b] or nd.state.observes(sv):
+                    continue
+                p_f = float(bel.p_fired[b, k])
+                if not _TINY < p_f < 1.0 - _TINY:
+                    continue
+                rows.append((b, k, 0, 1.0 - p_f))
+                rows.append((b, k, 1, p_f))
+        eco: list[dict[int, float]] = [{} for _ in nodes]
+        large = bel.large if bel.large is not None else np.zeros(len(nodes), dtype=bool)
+        exact = [r for r in rows if not large[r[0]]]
+        if exact:  # one case per (check, outcome), the outcome as hard evidence
+            out_batch = _outcome_batch(ctx, bel.batch, exact)
+            op = planner._success(out_batch, ctx.query(out_batch))
+            out = _Beliefs(out_batch, {}, op)
+            oecr = planner.sequence_costs(out, [nodes[r[0]].tried for r in exact])[2]
+            for r, (b, k, _o, po) in enumerate(exact):
+                eco[b][k] = eco[b].get(k, planner.check_cost[k]) + po * oecr[r]
+        approx = [r for r in rows if large[r[0]]]
+        if approx:
+            planner.approximated = True
+            self._approximate(planner, nodes, bel, approx, (seq, lengths, ecr0), eco)
+        return eco
+
+    def _approximate(self, planner, nodes, bel, rows, node_seq, eco) -> None:
+        """``ECO`` at large nodes from the fault-state joints (see the class docstring), into ``eco``."""
+        ctx = planner.ctx
+        seq0, len0, ecr0 = node_seq
+        big = sorted({r[0] for r in rows})
+        local = {b: i for i, b in enumerate(big)}
+        sym = list(ctx.symptom_vars)
+        prior = {fv: bel.marg[fv][big] for fv in ctx.fault_vars}
+        ps = np.stack([bel.marg[sv][big] for sv in sym], axis=1)  # (n_big, n_sym, 2)
+        joint = _fault_joints(
+            ctx, bel.batch.take(np.array(big)), prior, ps, sym, PRUNE_BELOW, planner.max_expanded,
+            stacklevel=None, keys=[nodes[b].state.key for b in big],
+        )  # fmt: skip
+        bi = np.array([local[r[0]] for r in rows], dtype=np.int64)
+        ks = np.array([r[1] for r in rows], dtype=np.int64)
+        os_ = np.array([r[2] for r in rows], dtype=np.int64)
+        den = np.maximum(ps[bi, ks, os_], 1e-300)
+        marg = {t: joint[t][bi, ks, :, os_] / den[:, None] for t in planner.target_vars}
+        p = ctx.success(marg)
+        bb = np.array([r[0] for r in rows], dtype=np.int64)
+        z = np.zeros(len(rows))
+        if planner.assume_fault:
+            f_ok = bel.f_ok[bb, ks]
+            z = np.clip(bel.z[bb] * np.where(os_ == _FIRED, f_ok, 1.0 - f_ok) / den, 0.0, 1.0)
+            p = np.minimum(p / np.maximum(1.0 - z, _TINY)[:, None], 1.0)
+        seq, lengths = planner._sequences(p, [nodes[b].tried for b in bb])
+        same = (lengths == len0[bb]) & np.all(seq == seq0[bb, : seq.shape[1]], axis=1)
+        ecr = planner._product_ecr(marg, z, seq, lengths)[0]
+        changed: dict[tuple[int, int], bool] = {}
+        for r, (b, k, _o, po) in enumerate(rows):
+            changed[(b, k)] = changed.get((b, k), False) or not same[r]
+            eco[b][k] = eco[b].get(k, planner.check_cost[k]) + po * ecr[r]
+        for (b, k), ch in changed.items():
+            if not ch:  # both outcomes keep the sequence: ECO = cost + ECR, never below it
+                eco[b][k] = planner.check_cost[k] + ecr0[b]
+
+
+#: The policies of :data:`POLICIES`, by name.
+_POLICIES: Mapping[str, _Policy] = MappingProxyType(
+    {p.name: p for p in (_PlanPolicy(), _ActionsPolicy(), _NaivePolicy(), _RecommendedPolicy())}
+)
 
 
 def _assumed(step: PlanStep) -> str | None:

@@ -47,7 +47,16 @@ from diagnosis.logs.schema import Incident, IncidentFrame, validate_frame
 from diagnosis.model.network import Network
 from diagnosis.model.topology import Topology, load_topology
 from diagnosis.postmortem.explain import Explanation, _explain
-from diagnosis.postmortem.planning import ESCALATION_COST, CheckValue, Plan, _check_cost, _check_values, _Node, _Planner
+from diagnosis.postmortem.planning import (
+    ESCALATION_COST,
+    CheckValue,
+    Plan,
+    _check_cost,
+    _check_values,
+    _Node,
+    _Planner,
+    _ranked,
+)
 from diagnosis.postmortem.session import Context
 from diagnosis.postmortem.timeline import Timeline, belief_timeline
 
@@ -181,15 +190,13 @@ def post_mortem(
     obs = {f.name: f for f in findings}
     for e in timeline.events[1 : decision + 1]:
         state = obs[e.finding].apply(ctx, state)
-    checks = _check_values(ctx, state, frozenset())
-    order = {d.symptom: i for i, d in enumerate(ctx.detectors)}
-    checks.sort(key=lambda v: (-v.information_per_cost, -v.success_per_cost, v.cost, order[v.symptom]))
+    checks = _ranked(ctx, _check_values(ctx, state, frozenset()))
     planner = _Planner(ctx, c_esc, 20)
     root = _Node(state, frozenset(), 0)
     plans = {}
     for policy in ("plan", "naive"):
-        steps, cost, exact = planner.walk(root, policy, max_nodes=max_nodes)
-        plans[policy] = Plan(policy, tuple(steps), cost, exact, c_esc)
+        plans[policy] = planner.plan(root, policy, max_nodes=max_nodes)
+        planner.declare()
     return PostMortem(
         incident=incident,
         topology=ctx.topology,

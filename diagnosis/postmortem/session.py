@@ -61,6 +61,11 @@ class BeliefState:
         object.__setattr__(self, "hard", MappingProxyType(dict(self.hard)))
         object.__setattr__(self, "soft", MappingProxyType({k: tuple(map(float, v)) for k, v in self.soft.items()}))
 
+    @property
+    def key(self) -> tuple:
+        """A hashable form of the evidence (equal states, equal keys)."""
+        return (tuple(sorted(self.hard.items())), tuple(sorted(self.soft.items())))
+
     def observes(self, var: str) -> bool:
         return var in self.hard or var in self.soft
 
@@ -170,6 +175,9 @@ class Context:
         self._action_index = {(a.name, a.component): i for i, a in enumerate(self.actions)}
         # Location list in diagnose's order: components, then their modes.
         self.locations = tuple((c.name, m.name) for c in topo.components for m in c.fault_modes)
+        #: Results derived from this network and engine, kept for reuse by the callers that share
+        #: this context (the planner's fault-state joints; bounded by the caller).
+        self.memo: dict = {}
 
     # ------------------------------------------------------------------ evidence
     def state(

@@ -307,7 +307,7 @@ def belief_timeline(
     >>> tl.events[0].kind, tl.n_steps == 1 + len(incident.observations) + len(incident.actions)
     ('opened', True)
     """
-    from diagnosis.postmortem.planning import ESCALATION_COST, _check_cost, _Node, _Planner
+    from diagnosis.postmortem.planning import ESCALATION_COST, _by_success, _check_cost, _Node, _Planner
 
     ctx = model if isinstance(model, Context) else Context(model, engine)
     if incident.topology != ctx.topology.name:
@@ -346,13 +346,14 @@ def belief_timeline(
             nodes.append(_Node(states[s - 1], frozenset(tried), 0))
             tried.add(ctx.action_index(f.name, f.target))
         plan_steps = planner.decide(nodes, "plan")
+        planner.declare()
         p = ctx.success(marg)
         cost = ctx.action_cost
         for (s, f), node, step in zip(attempts, nodes, plan_steps):
             j = ctx.action_index(f.name, f.target)
             ps = p[s - 1]
             untried = [i for i in range(len(ctx.actions)) if i not in node.tried]
-            order = sorted(untried, key=lambda i: (-ps[i], cost[i], i))
+            order = _by_success(ps, cost, untried)
             best = order[0] if order else None
             rank = 1 + sum(1 for i in untried if ps[i] > ps[j])
             reviews.append(

@@ -38,14 +38,14 @@ def test_no_progress_when_not_a_terminal():
 
 
 def test_a_large_mesh_stops_at_the_budget(tmp_path):
-    n = 24
+    n = 12  # 60 fault states: planned exactly (one case per check outcome), which takes minutes on this engine
     comps = [{"name": f"s{i}", "kind": "service", "calls": [f"s{j}" for j in range(i + 1, n)]} for i in range(n)]
     path = tmp_path / "mesh.yaml"
     path.write_text(yaml.safe_dump(Topology.from_dict({"name": "mesh", "components": comps}).to_dict()))
     start = time.monotonic()
     refused(
-        # --no-checks: ranking the checks would print an ApproximationWarning line (a 24-service mesh is past the
-        # exact budget of check values); the plan is what runs past the budget here
+        # --no-checks: the plan is what runs past the budget here (a mesh past 64 fault states is planned
+        # approximately, in seconds, and may finish within the budget)
         ["explain", "-t", path, "-o", "s0.latency=fired", "--engine", "approximate", "--no-checks", "--budget", "3"],
         "did not finish within the time budget of 3 s",
         "--budget",
