@@ -409,7 +409,7 @@ def rank_checks(
     ctx = model if isinstance(model, Context) else Context(model, engine)
     findings = findings_from(evidence, actions)
     state = state_of(ctx, findings)
-    tried = frozenset(ctx.action_index(f.name, f.target) for f in findings if f.kind == "action")
+    tried = frozenset(ctx.acts.index(f.name, f.target) for f in findings if f.kind == "action")
     return _ranked(ctx, _check_values(ctx, state, tried, bool(assume_fault)), by)
 
 
@@ -592,7 +592,7 @@ def compare_policies(
     planner = _Planner(ctx, _check_cost(escalation_cost), _check_steps(max_steps), assume)
     gen = np.random.default_rng(rng)
     truth = _sample_incidents(ctx, int(n), gen, p_observed, require_fault)
-    u = gen.random((int(n), len(ctx.actions)))
+    u = gen.random((int(n), len(ctx.acts.actions)))
     results = {}
     for p in policies:
         results[p] = _run_policy(planner, truth, u, p)
@@ -625,7 +625,7 @@ def _setup(model, evidence, actions, policy, escalation_cost, engine, max_steps=
     planner = _Planner(ctx, _check_cost(escalation_cost), _check_steps(max_steps), bool(assume_fault))
     findings = findings_from(evidence, actions)
     state = state_of(ctx, findings)
-    tried = frozenset(ctx.action_index(f.name, f.target) for f in findings if f.kind == "action")
+    tried = frozenset(ctx.acts.index(f.name, f.target) for f in findings if f.kind == "action")
     return planner, state, tried
 
 
@@ -841,8 +841,8 @@ def _check_values(
     if assume_fault:
         base = {**base, **{fv: _given_fault(base[fv], q0) for fv in ctx.fault_vars}}
     h0 = sum(float(entropy_bits(base[fv][0])) for fv in ctx.fault_vars)
-    untried = np.array([i not in tried for i in range(len(ctx.actions))], dtype=bool)
-    best0 = float(np.max(ctx.success(base)[0][untried])) if untried.any() else 0.0
+    untried = np.array([i not in tried for i in range(len(ctx.acts.actions))], dtype=bool)
+    best0 = float(np.max(ctx.acts.expected_success(base)[0][untried])) if untried.any() else 0.0
     prior = {fv: base_m[None, :] for fv, base_m in prior_m.items()}
     joint = _fault_joints(ctx, batch, prior, ps_all[None], sym, prune, max_expanded, stacklevel=4, keys=[state.key])
     joint = {fv: j[0][cand] for fv, j in joint.items()}
@@ -862,7 +862,7 @@ def _check_values(
             q = np.clip(1.0 - allok[js, os_] / den, 0.0, 1.0)
             marg = {fv: _given_fault(marg[fv], q) for fv in ctx.fault_vars}
         ent = sum(entropy_bits(marg[fv]) for fv in ctx.fault_vars)
-        succ = ctx.success(marg)[:, untried].max(axis=1) if untried.any() else np.zeros(len(rows))
+        succ = ctx.acts.expected_success(marg)[:, untried].max(axis=1) if untried.any() else np.zeros(len(rows))
         for r, (j, _o, p) in enumerate(rows):
             exp_h[j] += p * ent[r]
             exp_r[j] += p * succ[r]
@@ -952,19 +952,19 @@ class _Planner:
         self.c_esc = float(escalation_cost)
         self.max_steps = int(max_steps)
         self.check_cost = np.array([d.cost for d in ctx.detectors], dtype=np.float64)
-        self.target_vars = sorted(set(ctx.action_var))
+        self.target_vars = sorted(set(ctx.acts.var))
         # Location index -> (fault var column, component index).
         self.loc_comp = np.array([ci for ci, c in enumerate(ctx.components) for _ in c.fault_modes], dtype=np.int64)
         self.loc_state = np.array([si + 1 for c in ctx.components for si in range(len(c.fault_modes))], dtype=np.int64)
         comp_index = {c.name: i for i, c in enumerate(ctx.components)}
-        self.action_comp = np.array([comp_index[a.component] for a in ctx.actions], dtype=np.int64)
+        self.action_comp = np.array([comp_index[a.component] for a in ctx.acts.actions], dtype=np.int64)
         self.escalate = PlanStep("escalate", "escalate", None, self.c_esc, 1.0, self.c_esc)
 
     # ------------------------------------------------------------------ probabilities
     def _success(self, batch, marg, q: np.ndarray | None = None) -> np.ndarray:
         """``P(R | D, a)`` per case and action; with ``assume_fault``, given that some component is faulty:
         ``P(R | D, a) / P(some fault | D)`` (an action only succeeds on a faulty target)."""
-        p = self.ctx.success(marg)
+        p = self.ctx.acts.expected_success(marg)
         if not self.assume_fault:
             return p
         if q is None:
@@ -1017,7 +1017,7 @@ class _Planner:
         n_rows, n_act = p.shape
         if n_act == 0:
             return np.zeros((n_rows, 0), dtype=np.int64), np.zeros(n_rows, dtype=np.int64)
-        cost = self.ctx.action_cost
+        cost = self.ctx.acts.cost
         mask = p * self.c_esc > cost[None, :]
         for r, t in enumerate(tried):
             if t:
@@ -1089,11 +1089,11 @@ class _Planner:
             live = lengths > k
             r = rows[live]
             a = seq[r, k]
-            costs[r] += ctx.action_cost[a] * alive[r, k]
-            ti = np.array([tix[ctx.action_var[j]] for j in a], dtype=np.int64)
+            costs[r] += ctx.acts.cost[a] * alive[r, k]
+            ti = np.array([tix[ctx.acts.var[j]] for j in a], dtype=np.int64)
             fail = np.ones((len(a), width))
             for j in np.unique(a):
-                fail[a == j, : ctx.cards[ctx.action_var[j]]] = 1.0 - ctx.action_success[j]
+                fail[a == j, : ctx.cards[ctx.acts.var[j]]] = 1.0 - ctx.acts.success[j]
             old = g[r, ti]
             w[r, ti] *= fail
             new = w[r, ti].sum(axis=1)
@@ -1138,7 +1138,7 @@ class _Planner:
             return np.full(n_rows, self.c_esc)
         valid = np.arange(lmax)[None, :] < lengths[:, None]
         act = np.where(valid, seq[:, :lmax], 0)
-        costs = np.where(valid, ctx.action_cost[act], 0.0)
+        costs = np.where(valid, ctx.acts.cost[act], 0.0)
         pf = np.ones((n_rows, lmax))
         has = lengths > 0
         pf[has, 0] = 1.0 - p_first[has, act[has, 0]]
@@ -1150,19 +1150,19 @@ class _Planner:
                 if var not in pre.soft:
                     pre.soft[var] = np.ones((pre.n, ctx.cards[var]))
             big = np.iinfo(np.int64).max
-            pos = np.full((n_rows, len(ctx.actions)), big, dtype=np.int64)
+            pos = np.full((n_rows, len(ctx.acts.actions)), big, dtype=np.int64)
             vr, vk = np.nonzero(valid)
             pos[vr, act[vr, vk]] = vk
             for j in np.unique(act[valid]):
                 m = pos[ii, j] < kk
                 if m.any():
-                    pre.soft[ctx.action_var[j]][m] *= ctx.failure_likelihood(j)
+                    pre.soft[ctx.acts.var[j]][m] *= ctx.acts.failure_likelihood(j)
             marg = ctx.query(pre, targets=self.target_vars)
             q = np.maximum(ctx.p_some_fault(pre), _TINY) if self.assume_fault else np.ones(pre.n)
             aj = act[ii, kk]
             for j in np.unique(aj):
                 m = aj == j
-                pf[ii[m], kk[m]] = 1.0 - (marg[ctx.action_var[j]][m] @ ctx.action_success[j]) / q[m]
+                pf[ii[m], kk[m]] = 1.0 - (marg[ctx.acts.var[j]][m] @ ctx.acts.success[j]) / q[m]
         pf = np.clip(pf, 0.0, 1.0)
         alive = np.cumprod(pf, axis=1)
         before = np.concatenate([np.ones((n_rows, 1)), alive[:, :-1]], axis=1)
@@ -1171,13 +1171,13 @@ class _Planner:
     # ------------------------------------------------------------------ steps
     def worthwhile(self, p: np.ndarray, tried: frozenset) -> np.ndarray:
         """Mask of untried actions worth trying before escalating: P / cost > 1 / escalation cost."""
-        mask = p * self.c_esc > self.ctx.action_cost
+        mask = p * self.c_esc > self.ctx.acts.cost
         if tried:
             mask[list(tried)] = False
         return mask
 
     def action_step(self, j: int, p: float, ecr: float) -> PlanStep:
-        a = self.ctx.actions[j]
+        a = self.ctx.acts.actions[j]
         return PlanStep("action", a.name, a.component, float(a.cost), float(p), ecr)
 
     def decide(self, nodes: Sequence[_Node], policy: str) -> list[PlanStep]:
@@ -1201,8 +1201,8 @@ class _Planner:
         if step.kind == "check":
             var = ctx.network.symptom_variable[step.name]
             return _Node(node.state.observe(var, SYMPTOM_STATES.index(outcome)), node.tried, node.depth + 1)
-        j = ctx.action_index(step.name, step.target)
-        return _Node(ctx.after_action(node.state, j, "failure"), node.tried | {j}, node.depth + 1)
+        j = ctx.acts.index(step.name, step.target)
+        return _Node(ctx.acts.after(node.state, j, "failure"), node.tried | {j}, node.depth + 1)
 
     def declare(self, stacklevel: int = 3) -> None:
         """An :class:`~diagnosis.exceptions.ApproximationWarning` when a decision was approximated."""
@@ -1334,7 +1334,7 @@ class _NaivePolicy(_GreedyPolicy):
     def pick(self, planner, p, node, mask, locs):
         # cost-blind: any untried action may serve the most likely cause
         ctx = planner.ctx
-        untried = np.ones(len(ctx.actions), dtype=bool)
+        untried = np.ones(len(ctx.acts.actions), dtype=bool)
         untried[list(node.tried)] = False
         for li in np.argsort(-locs, kind="stable"):
             if locs[li] <= 0:
@@ -1342,10 +1342,10 @@ class _NaivePolicy(_GreedyPolicy):
             comp, state = planner.loc_comp[li], planner.loc_state[li]
             best, key = None, None
             for j in np.flatnonzero(untried & (planner.action_comp == comp)):
-                s = ctx.action_success[j][state]
+                s = ctx.acts.success[j][state]
                 if s <= 0:
                     continue
-                cand = (-s, ctx.action_cost[j], j)
+                cand = (-s, ctx.acts.cost[j], j)
                 if key is None or cand < key:
                     best, key = int(j), cand
             if best is not None:
@@ -1364,7 +1364,7 @@ class _RecommendedPolicy(_GreedyPolicy):
     name = "recommended"
 
     def pick(self, planner, p, node, mask, extra):
-        order = _by_success(p, planner.ctx.action_cost, np.flatnonzero(mask))
+        order = _by_success(p, planner.ctx.acts.cost, np.flatnonzero(mask))
         return order[0] if order else None
 
 
@@ -1485,7 +1485,7 @@ class _PlanPolicy(_Policy):
         os_ = np.array([r[2] for r in rows], dtype=np.int64)
         den = np.maximum(ps[bi, ks, os_], 1e-300)
         marg = {t: joint[t][bi, ks, :, os_] / den[:, None] for t in planner.target_vars}
-        p = ctx.success(marg)
+        p = ctx.acts.expected_success(marg)
         bb = np.array([r[0] for r in rows], dtype=np.int64)
         z = np.zeros(len(rows))
         if planner.assume_fault:
@@ -1560,9 +1560,9 @@ def _run_policy(planner: _Planner, truth, u: np.ndarray, policy: str) -> PolicyR
                 still.append(i)
                 continue
             n_actions[i] += 1
-            j = ctx.action_index(st.name, st.target)
+            j = ctx.acts.index(st.name, st.target)
             true_state = truth.faults[i, comp_index[st.target]]
-            if u[i, j] < ctx.action_success[j][true_state]:
+            if u[i, j] < ctx.acts.success[j][true_state]:
                 continue  # repaired
             nodes[i] = planner.child(nodes[i], st, "failure")
             still.append(i)

@@ -10,8 +10,10 @@ is virtual evidence on its target's fault variable::
     P(action a fails    | F_t = m) = 1 - P(R | F_t = m, a)
     P(action a succeeds | F_t = m) =     P(R | F_t = m, a)
 
-:class:`Context` holds a network, its engine and the per-action tables, and
-answers batches of belief states with one engine query (each state one case).
+:class:`ActionTable` holds the recovery actions and what each outcome does to
+its target's belief; :class:`Context` holds a network, its engine and its
+:class:`ActionTable` (``ctx.acts``), and answers batches of belief states with
+one engine query (each state one case).
 """
 
 from __future__ import annotations
@@ -29,7 +31,7 @@ from diagnosis.model.evidence import Evidence, ResolvedEvidence
 from diagnosis.model.network import FAULT_OK, SYMPTOM_STATES, Network, build_network
 from diagnosis.model.topology import Topology
 
-__all__ = ["LIKELIHOOD_FLOOR", "Batch", "BeliefState", "Context"]
+__all__ = ["LIKELIHOOD_FLOOR", "ActionTable", "Batch", "BeliefState", "Context"]
 
 #: Smallest likelihood an action outcome contributes. An action with
 #: ``P(R | m, a) = 1`` makes ``m`` impossible after a failure; flooring the
@@ -141,6 +143,78 @@ class Batch:
         self.soft[var] *= factors
 
 
+@dataclass(frozen=True)
+class ActionTable:
+    """The recovery actions of a network and what each does to its target's belief.
+
+    Attributes
+    ----------
+    actions : tuple of Action
+        In the topology's order; an action's index is its position here.
+    var : tuple of str
+        The fault variable of each action's target.
+    cost : ndarray (n_actions,)
+    success : tuple of ndarray
+        ``P(action succeeds | F_t = m)`` over the target's fault states (0 for ``ok``).
+    """
+
+    actions: tuple
+    var: tuple[str, ...]
+    cost: np.ndarray
+    success: tuple[np.ndarray, ...]
+    _index: Mapping[tuple[str, str], int]
+    _components: tuple[str, ...]
+
+    @classmethod
+    def of(cls, network: Network) -> ActionTable:
+        topo = network.topology
+        actions = tuple(topo.actions)
+        var = tuple(network.fault_variable[a.component] for a in actions)
+        success = tuple(
+            np.array([0.0 if s == FAULT_OK else a.success.get(s, 0.0) for s in network.variable(fv).states])
+            for a, fv in zip(actions, var)
+        )
+        index = {(a.name, a.component): i for i, a in enumerate(actions)}
+        cost = np.array([a.cost for a in actions], dtype=np.float64)
+        return cls(actions, var, cost, success, MappingProxyType(index), tuple(topo.component_names))
+
+    def __len__(self) -> int:
+        return len(self.actions)
+
+    def index(self, action: str, target: str) -> int:
+        """Index of the action ``action`` on ``target``; EvidenceError naming the known ones."""
+        try:
+            return self._index[(action, target)]
+        except KeyError:
+            same = sorted(a for a, t in self._index if t == target)
+            known = f"; actions of {target!r}: {same}" if same else suggest(target, self._components)
+            raise EvidenceError(f"unknown action {action!r} on target {target!r}{known}") from None
+
+    def failure_likelihood(self, index: int) -> np.ndarray:
+        """``P(action fails | F_t = m)`` over the target's fault states (floored)."""
+        return np.maximum(1.0 - self.success[index], LIKELIHOOD_FLOOR)
+
+    def success_likelihood(self, index: int) -> np.ndarray:
+        """``P(action succeeds | F_t = m)`` over the target's fault states (floored)."""
+        return np.maximum(self.success[index], LIKELIHOOD_FLOOR)
+
+    def after(self, state: BeliefState, index: int, outcome: str) -> BeliefState:
+        """The state after action ``index`` came out ``outcome`` (``failure``, ``success`` or ``unknown``)."""
+        if outcome == "failure":
+            return state.multiply(self.var[index], self.failure_likelihood(index))
+        if outcome == "success":
+            return state.multiply(self.var[index], self.success_likelihood(index))
+        return state
+
+    def expected_success(self, marginals: Mapping[str, np.ndarray]) -> np.ndarray:
+        """``P(R | D, a)`` per case and action: array (B, n_actions)."""
+        cols = [marginals[fv] @ s for fv, s in zip(self.var, self.success)]
+        if not cols:
+            n = next(iter(marginals.values())).shape[0] if marginals else 0
+            return np.zeros((n, 0))
+        return np.stack(cols, axis=1)
+
+
 class Context:
     """A network, its engine and its action tables, built once for many queries.
 
@@ -165,14 +239,7 @@ class Context:
         self.prior = {fv: np.asarray(self.network.variable(fv).table, dtype=np.float64) for fv in self.fault_vars}
         self.detectors = topo.detectors
         self.symptom_vars = tuple(self.network.symptom_variable[d.symptom] for d in self.detectors)
-        self.actions = topo.actions
-        self.action_var = tuple(self.network.fault_variable[a.component] for a in self.actions)
-        self.action_cost = np.array([a.cost for a in self.actions], dtype=np.float64)
-        self.action_success = tuple(
-            np.array([0.0 if s == FAULT_OK else a.success.get(s, 0.0) for s in self.fault_states[fv]])
-            for a, fv in zip(self.actions, self.action_var)
-        )
-        self._action_index = {(a.name, a.component): i for i, a in enumerate(self.actions)}
+        self.acts = ActionTable.of(self.network)
         # Location list in diagnose's order: components, then their modes.
         self.locations = tuple((c.name, m.name) for c in topo.components for m in c.fault_modes)
         #: Results derived from this network and engine, kept for reuse by the callers that share
@@ -194,31 +261,6 @@ class Context:
             evidence = evidence.resolve(self.network)
         hard = {var: self.network.variable(var).states.index(state) for var, state in evidence.hard.items()}
         return BeliefState(hard, dict(evidence.soft))
-
-    def action_index(self, action: str, target: str) -> int:
-        """Index of the action ``action`` on ``target``; EvidenceError naming the known ones."""
-        try:
-            return self._action_index[(action, target)]
-        except KeyError:
-            same = sorted(a for a, t in self._action_index if t == target)
-            known = f"; actions of {target!r}: {same}" if same else suggest(target, self.topology.component_names)
-            raise EvidenceError(f"unknown action {action!r} on target {target!r}{known}") from None
-
-    def failure_likelihood(self, index: int) -> np.ndarray:
-        """``P(action fails | F_t = m)`` over the target's fault states (floored)."""
-        return np.maximum(1.0 - self.action_success[index], LIKELIHOOD_FLOOR)
-
-    def success_likelihood(self, index: int) -> np.ndarray:
-        """``P(action succeeds | F_t = m)`` over the target's fault states (floored)."""
-        return np.maximum(self.action_success[index], LIKELIHOOD_FLOOR)
-
-    def after_action(self, state: BeliefState, index: int, outcome: str) -> BeliefState:
-        """The state after action ``index`` came out ``outcome`` (``failure``, ``success`` or ``unknown``)."""
-        if outcome == "failure":
-            return state.multiply(self.action_var[index], self.failure_likelihood(index))
-        if outcome == "success":
-            return state.multiply(self.action_var[index], self.success_likelihood(index))
-        return state
 
     # ------------------------------------------------------------------ queries
     def batch(self, states: Sequence[BeliefState]) -> Batch:
@@ -283,14 +325,6 @@ class Context:
             soft = {k: v[start:stop] for k, v in batch.soft.items()}
             out[start:stop] = self.engine.log_evidence(hard, soft, n_cases=stop - start)
         return out
-
-    def success(self, marginals: Mapping[str, np.ndarray]) -> np.ndarray:
-        """``P(R | D, a)`` per case and action: array (B, n_actions)."""
-        cols = [marginals[fv] @ s for fv, s in zip(self.action_var, self.action_success)]
-        if not cols:
-            n = next(iter(marginals.values())).shape[0] if marginals else 0
-            return np.zeros((n, 0))
-        return np.stack(cols, axis=1)
 
     def location_matrix(self, marginals: Mapping[str, np.ndarray]) -> np.ndarray:
         """``P(F_c = m | D)`` per case for every location in :attr:`locations` order: (B, n_locations)."""
@@ -415,7 +449,7 @@ class Finding:
     def apply(self, ctx: Context, state: BeliefState) -> BeliefState:
         """``state`` with this finding added."""
         if self.kind == "action":
-            return ctx.after_action(state, ctx.action_index(self.name, self.target), self.value)
+            return ctx.acts.after(state, ctx.acts.index(self.name, self.target), self.value)
         var = ctx.network.symptom_variable.get(self.name)
         if var is None:
             raise EvidenceError(f"unknown symptom {self.name!r}{suggest(self.name, ctx.network.symptom_variable)}")

@@ -344,15 +344,15 @@ def belief_timeline(
         nodes, tried = [], set()
         for s, f in attempts:
             nodes.append(_Node(states[s - 1], frozenset(tried), 0))
-            tried.add(ctx.action_index(f.name, f.target))
+            tried.add(ctx.acts.index(f.name, f.target))
         plan_steps = planner.decide(nodes, "plan")
         planner.declare()
-        p = ctx.success(marg)
-        cost = ctx.action_cost
+        p = ctx.acts.expected_success(marg)
+        cost = ctx.acts.cost
         for (s, f), node, step in zip(attempts, nodes, plan_steps):
-            j = ctx.action_index(f.name, f.target)
+            j = ctx.acts.index(f.name, f.target)
             ps = p[s - 1]
-            untried = [i for i in range(len(ctx.actions)) if i not in node.tried]
+            untried = [i for i in range(len(ctx.acts.actions)) if i not in node.tried]
             order = _by_success(ps, cost, untried)
             best = order[0] if order else None
             rank = 1 + sum(1 for i in untried if ps[i] > ps[j])
@@ -360,8 +360,8 @@ def belief_timeline(
                 ActionReview(
                     step=s, time=f.time, action=f.name, target=f.target, outcome=f.value,
                     p_success=float(ps[j]), rank=rank,
-                    recommended_action=None if best is None else ctx.actions[best].name,
-                    recommended_target=None if best is None else ctx.actions[best].component,
+                    recommended_action=None if best is None else ctx.acts.actions[best].name,
+                    recommended_target=None if best is None else ctx.acts.actions[best].component,
                     p_success_recommended=float(ps[best]) if best is not None else 0.0,
                     plan_step=step.describe(),
                 )

@@ -359,7 +359,7 @@ class Service:
         t0 = time.perf_counter()
         if (action, target) not in self._cost:
             try:
-                self.ctx.action_index(action, target)
+                self.ctx.acts.index(action, target)
             except EvidenceError as exc:
                 field = "target" if target not in self.topology.component_names else "action"
                 raise RequestError(
@@ -553,12 +553,12 @@ class Service:
         state = state_of(self.ctx, findings)
         marg = self.ctx.query([state])
         diag = diagnosis_from(self.ctx, state, marg, 0)
-        p = self.ctx.success(marg)[0]
+        p = self.ctx.acts.expected_success(marg)[0]
         tried = {(a.action, a.target) for a in record.actions}
-        order = sorted(range(len(self.ctx.actions)), key=lambda i: (-p[i], self.ctx.action_cost[i], i))
+        order = sorted(range(len(self.ctx.acts.actions)), key=lambda i: (-p[i], self.ctx.acts.cost[i], i))
         actions = []
         for i in order:
-            a = self.ctx.actions[i]
+            a = self.ctx.acts.actions[i]
             actions.append({
                 "action": a.name, "target": a.component, "expected_success": float(p[i]), "cost": a.cost,
                 "tried": (a.name, a.component) in tried, "hook": a.hook.kind if a.hook is not None else None,

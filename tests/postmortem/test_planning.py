@@ -152,7 +152,7 @@ def test_monte_carlo_agrees_with_the_exact_expected_cost(assume_fault):
     observed = np.zeros((len(keep), len(ctx.detectors)), dtype=bool)
     observed[:, k] = True
     truth = OpenedIncidents(flt[keep], sym[keep], observed)
-    u = gen.random((len(keep), len(ctx.actions)))
+    u = gen.random((len(keep), len(ctx.acts)))
     planner = _Planner(ctx, 12.0, 20, assume_fault)
     for policy in ("plan", "naive"):
         run = _run_policy(planner, truth, u, policy)
@@ -235,7 +235,7 @@ def test_p_some_fault_without_log_evidence(webshop):
         exact.state({"frontend.latency": "fired"}),
         exact.state({"db.latency": "fired", "db.health_check": "passed"}),
     ]
-    states[1] = exact.after_action(states[1], exact.action_index("restart", "db"), "failure")
+    states[1] = exact.acts.after(states[1], exact.acts.index("restart", "db"), "failure")
     a = exact.p_some_fault(exact.batch(states))
     b = ref.p_some_fault(ref.batch(states))
     np.testing.assert_allclose(a, b, atol=1e-9)
@@ -261,14 +261,14 @@ def _per_outcome_values(ctx, state, assume_fault):
         p_f = np.clip((p_f - (1.0 - q0[0]) * f_ok) / q0[0], 0.0, 1.0)
         base = {**base, **{fv: _given_fault(base[fv], q0) for fv in ctx.fault_vars}}
     h0 = sum(float(entropy_bits(base[fv][0])) for fv in ctx.fault_vars)
-    best0 = float(np.max(ctx.success(base)[0]))
+    best0 = float(np.max(ctx.acts.expected_success(base)[0]))
     rows = [(0, k, o, p) for j, k in enumerate(cand) for o, p in ((0, 1 - p_f[j]), (1, p_f[j])) if p > 1e-12]
     out = _outcome_batch(ctx, batch, rows)
     marg = ctx.query(out)
     if assume_fault:
         marg = {fv: _given_fault(marg[fv], ctx.p_some_fault(out)) for fv in ctx.fault_vars}
     ent = sum(entropy_bits(marg[fv]) for fv in ctx.fault_vars)
-    succ = ctx.success(marg).max(axis=1)
+    succ = ctx.acts.expected_success(marg).max(axis=1)
     ig = {ctx.detectors[k].symptom: h0 for k in cand}
     dr = {ctx.detectors[k].symptom: -best0 for k in cand}
     for r, (_, k, _o, p) in enumerate(rows):
