@@ -1,7 +1,7 @@
 """Fitting priors from incident history (`diagnosis fit`): what it recovers, and what it is worth.
 
 Usage: .venv/bin/python benchmarks/learning.py [--n-fit 5000] [--n-test 5000] [--seed 1] [--quick]
-       [--only heldout discard selection missing recovery]
+       [--only heldout discard selection missing recovery scale] [--exact-sample 200]
 
 Sections (each prints a table; docs/learning.md quotes them):
 
@@ -22,6 +22,10 @@ missing    Checks not run. How many rows pgmpy's EM keeps (it drops rows with
 recovery   Webshop, wrong start, prior weight 1, several seeds: the share of
            parameters within 5/sqrt(n) of the truth (n = the observations behind
            each) and the coverage of the 90% credible intervals.
+scale      Train Ticket (not run by default: about half an hour): `score` and `fit`
+           on the same simulated history in one run, their ratio, the EM
+           iterations, the fitted parameters' mean absolute error against the
+           truth, and one exact E-step on --exact-sample incidents against loopy BP.
 """
 
 from __future__ import annotations
@@ -340,7 +344,76 @@ def recovery(args) -> None:
     print(f"{'prior, no pooling':<20} {'':>56} {np.mean(cover_unpooled):>18.3f} of {len(cover_unpooled)}")
 
 
-SECTIONS = {"heldout": heldout, "discard": discard, "selection": selection, "missing": missing, "recovery": recovery}
+def scale(args) -> None:
+    """Train Ticket: fit time against score time on the same simulated history, and the error against the truth."""
+    from diagnosis.exceptions import ApproximationWarning
+    from diagnosis.learning._em import e_step
+    from diagnosis.learning._history import History
+    from diagnosis.learning._model import Layout
+
+    truth = load_topology(bundled_topology("train-ticket"))
+    start = perturbed(truth)
+    true = topology_parameters(truth)
+    n = args.n_fit
+    t = time.perf_counter()
+    log = simulate(truth, n, rng=args.seed)
+    took_sim = time.perf_counter() - t
+    print(
+        f"\n## Scale: Train Ticket ({len(truth.components)} components, {len(truth.detectors)} detectors), "
+        f"{len(log)} simulated incidents (simulated in {took_sim:.0f} s), start wrong in every section"
+    )
+    net = build_network(truth)
+    t = time.perf_counter()
+    score_frame(net, make_engine(net), log)
+    took_score = time.perf_counter() - t
+    t = time.perf_counter()
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", ApproximationWarning)
+        f = PriorFitter(prior_weight=1.0, rng=args.seed).fit(log, start)
+    took_fit = time.perf_counter() - t
+    approx = [w for w in caught if issubclass(w.category, ApproximationWarning)]
+    e = errors(f, true)
+    e0 = {
+        k: np.mean(
+            [abs(start_v - true[key]) for key, start_v in topology_parameters(start).items() if key.split(" ")[0] == k]
+        )
+        for k in KINDS
+    }
+    all_err = np.mean([abs(p.value - true[p.key]) for p in f.parameters_])
+    all_err0 = np.mean([abs(v - true[k]) for k, v in topology_parameters(start).items()])
+    print(f"score: {took_score:.1f} s ({n / took_score:.1f} incidents/s)")
+    print(
+        f"fit:   {took_fit:.1f} s, {f.n_iter_} EM iterations, converged={f.converged_}, "
+        f"E-step engine: {f.report_.settings['engine_used']}" + (" (ApproximationWarning)" if approx else "")
+    )
+    print(f"fit / score = {took_fit / took_score:.2f}  (wanted: <= 20)")
+    print(f"{'mean |error| vs truth':<22} {'all':>9} " + " ".join(f"{k:>12}" for k in KINDS))
+    print(f"{'start':<22} {all_err0:>9.5f} " + " ".join(f"{e0[k]:>12.5f}" for k in KINDS))
+    print(f"{'fitted':<22} {all_err:>9.5f} " + " ".join(f"{e[k][0]:>12.5f}" for k in KINDS))
+    k = args.exact_sample
+    if k:
+        hist = History.from_frame(log.select(log.incidents["id"].to_numpy()[:k]), truth)
+        layout = Layout.from_topology(start)
+        t = time.perf_counter()
+        e_step(layout, layout.theta0, hist, selection=True)
+        took_exact = time.perf_counter() - t
+        t = time.perf_counter()
+        e_step(layout, layout.theta0, hist, selection=True, approximate=True)
+        took_bp = time.perf_counter() - t
+        print(
+            f"one E-step on the first {k} incidents: exact {took_exact:.1f} s ({1000 * took_exact / k:.0f} ms per "
+            f"incident, {n * took_exact / k:.0f} s for {n}), loopy BP {took_bp:.2f} s ({took_exact / took_bp:.0f}x faster)"
+        )
+
+
+SECTIONS = {
+    "heldout": heldout,
+    "discard": discard,
+    "selection": selection,
+    "missing": missing,
+    "recovery": recovery,
+    "scale": scale,
+}
 
 
 def main() -> None:
@@ -349,7 +422,10 @@ def main() -> None:
     ap.add_argument("--n-test", type=int, default=5000)
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--quick", action="store_true", help="1500 incidents and fewer seeds")
-    ap.add_argument("--only", nargs="*", choices=sorted(SECTIONS), default=list(SECTIONS))
+    ap.add_argument(
+        "--exact-sample", type=int, default=200, help="scale: time one exact E-step on this many incidents (0: skip)"
+    )
+    ap.add_argument("--only", nargs="*", choices=sorted(SECTIONS), default=[s for s in SECTIONS if s != "scale"])
     args = ap.parse_args()
     if args.quick:
         args.n_fit, args.n_test = 1500, 1500
