@@ -1,7 +1,7 @@
 """Fitting priors from incident history (`diagnosis fit`): what it recovers, and what it is worth.
 
 Usage: .venv/bin/python benchmarks/learning.py [--n-fit 5000] [--n-test 5000] [--seed 1] [--quick]
-       [--only heldout discard selection missing recovery scale] [--engine auto] [--exact-sample 200]
+       [--only heldout discard selection missing recovery scale] [--engine auto] [--max-selection-masks M] [--exact-sample 200]
 
 Sections (each prints a table; docs/learning.md quotes them):
 
@@ -369,7 +369,9 @@ def scale(args) -> None:
     t = time.perf_counter()
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", ApproximationWarning)
-        f = PriorFitter(prior_weight=1.0, engine=args.engine, rng=args.seed).fit(log, start)
+        f = PriorFitter(
+            prior_weight=1.0, engine=args.engine, max_selection_masks=args.max_selection_masks, rng=args.seed
+        ).fit(log, start)
     took_fit = time.perf_counter() - t
     approx = [w for w in caught if issubclass(w.category, ApproximationWarning)]
     e = errors(f, true)
@@ -384,7 +386,8 @@ def scale(args) -> None:
     print(f"score: {took_score:.1f} s ({n / took_score:.1f} incidents/s)")
     print(
         f"fit:   {took_fit:.1f} s, {f.n_iter_} EM iterations, converged={f.converged_}, "
-        f"E-step engine: {f.report_.settings['engine_used']}" + (" (ApproximationWarning)" if approx else "")
+        f"E-step engine: {f.report_.settings['engine_used']}, max_selection_masks={args.max_selection_masks}"
+        + (f" ({len(approx)} ApproximationWarning)" if approx else "")
     )
     n_steps = f.n_iter_ + (1 if f.report_.settings["engine_used"] == "approximate" else 2)
     print(f"       {took_fit / n_steps:.1f} s per E-step ({n_steps} E-steps: the iterations, the final one with the")
@@ -426,6 +429,7 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--quick", action="store_true", help="1500 incidents and fewer seeds")
     ap.add_argument("--engine", default="auto", choices=["auto", "exact", "approximate"], help="scale: E-step engine")
+    ap.add_argument("--max-selection-masks", type=int, default=None, help="scale: PriorFitter(max_selection_masks=...)")
     ap.add_argument(
         "--exact-sample", type=int, default=200, help="scale: time one exact E-step on this many incidents (0: skip)"
     )

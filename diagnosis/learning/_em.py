@@ -348,13 +348,16 @@ def e_step(
     with_information: bool = False,
     memory_budget_bytes: int | None = None,
     approximate: bool = False,
+    max_selection_masks: int | None = None,
 ) -> Stats:
     """Expected counts under ``theta`` (see the module docstring).
 
     ``with_likelihood`` adds the log-likelihood of the log (given selection);
     ``with_information`` the complete and missing information per parameter.
     ``approximate``: the marginals from loopy BP (:class:`_BPWithEvidence`);
-    the log-likelihood is then NaN.
+    the log-likelihood is then NaN. ``max_selection_masks``: the selection
+    correction's pass runs on at most this many of the distinct sets of checks
+    run (a fixed random sample, weighted up to stand for all of them).
     """
     engine = _engine(layout, theta, memory_budget_bytes, approximate)
     net = layout.network
@@ -391,11 +394,16 @@ def e_step(
         if opened.any():
             masks, inverse = np.unique(mask[opened], axis=0, return_inverse=True)
             w_mask = np.bincount(inverse.reshape(-1), weights=hist.weight[opened], minlength=len(masks))
+            w2_mask = np.bincount(inverse.reshape(-1), weights=hist.weight[opened] ** 2, minlength=len(masks))
+            if max_selection_masks is not None and len(masks) > max_selection_masks:
+                # The same seeded sample every E-step (EM stays a fixed map), reweighted: unbiased counts.
+                keep = np.sort(np.random.default_rng(0).choice(len(masks), max_selection_masks, replace=False))
+                scale = len(masks) / max_selection_masks
+                masks, w_mask, w2_mask = masks[keep], w_mask[keep] * scale, w2_mask[keep] * scale
             ev = {sym[d]: np.where(masks[:, d], 0, -1).astype(np.int64) for d in range(len(sym)) if masks[:, d].any()}
             qp, log_quiet = engine.query_with_log_evidence(targets, ev, n_cases=len(masks))
             p_open = np.clip(-np.expm1(log_quiet), 1e-300, 1.0)
             w_unseen = w_mask * np.exp(log_quiet) / p_open
-            w2_mask = np.bincount(inverse.reshape(-1), weights=hist.weight[opened] ** 2, minlength=len(masks))
             # Each unseen draw is one independent case: its information adds with weight 1 per draw.
             _accumulate(
                 stats,

@@ -129,6 +129,14 @@ class PriorFitter:
         then not computed (NaN). ``"auto"``: exact unless the expanded network
         does not fit the memory budget, then approximate with an
         :class:`~diagnosis.exceptions.ApproximationWarning`.
+    max_selection_masks : int or None, default None
+        With ``selection="observed"``, run the correction's pass (P(every check
+        run passed) and the counts of the unseen draws, for each distinct set
+        of checks run) on a fixed random sample of at most this many sets,
+        weighted up to stand for all: unbiased counts, an approximation
+        (:class:`~diagnosis.exceptions.ApproximationWarning` when it samples).
+        Halves the E-step where every incident runs its own set of checks
+        (Train Ticket). None: every set (exact).
     rng : int, Generator or None
         Seed for the sample of ``max_incidents``; the fit is otherwise deterministic.
 
@@ -187,6 +195,7 @@ class PriorFitter:
         max_incidents: int | None = None,
         memory_budget_bytes: int | None = None,
         engine: str = "auto",
+        max_selection_masks: int | None = None,
         rng: int | np.random.Generator | None = None,
     ):
         self.prior_weight = prior_weight
@@ -202,6 +211,7 @@ class PriorFitter:
         self.max_incidents = max_incidents
         self.memory_budget_bytes = memory_budget_bytes
         self.engine = engine
+        self.max_selection_masks = max_selection_masks
         self.rng = rng
 
     # ---------------------------------------------------------------- settings
@@ -295,6 +305,10 @@ class PriorFitter:
         if self.engine not in _ENGINES:
             raise self._fail("engine", f"one of {list(_ENGINES)}")
         out["engine"] = self.engine
+        ms = self.max_selection_masks
+        if ms is not None and not (isinstance(ms, (int, np.integer)) and not isinstance(ms, bool) and ms >= 1):
+            raise self._fail("max_selection_masks", "None or an int >= 1")
+        out["max_selection_masks"] = None if ms is None else int(ms)
         rng = self.rng
         if rng is not None and not isinstance(rng, (int, np.integer, np.random.Generator)) or isinstance(rng, bool):
             raise self._fail("rng", "None, an int seed or a numpy Generator")
@@ -356,9 +370,28 @@ class PriorFitter:
         budget = settings["memory_budget_bytes"]
         approximate = _approximate(layout, settings["engine"], budget)
         settings["engine_used"] = "approximate" if approximate else "exact"
+        max_masks = settings["max_selection_masks"] if selection else None
+        if max_masks is not None:
+            opened = (hist.observed == 1).any(axis=1)
+            n_masks = len(np.unique(hist.observed[opened] >= 0, axis=0))
+            if n_masks > max_masks:
+                warnings.warn(
+                    f"the selection correction runs on {max_masks} of the {n_masks} distinct sets of checks run "
+                    "(a random sample weighted up, max_selection_masks): its counts are estimates",
+                    ApproximationWarning,
+                    stacklevel=2,
+                )
 
         def em_map(th):
-            stats = e_step(layout, th, hist, selection=selection, memory_budget_bytes=budget, approximate=approximate)
+            stats = e_step(
+                layout,
+                th,
+                hist,
+                selection=selection,
+                memory_budget_bytes=budget,
+                approximate=approximate,
+                max_selection_masks=max_masks,
+            )
             return m_step(layout, th, stats, prior_weight=weight, fitted=fitted, pooling=settings["pooling"]).theta
 
         theta, n_iter, converged = _iterate(
@@ -380,7 +413,13 @@ class PriorFitter:
             start = None
         else:
             start = e_step(
-                layout, layout.theta0, hist, selection=selection, with_likelihood=True, memory_budget_bytes=budget
+                layout,
+                layout.theta0,
+                hist,
+                selection=selection,
+                with_likelihood=True,
+                memory_budget_bytes=budget,
+                max_selection_masks=max_masks,
             )
         final = e_step(
             layout,
@@ -391,6 +430,7 @@ class PriorFitter:
             with_information=True,
             memory_budget_bytes=budget,
             approximate=approximate,
+            max_selection_masks=max_masks,
         )
         post = m_step(layout, theta, final, prior_weight=weight, fitted=fitted, pooling=settings["pooling"])
 

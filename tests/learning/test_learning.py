@@ -436,6 +436,7 @@ def test_rejected_records_are_counted(tmp_path, webshop, log):
         ("max_incidents", 0, "None or an int >= 1"),
         ("memory_budget_bytes", -5, "None or an int > 0"),
         ("engine", "loopy", r"one of \['auto', 'exact', 'approximate'\]"),
+        ("max_selection_masks", 0, "None or an int >= 1"),
         ("rng", "seed", "None, an int seed or a numpy Generator"),
     ],
 )
@@ -660,3 +661,22 @@ def test_boundary_values_stay_probabilities():
         p = f.report_.parameter(key)
         assert p.value == p.prior and p.lower <= p.value <= p.upper
     assert all(0.0 <= p.lower <= p.value <= p.upper <= 1.0 for p in f.parameters_)
+
+
+def test_sampled_selection_masks(webshop, log):
+    """max_selection_masks: no sample (and the exact fit) when it covers every set of checks run; below that,
+    a warned, reweighted sample whose fit stays near the exact one and whose unseen draws keep their total."""
+    exact = PriorFitter(engine="exact").fit(log, webshop)
+    hist = History.from_frame(log, webshop)
+    opened = (hist.observed == 1).any(axis=1)
+    n_masks = len(np.unique(hist.observed[opened] >= 0, axis=0))
+    assert n_masks > 40
+    same = PriorFitter(engine="exact", max_selection_masks=n_masks).fit(log, webshop)
+    a, e = (np.array([p.value for p in f.parameters_]) for f in (same, exact))
+    np.testing.assert_array_equal(a, e)
+    with pytest.warns(ApproximationWarning, match=f"runs on 40 of the {n_masks} distinct sets"):
+        sampled = PriorFitter(engine="exact", max_selection_masks=40).fit(log, webshop)
+    s = np.array([p.value for p in sampled.parameters_])
+    assert 0 < np.abs(s - e).max() < 0.02
+    n_unseen = exact.report_.counts["n_unseen"]
+    assert sampled.report_.counts["n_unseen"] == pytest.approx(n_unseen, rel=0.2)
