@@ -77,7 +77,9 @@ class PriorFitter:
     rate, each dependency's strength, and each recovery action's P(R | fault
     mode). Incidents without a confirmed cause, and checks that did not run,
     are used through exact EM (the expected counts come from the compiled
-    engine); ``docs/learning.md`` gives the method and its measured accuracy.
+    engine, one batched propagation per pass; loopy BP where exact does not
+    fit, see ``engine``); ``docs/learning.md`` gives the method, its measured
+    accuracy and its cost.
 
     Parameters
     ----------
