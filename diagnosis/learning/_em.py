@@ -130,9 +130,9 @@ class _BPWithEvidence:
         q = self.engine.query(targets, evidence, soft_evidence, n_cases=n_cases)
         run = self.engine.last_run
         if run is not None and not run.converged:
-            warnings.warn(
-                f"loopy BP did not converge in {run.iterations} iterations for some incidents (largest message "
-                f"change {run.max_change:.2g}): their expected counts are unreliable",
+            warnings.warn(  # one text for every E-step, so that the warning is shown once
+                "loopy BP did not converge for some incidents (their messages still change after the last "
+                "iteration): their expected counts are unreliable",
                 ApproximationWarning,
                 stacklevel=4,
             )

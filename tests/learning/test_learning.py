@@ -680,3 +680,24 @@ def test_sampled_selection_masks(webshop, log):
     assert 0 < np.abs(s - e).max() < 0.02
     n_unseen = exact.report_.counts["n_unseen"]
     assert sampled.report_.counts["n_unseen"] == pytest.approx(n_unseen, rel=0.2)
+
+
+def test_approximate_e_step_says_when_bp_did_not_converge(webshop):
+    """An E-step whose loopy BP stops before its messages settle warns that its counts are unreliable."""
+    from diagnosis.inference.approximate import LoopyBPEngine
+    from diagnosis.learning import _em
+
+    layout = Layout.from_topology(webshop)
+    hist = History.from_frame(simulate(webshop, 50, rng=2), webshop)
+    net = layout.network
+    ev = {
+        net.symptom_variable[d.symptom]: hist.observed[:, k].astype(np.int64) for k, d in enumerate(webshop.detectors)
+    }
+    fam, _ = _em._names(layout)
+    tables = expanded_tables(layout, layout.theta0)
+    bp = _em._BPWithEvidence(LoopyBPEngine(tables))
+    bp.query_with_log_evidence(fam, n_cases=3)  # no evidence: converges, no warning (warnings are errors here)
+    assert bp.engine.last_run.converged
+    with pytest.warns(ApproximationWarning, match="did not converge for some incidents"):
+        bp.query_with_log_evidence(fam, ev, n_cases=hist.n)  # measured: oscillates for some of these incidents
+    assert not bp.engine.last_run.converged
