@@ -1,7 +1,7 @@
 """Fitting priors from incident history (`diagnosis fit`): what it recovers, and what it is worth.
 
 Usage: .venv/bin/python benchmarks/learning.py [--n-fit 5000] [--n-test 5000] [--seed 1] [--quick]
-       [--only heldout discard selection missing recovery]
+       [--only heldout discard selection missing recovery scale] [--engine auto] [--max-selection-masks M] [--exact-sample 64]
 
 Sections (each prints a table; docs/learning.md quotes them):
 
@@ -22,6 +22,11 @@ missing    Checks not run. How many rows pgmpy's EM keeps (it drops rows with
 recovery   Webshop, wrong start, prior weight 1, several seeds: the share of
            parameters within 5/sqrt(n) of the truth (n = the observations behind
            each) and the coverage of the 90% credible intervals.
+scale      Train Ticket (not run by default: about half an hour): `score` and `fit`
+           on the same simulated history in one run, their ratio, the EM
+           iterations, the fitted parameters' mean absolute error against the
+           truth; one E-step's propagations on --exact-sample incidents as they
+           were (a plan per evidence pattern), as they are, and on loopy BP.
 """
 
 from __future__ import annotations
@@ -340,7 +345,115 @@ def recovery(args) -> None:
     print(f"{'prior, no pooling':<20} {'':>56} {np.mean(cover_unpooled):>18.3f} of {len(cover_unpooled)}")
 
 
-SECTIONS = {"heldout": heldout, "discard": discard, "selection": selection, "missing": missing, "recovery": recovery}
+def scale(args) -> None:
+    """Train Ticket: fit time against score time on the same simulated history, and the error against the truth."""
+    from diagnosis.exceptions import ApproximationWarning
+
+    truth = load_topology(bundled_topology("train-ticket"))
+    start = perturbed(truth)
+    true = topology_parameters(truth)
+    n = args.n_fit
+    t = time.perf_counter()
+    log = simulate(truth, n, rng=args.seed)
+    took_sim = time.perf_counter() - t
+    print(
+        f"\n## Scale: Train Ticket ({len(truth.components)} components, {len(truth.detectors)} detectors), "
+        f"{len(log)} simulated incidents (simulated in {took_sim:.0f} s), start wrong in every section"
+    )
+    net = build_network(truth)
+    t = time.perf_counter()
+    score_frame(net, make_engine(net), log)
+    took_score = time.perf_counter() - t
+    t = time.perf_counter()
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", ApproximationWarning)
+        f = PriorFitter(
+            prior_weight=1.0, engine=args.engine, max_selection_masks=args.max_selection_masks, rng=args.seed
+        ).fit(log, start)
+    took_fit = time.perf_counter() - t
+    approx = [w for w in caught if issubclass(w.category, ApproximationWarning)]
+    e = errors(f, true)
+    e0 = {
+        k: np.mean(
+            [abs(start_v - true[key]) for key, start_v in topology_parameters(start).items() if key.split(" ")[0] == k]
+        )
+        for k in KINDS
+    }
+    all_err = np.mean([abs(p.value - true[p.key]) for p in f.parameters_])
+    all_err0 = np.mean([abs(v - true[k]) for k, v in topology_parameters(start).items()])
+    print(f"score: {took_score:.1f} s ({n / took_score:.1f} incidents/s)")
+    print(
+        f"fit:   {took_fit:.1f} s, {f.n_iter_} EM iterations, converged={f.converged_}, "
+        f"E-step engine: {f.report_.settings['engine_used']}, max_selection_masks={args.max_selection_masks}"
+        + (f" ({len(approx)} ApproximationWarning)" if approx else "")
+    )
+    n_steps = f.n_iter_ + (1 if f.report_.settings["engine_used"] == "approximate" else 2)
+    print(f"       {took_fit / n_steps:.1f} s per E-step ({n_steps} E-steps: the iterations, the final one with the")
+    print("       information, and one at the start for the log-likelihood when exact)")
+    print(f"fit / score = {took_fit / took_score:.2f}  (wanted: <= 20)")
+    print(f"{'mean |error| vs truth':<22} {'all':>9} " + " ".join(f"{k:>12}" for k in KINDS))
+    print(f"{'start':<22} {all_err0:>9.5f} " + " ".join(f"{e0[k]:>12.5f}" for k in KINDS))
+    print(f"{'fitted':<22} {all_err:>9.5f} " + " ".join(f"{e[k][0]:>12.5f}" for k in KINDS))
+    k = args.exact_sample
+    if k:
+        _e_step_before_after(truth, log.select(log.incidents["id"].to_numpy()[:k]), n)
+
+
+def _e_step_before_after(truth: Topology, log: IncidentFrame, n: int) -> None:
+    """One E-step's engine work on a sample: as it was (a plan per evidence pattern; the selection pass's
+    log P(e) and marginals from two propagations), as it is (one structure, one propagation per pass), and
+    on loopy BP."""
+    from diagnosis.inference.compiled import CompiledEngine
+    from diagnosis.learning import _em
+    from diagnosis.learning._history import History
+    from diagnosis.learning._model import Layout, expanded_tables
+
+    layout = Layout.from_topology(truth)
+    hist = History.from_frame(log, truth)
+    theta, net, k = layout.theta0, layout.network, hist.n
+    sym = [net.symptom_variable[d.symptom] for d in truth.detectors]
+    fam, act = _em._names(layout)
+    targets = fam + act
+    hard = {sym[d]: hist.observed[:, d].astype(np.int64) for d in range(len(sym)) if (hist.observed[:, d] >= 0).any()}
+    soft = {sym[d]: lik for d, lik in hist.soft.items()}
+    soft.update(_em._fault_evidence(layout, theta, hist))
+    quiet = {sym[d]: np.where(hist.observed[:, d] >= 0, 0, -1).astype(np.int64) for d in range(len(sym))}
+    tables = expanded_tables(layout, theta)
+    old = CompiledEngine(tables)
+    t = time.perf_counter()
+    q_old = old.query(targets, hard, soft, n_cases=k)
+    z_old = old.log_evidence(quiet, n_cases=k)
+    old.query(targets, quiet, n_cases=k)
+    took_old = time.perf_counter() - t
+    new = CompiledEngine(tables, group_patterns=False)
+    t = time.perf_counter()
+    q_new, _ = new.query_with_log_evidence(targets, hard, soft, n_cases=k)
+    _, z_new = new.query_with_log_evidence(targets, quiet, n_cases=k)
+    took_new = time.perf_counter() - t
+    diff = max(max(np.abs(q_new[v] - q_old[v]).max() for v in targets), np.abs(z_new - z_old).max())
+    bp = _em._engine(layout, theta, None, True)
+    t = time.perf_counter()
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        bp.query_with_log_evidence(targets, hard, soft, n_cases=k)
+        bp.query_with_log_evidence(targets, quiet, n_cases=k)
+    took_bp = time.perf_counter() - t
+    print(
+        f"one E-step's propagations on {k} incidents: before {1000 * took_old / k:.0f} ms per incident, now "
+        f"{1000 * took_new / k:.0f} ms ({took_old / took_new:.1f}x faster; largest difference {diff:.1e}; "
+        f"{n * took_new / k:.0f} s for {n}); loopy BP {1000 * took_bp / k:.0f} ms"
+        + (" (did not converge for some incidents)" if caught else "")
+    )
+
+
+SECTIONS = {
+    "heldout": heldout,
+    "discard": discard,
+    "selection": selection,
+    "missing": missing,
+    "recovery": recovery,
+    "scale": scale,
+}
 
 
 def main() -> None:
@@ -349,7 +462,12 @@ def main() -> None:
     ap.add_argument("--n-test", type=int, default=5000)
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--quick", action="store_true", help="1500 incidents and fewer seeds")
-    ap.add_argument("--only", nargs="*", choices=sorted(SECTIONS), default=list(SECTIONS))
+    ap.add_argument("--engine", default="auto", choices=["auto", "exact", "approximate"], help="scale: E-step engine")
+    ap.add_argument("--max-selection-masks", type=int, default=None, help="scale: PriorFitter(max_selection_masks=...)")
+    ap.add_argument(
+        "--exact-sample", type=int, default=64, help="scale: one E-step before/now/BP on this many incidents (0: skip)"
+    )
+    ap.add_argument("--only", nargs="*", choices=sorted(SECTIONS), default=[s for s in SECTIONS if s != "scale"])
     args = ap.parse_args()
     if args.quick:
         args.n_fit, args.n_test = 1500, 1500

@@ -19,18 +19,21 @@ distinct sets of checks run.
 
 from __future__ import annotations
 
+import math
+import warnings
 from dataclasses import dataclass, field
 
 import numpy as np
 from scipy.optimize import minimize_scalar
 from scipy.special import gammaln
 
-from diagnosis.exceptions import ModelError, ModelTooLargeError
+from diagnosis.exceptions import ApproximationWarning, ModelError, ModelTooLargeError
+from diagnosis.inference.approximate import LoopyBPEngine
 from diagnosis.inference.compiled import CompiledEngine
 from diagnosis.learning._history import History
 from diagnosis.learning._model import Layout, expanded_tables
 
-__all__ = ["OUTCOME_FLOOR", "Posterior", "Stats", "e_step", "m_step"]
+__all__ = ["OUTCOME_FLOOR", "Posterior", "Stats", "check_exact", "e_step", "m_step"]
 
 #: Recovery outcomes are read with P(R) clipped to [floor, 1 - floor], so that a
 #: "successful" restart of a component the labels call healthy is unlikely, not impossible.
@@ -79,16 +82,78 @@ def p_fired_table(layout: Layout, theta: np.ndarray, d: int) -> np.ndarray:
     return np.where(act.any(axis=0), 1.0 - p_quiet, theta[layout.alpha_index[d]])
 
 
-def _engine(layout: Layout, theta: np.ndarray, memory_budget_bytes: int | None):
+def _engine(layout: Layout, theta: np.ndarray, memory_budget_bytes: int | None, approximate: bool = False):
     tables = expanded_tables(layout, theta)
     kw = {} if memory_budget_bytes is None else {"memory_budget_bytes": memory_budget_bytes}
+    if approximate:
+        return _BPWithEvidence(LoopyBPEngine(tables, **kw))
     try:
-        return CompiledEngine(tables, **kw)
+        # The targets are every family: a plan per evidence pattern would prune nothing.
+        return CompiledEngine(tables, group_patterns=False, **kw)
     except ModelTooLargeError as exc:
         raise ModelError(
             f"topology {layout.topology.name!r} is too large for exact EM: {exc}. Fit a smaller part of the "
             "platform (its components and their dependencies), or raise memory_budget_bytes"
         ) from None
+
+
+def check_exact(layout: Layout, memory_budget_bytes: int | None) -> None:
+    """Raise :class:`ModelError` if the exact engine on the expanded network does not fit the budget."""
+    _engine(layout, layout.theta0, memory_budget_bytes)
+
+
+class _BPWithEvidence:
+    """Loopy BP on the expanded network, with ``query_with_log_evidence`` as the E-step asks for it.
+
+    log P(evidence) comes from ``P(e) = P(x0, e) / P(x0 | e)`` at the
+    configuration ``x0`` where every variable is in its first state (no fault,
+    nothing impaired or active, every observed check passed): ``P(x0, e)`` is a
+    product of table entries (exact) and ``P(x0 | e)``, the posterior that
+    every family is ``ok|ok``, is taken as the product of the families' BP
+    marginals. That needs the evidence to allow ``x0`` (checks that passed,
+    no label ruling "ok" out), which holds for the selection correction's
+    "every check run passed"; other cases get NaN.
+    """
+
+    kind = "approximate"
+
+    def __init__(self, engine: LoopyBPEngine):
+        self.engine = engine
+        t = engine.tables
+        self._log_first = np.array([math.log(c.reshape(-1)[0]) if c.reshape(-1)[0] > 0 else -np.inf for c in t.cpts])
+        # Leaves (checks, and the deterministic families whose first entry is 1) count only when observed.
+        self._leaf = np.array([not ch for ch in t.children])
+
+    def query_with_log_evidence(self, targets, evidence=None, soft_evidence=None, *, n_cases=None):
+        evidence = evidence or {}
+        soft_evidence = soft_evidence or {}
+        q = self.engine.query(targets, evidence, soft_evidence, n_cases=n_cases)
+        run = self.engine.last_run
+        if run is not None and not run.converged:
+            warnings.warn(  # one text for every E-step, so that the warning is shown once
+                "loopy BP did not converge for some incidents (their messages still change after the last "
+                "iteration): their expected counts are unreliable",
+                ApproximationWarning,
+                stacklevel=4,
+            )
+        n = len(next(iter(q.values())))
+        index = self.engine.tables.index
+        log_joint = np.full(n, float(self._log_first[~self._leaf].sum()))
+        allowed = np.ones(n, dtype=bool)
+        for name, states in evidence.items():
+            states = np.asarray(states)
+            allowed &= states <= 0
+            log_joint += np.where(states == 0, self._log_first[index[name]], 0.0)
+        for lik in soft_evidence.values():
+            first = np.asarray(lik)[:, 0]
+            allowed &= first > 0
+            log_joint += np.log(np.where(first > 0, first, 1.0))
+        log_post = np.zeros(n)
+        for name, marg in q.items():
+            if name.startswith("family__"):
+                log_post += np.log(np.maximum(marg[:, 0], 1e-300))
+        # P(e) <= 1: a product of marginals below the joint would say otherwise
+        return q, np.where(allowed, np.minimum(log_joint - log_post, math.log1p(-1e-9)), np.nan)
 
 
 def _names(layout: Layout) -> tuple[list[str], list[str]]:
@@ -250,6 +315,29 @@ def _fault_evidence(layout: Layout, theta: np.ndarray, hist: History) -> dict[st
     return out
 
 
+def _query_distinct(engine, targets: list[str], hard: dict, soft: dict, n: int) -> tuple[dict, np.ndarray]:
+    """Marginals of ``targets`` and log P(evidence) per case, propagating each distinct evidence row once.
+
+    Incidents with the same checks, outcomes, labels and recovery attempts
+    (their whole evidence) get the same posterior: the engine sees one row for
+    them, and the answers are indexed back to every case.
+    """
+    keys = list(hard)
+    columns = [np.stack([hard[k] for k in keys], axis=1).astype(np.float64)] if keys else []
+    columns += [np.asarray(soft[k], dtype=np.float64) for k in soft]
+    if not columns:
+        one_q, one_z = engine.query_with_log_evidence(targets, n_cases=1)
+        return {t: np.repeat(v, n, axis=0) for t, v in one_q.items()}, np.repeat(one_z, n)
+    _, first, inverse = np.unique(np.concatenate(columns, axis=1), axis=0, return_index=True, return_inverse=True)
+    inverse = inverse.reshape(-1)
+    if len(first) == n:
+        return engine.query_with_log_evidence(targets, hard, soft, n_cases=n)
+    q, log_z = engine.query_with_log_evidence(
+        targets, {k: v[first] for k, v in hard.items()}, {k: v[first] for k, v in soft.items()}, n_cases=len(first)
+    )
+    return {t: v[inverse] for t, v in q.items()}, log_z[inverse]
+
+
 def e_step(
     layout: Layout,
     theta: np.ndarray,
@@ -259,13 +347,19 @@ def e_step(
     with_likelihood: bool = False,
     with_information: bool = False,
     memory_budget_bytes: int | None = None,
+    approximate: bool = False,
+    max_selection_masks: int | None = None,
 ) -> Stats:
     """Expected counts under ``theta`` (see the module docstring).
 
     ``with_likelihood`` adds the log-likelihood of the log (given selection);
     ``with_information`` the complete and missing information per parameter.
+    ``approximate``: the marginals from loopy BP (:class:`_BPWithEvidence`);
+    the log-likelihood is then NaN. ``max_selection_masks``: the selection
+    correction's pass runs on at most this many of the distinct sets of checks
+    run (a fixed random sample, weighted up to stand for all of them).
     """
-    engine = _engine(layout, theta, memory_budget_bytes)
+    engine = _engine(layout, theta, memory_budget_bytes, approximate)
     net = layout.network
     sym = [net.symptom_variable[d.symptom] for d in layout.topology.detectors]
     fam_names, act_names = _names(layout)
@@ -278,7 +372,7 @@ def e_step(
     hard = {sym[d]: hist.observed[:, d].astype(np.int64) for d in range(len(sym)) if (hist.observed[:, d] >= 0).any()}
     soft = {sym[d]: lik for d, lik in hist.soft.items()}
     soft.update(_fault_evidence(layout, theta, hist))
-    q = engine.query(targets, hard, soft, n_cases=hist.n)
+    q, log_z = _query_distinct(engine, targets, hard, soft, hist.n)
     _accumulate(
         stats,
         layout,
@@ -292,7 +386,7 @@ def e_step(
         hist.weight**2 if with_information else None,
     )
     stats.n_real = float(hist.weight.sum())
-    log_lik = float(hist.weight @ engine.log_evidence(hard, soft, n_cases=hist.n)) if with_likelihood else 0.0
+    log_lik = float(hist.weight @ log_z) if with_likelihood and not approximate else math.nan
 
     if selection:
         mask = hist.observed >= 0
@@ -300,12 +394,16 @@ def e_step(
         if opened.any():
             masks, inverse = np.unique(mask[opened], axis=0, return_inverse=True)
             w_mask = np.bincount(inverse.reshape(-1), weights=hist.weight[opened], minlength=len(masks))
+            w2_mask = np.bincount(inverse.reshape(-1), weights=hist.weight[opened] ** 2, minlength=len(masks))
+            if max_selection_masks is not None and len(masks) > max_selection_masks:
+                # The same seeded sample every E-step (EM stays a fixed map), reweighted: unbiased counts.
+                keep = np.sort(np.random.default_rng(0).choice(len(masks), max_selection_masks, replace=False))
+                scale = len(masks) / max_selection_masks
+                masks, w_mask, w2_mask = masks[keep], w_mask[keep] * scale, w2_mask[keep] * scale
             ev = {sym[d]: np.where(masks[:, d], 0, -1).astype(np.int64) for d in range(len(sym)) if masks[:, d].any()}
-            log_quiet = engine.log_evidence(ev, n_cases=len(masks))
+            qp, log_quiet = engine.query_with_log_evidence(targets, ev, n_cases=len(masks))
             p_open = np.clip(-np.expm1(log_quiet), 1e-300, 1.0)
             w_unseen = w_mask * np.exp(log_quiet) / p_open
-            w2_mask = np.bincount(inverse.reshape(-1), weights=hist.weight[opened] ** 2, minlength=len(masks))
-            qp = engine.query(targets, ev, n_cases=len(masks))
             # Each unseen draw is one independent case: its information adds with weight 1 per draw.
             _accumulate(
                 stats,
@@ -322,7 +420,7 @@ def e_step(
             )
             stats.n_unseen = float(w_unseen.sum())
             log_lik -= float(w_mask @ np.log(p_open))
-    stats.log_likelihood = log_lik if with_likelihood else float("nan")
+    stats.log_likelihood = log_lik if with_likelihood else math.nan
     return stats
 
 

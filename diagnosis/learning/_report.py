@@ -14,6 +14,11 @@ __all__ = ["FitReport", "FittedParameter", "PoolingGroup", "Rate"]
 PRIOR_DOMINATED = 0.5
 
 
+def _finite(x: float) -> float | None:
+    """``x``, or None (JSON null) when it is NaN: a log-likelihood the approximate E-step does not give."""
+    return x if math.isfinite(x) else None
+
+
 def _logit(p: float) -> float:
     p = min(max(p, 1e-12), 1.0 - 1e-12)
     return math.log(p / (1.0 - p))
@@ -260,7 +265,11 @@ class FitReport:
             ),
             (
                 f"  EM: {self.n_iter} iterations, {'converged' if self.converged else 'NOT converged (raise max_iter)'}; "
-                f"log-likelihood {self.log_likelihood_start:.1f} -> {self.log_likelihood:.1f}"
+                + (
+                    f"log-likelihood {self.log_likelihood_start:.1f} -> {self.log_likelihood:.1f}"
+                    if math.isfinite(self.log_likelihood)
+                    else "log-likelihood not computed (approximate E-step)"
+                )
             ),
         ]
         if c.get("n_unseen"):
@@ -318,8 +327,8 @@ class FitReport:
             "settings": dict(self.settings),
             "n_iter": self.n_iter,
             "converged": self.converged,
-            "log_likelihood_start": self.log_likelihood_start,
-            "log_likelihood": self.log_likelihood,
+            "log_likelihood_start": _finite(self.log_likelihood_start),
+            "log_likelihood": _finite(self.log_likelihood),
             "exposure_days": self.exposure_days,
             "window_days": self.window_days,
             "pooling": [

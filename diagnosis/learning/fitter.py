@@ -22,8 +22,16 @@ from scipy.stats import gamma as _gamma
 
 from diagnosis._files import atomic_write_text
 from diagnosis._time import parse_duration
-from diagnosis.exceptions import ConvergenceWarning, DiagnosisError, IncidentLogError, NotFittedError, ParameterError
-from diagnosis.learning._em import e_step, m_step
+from diagnosis.exceptions import (
+    ApproximationWarning,
+    ConvergenceWarning,
+    DiagnosisError,
+    IncidentLogError,
+    ModelError,
+    NotFittedError,
+    ParameterError,
+)
+from diagnosis.learning._em import check_exact, e_step, m_step
 from diagnosis.learning._history import History
 from diagnosis.learning._model import SECTIONS, Layout
 from diagnosis.learning._report import FitReport, FittedParameter, PoolingGroup, Rate
@@ -33,6 +41,7 @@ from diagnosis.model.topology import Topology, load_topology
 __all__ = ["PriorFitter", "fit_topology", "provenance_path", "topology_parameters"]
 
 _SELECTIONS = ("observed", "none")
+_ENGINES = ("auto", "exact", "approximate")
 _DEFAULT_SECTIONS = ("fault_modes", "detectors", "dependencies", "actions")
 
 
@@ -68,7 +77,9 @@ class PriorFitter:
     rate, each dependency's strength, and each recovery action's P(R | fault
     mode). Incidents without a confirmed cause, and checks that did not run,
     are used through exact EM (the expected counts come from the compiled
-    engine); ``docs/learning.md`` gives the method and its measured accuracy.
+    engine, one batched propagation per pass; loopy BP where exact does not
+    fit, see ``engine``); ``docs/learning.md`` gives the method, its measured
+    accuracy and its cost.
 
     Parameters
     ----------
@@ -111,6 +122,23 @@ class PriorFitter:
         Fit on a random sample of at most this many incidents (drawn with ``rng``).
     memory_budget_bytes : int or None
         Memory budget of the inference engine (default 2 GiB).
+    engine : {"auto", "exact", "approximate"}, default "auto"
+        How the E-step gets its posteriors. ``"exact"``: the compiled
+        junction-tree engine, one batched propagation per pass over the
+        distinct evidence rows. ``"approximate"``: loopy belief propagation,
+        with log P(every check run passed) of the selection correction from the
+        families' marginals (see ``docs/learning.md``); the log-likelihoods are
+        then not computed (NaN). ``"auto"``: exact unless the expanded network
+        does not fit the memory budget, then approximate with an
+        :class:`~diagnosis.exceptions.ApproximationWarning`.
+    max_selection_masks : int or None, default None
+        With ``selection="observed"``, run the correction's pass (P(every check
+        run passed) and the counts of the unseen draws, for each distinct set
+        of checks run) on a fixed random sample of at most this many sets,
+        weighted up to stand for all: unbiased counts, an approximation
+        (:class:`~diagnosis.exceptions.ApproximationWarning` when it samples).
+        Halves the E-step where every incident runs its own set of checks
+        (Train Ticket). None: every set (exact).
     rng : int, Generator or None
         Seed for the sample of ``max_incidents``; the fit is otherwise deterministic.
 
@@ -168,6 +196,8 @@ class PriorFitter:
         window_days: float = 30.0,
         max_incidents: int | None = None,
         memory_budget_bytes: int | None = None,
+        engine: str = "auto",
+        max_selection_masks: int | None = None,
         rng: int | np.random.Generator | None = None,
     ):
         self.prior_weight = prior_weight
@@ -182,6 +212,8 @@ class PriorFitter:
         self.window_days = window_days
         self.max_incidents = max_incidents
         self.memory_budget_bytes = memory_budget_bytes
+        self.engine = engine
+        self.max_selection_masks = max_selection_masks
         self.rng = rng
 
     # ---------------------------------------------------------------- settings
@@ -272,6 +304,13 @@ class PriorFitter:
         if mb is not None and not (isinstance(mb, (int, np.integer)) and not isinstance(mb, bool) and mb > 0):
             raise self._fail("memory_budget_bytes", "None or an int > 0")
         out["memory_budget_bytes"] = None if mb is None else int(mb)
+        if self.engine not in _ENGINES:
+            raise self._fail("engine", f"one of {list(_ENGINES)}")
+        out["engine"] = self.engine
+        ms = self.max_selection_masks
+        if ms is not None and not (isinstance(ms, (int, np.integer)) and not isinstance(ms, bool) and ms >= 1):
+            raise self._fail("max_selection_masks", "None or an int >= 1")
+        out["max_selection_masks"] = None if ms is None else int(ms)
         rng = self.rng
         if rng is not None and not isinstance(rng, (int, np.integer, np.random.Generator)) or isinstance(rng, bool):
             raise self._fail("rng", "None, an int seed or a numpy Generator")
@@ -331,9 +370,30 @@ class PriorFitter:
             fitted[m] = section in settings["sections"]
         selection = settings["selection"] == "observed"
         budget = settings["memory_budget_bytes"]
+        approximate = _approximate(layout, settings["engine"], budget)
+        settings["engine_used"] = "approximate" if approximate else "exact"
+        max_masks = settings["max_selection_masks"] if selection else None
+        if max_masks is not None:
+            opened = (hist.observed == 1).any(axis=1)
+            n_masks = len(np.unique(hist.observed[opened] >= 0, axis=0))
+            if n_masks > max_masks:
+                warnings.warn(
+                    f"the selection correction runs on {max_masks} of the {n_masks} distinct sets of checks run "
+                    "(a random sample weighted up, max_selection_masks): its counts are estimates",
+                    ApproximationWarning,
+                    stacklevel=2,
+                )
 
         def em_map(th):
-            stats = e_step(layout, th, hist, selection=selection, memory_budget_bytes=budget)
+            stats = e_step(
+                layout,
+                th,
+                hist,
+                selection=selection,
+                memory_budget_bytes=budget,
+                approximate=approximate,
+                max_selection_masks=max_masks,
+            )
             return m_step(layout, th, stats, prior_weight=weight, fitted=fitted, pooling=settings["pooling"]).theta
 
         theta, n_iter, converged = _iterate(
@@ -351,9 +411,18 @@ class PriorFitter:
                 ConvergenceWarning,
                 stacklevel=2,
             )
-        start = e_step(
-            layout, layout.theta0, hist, selection=selection, with_likelihood=True, memory_budget_bytes=budget
-        )
+        if approximate:  # no log-likelihood to report: spare the E-step at the start
+            start = None
+        else:
+            start = e_step(
+                layout,
+                layout.theta0,
+                hist,
+                selection=selection,
+                with_likelihood=True,
+                memory_budget_bytes=budget,
+                max_selection_masks=max_masks,
+            )
         final = e_step(
             layout,
             theta,
@@ -362,6 +431,8 @@ class PriorFitter:
             with_likelihood=True,
             with_information=True,
             memory_budget_bytes=budget,
+            approximate=approximate,
+            max_selection_masks=max_masks,
         )
         post = m_step(layout, theta, final, prior_weight=weight, fitted=fitted, pooling=settings["pooling"])
 
@@ -395,7 +466,7 @@ class PriorFitter:
             settings=settings,
             n_iter=n_iter,
             converged=converged,
-            log_likelihood_start=start.log_likelihood,
+            log_likelihood_start=math.nan if start is None else start.log_likelihood,
             log_likelihood=final.log_likelihood,
             parameters=params,
             pooling=pooling,
@@ -513,6 +584,24 @@ def _iterate(em_map, layout: Layout, theta: np.ndarray, *, max_iter: int, tol: f
             return theta_next, n, True
         theta = theta_next
     return theta, n, False
+
+
+def _approximate(layout: Layout, engine: str, budget: int | None) -> bool:
+    """Whether the E-steps run on loopy BP: asked for, or ``"auto"`` and the exact engine does not fit the budget."""
+    if engine != "auto":
+        return engine == "approximate"
+    try:
+        check_exact(layout, budget)
+    except ModelError as exc:
+        warnings.warn(
+            f"{exc}; fitting with loopy belief propagation instead, an approximation: its family marginals, and "
+            "the selection correction's P(no check fires) from their product, bias the expected counts "
+            "(docs/learning.md gives the measured error)",
+            ApproximationWarning,
+            stacklevel=3,
+        )
+        return True
+    return False
 
 
 def _number(x) -> bool:
@@ -712,7 +801,11 @@ def _header(report: FitReport, sidecar: str) -> str:
         ),
         (
             f"EM: {report.n_iter} iterations, {'converged' if report.converged else 'not converged'}; "
-            f"log-likelihood {report.log_likelihood_start:.2f} -> {report.log_likelihood:.2f}"
+            + (
+                f"log-likelihood {report.log_likelihood_start:.2f} -> {report.log_likelihood:.2f}"
+                if math.isfinite(report.log_likelihood)
+                else "approximate E-step (loopy BP), log-likelihood not computed"
+            )
         ),
         f"credible intervals and provenance: {sidecar}",
     ]

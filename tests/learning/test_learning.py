@@ -23,7 +23,7 @@ from diagnosis import (
     load_topology,
     simulate,
 )
-from diagnosis.exceptions import ConvergenceWarning, ParameterError
+from diagnosis.exceptions import ApproximationWarning, ConvergenceWarning, ParameterError
 from diagnosis.inference.compiled import CompiledEngine
 from diagnosis.inference.tables import ModelTables
 from diagnosis.learning import (
@@ -435,6 +435,8 @@ def test_rejected_records_are_counted(tmp_path, webshop, log):
         ("window_days", -1, "a number > 0"),
         ("max_incidents", 0, "None or an int >= 1"),
         ("memory_budget_bytes", -5, "None or an int > 0"),
+        ("engine", "loopy", r"one of \['auto', 'exact', 'approximate'\]"),
+        ("max_selection_masks", 0, "None or an int >= 1"),
         ("rng", "seed", "None, an int seed or a numpy Generator"),
     ],
 )
@@ -470,7 +472,172 @@ def test_write_needs_an_existing_folder(fitted, tmp_path):
 
 def test_model_too_large_for_the_budget(webshop, log):
     with pytest.raises(ModelError, match="too large for exact EM"):
-        PriorFitter(memory_budget_bytes=1000).fit(log, webshop)
+        PriorFitter(memory_budget_bytes=1000, engine="exact").fit(log, webshop)
+
+
+# ------------------------------------------------------------------ the batched E-step
+class _CaseByCase:
+    """The E-step's engine, answering one case at a time through plain ``query`` and ``log_evidence``
+    (each case its own plan, its evidence instantiated): the reference for the batched, deduplicated pass."""
+
+    def __init__(self, tables):
+        self.engine = CompiledEngine(tables)
+        self.calls = 0
+
+    def query_with_log_evidence(self, targets, evidence=None, soft_evidence=None, *, n_cases=None):
+        evidence, soft_evidence = evidence or {}, soft_evidence or {}
+        out, logz = {t: [] for t in targets}, []
+        for i in range(n_cases):
+            hard = {k: v[i : i + 1] for k, v in evidence.items()}
+            soft = {k: v[i : i + 1] for k, v in soft_evidence.items()}
+            q = self.engine.query(targets, hard, soft, n_cases=1)
+            for t in targets:
+                out[t].append(q[t][0])
+            logz.append(self.engine.log_evidence(hard, soft, n_cases=1)[0])
+        self.calls += n_cases
+        return {t: np.array(v) for t, v in out.items()}, np.array(logz)
+
+
+def _every_row(engine, targets, hard, soft, n):
+    """The E-step's pass without the deduplication: every incident's row goes to the engine."""
+    return engine.query_with_log_evidence(targets, hard, soft, n_cases=n)
+
+
+def _repeated_log(webshop):
+    """A webshop log in which many incidents repeat another's evidence (few checks run, labels known)."""
+    few = {d.watches: 0.3 for d in webshop.detectors}
+    log = simulate(webshop, 120, rng=21, p_observed=few)
+    again = log.incidents.copy()
+    again["id"] = again["id"] + "-again"
+    obs = log.observations.copy()
+    obs["incident_id"] = obs["incident_id"] + "-again"
+    acts = log.actions.copy()
+    acts["incident_id"] = acts["incident_id"] + "-again"
+    import pandas as pd
+
+    return IncidentFrame(
+        pd.concat([log.incidents, again], ignore_index=True),
+        pd.concat([log.observations, obs], ignore_index=True),
+        pd.concat([log.actions, acts], ignore_index=True),
+    )
+
+
+@pytest.mark.parametrize("selection", [True, False])
+def test_batched_e_step_matches_case_by_case(webshop, monkeypatch, selection):
+    """One propagation over the distinct evidence rows gives every expected count, the information and the
+    log-likelihood that single-case queries give, to 1e-9 (and propagates fewer rows than incidents)."""
+    from diagnosis.learning import _em
+
+    log = _repeated_log(webshop)
+    layout = Layout.from_topology(webshop)
+    hist = History.from_frame(log, webshop, half_life_days=200.0)
+    theta = np.clip(layout.theta0 * 1.3, 0, 0.9)
+    fast = _em.e_step(layout, theta, hist, selection=selection, with_likelihood=True, with_information=True)
+
+    seen = []
+
+    def reference(lay, th, budget, approximate=False):
+        seen.append(_CaseByCase(expanded_tables(lay, th)))
+        return seen[-1]
+
+    monkeypatch.setattr(_em, "_engine", reference)
+    monkeypatch.setattr(_em, "_query_distinct", _every_row)
+    slow = _em.e_step(layout, theta, hist, selection=selection, with_likelihood=True, with_information=True)
+    assert seen[0].calls >= hist.n  # the reference answered every incident itself
+    for name in ("prior", "prior_real", "det_total", "det_fired", "act_trials", "act_success"):
+        for a, b in zip(getattr(fast, name), getattr(slow, name)):
+            np.testing.assert_allclose(a, b, rtol=1e-9, atol=1e-9, err_msg=name)
+    for name in ("impaired", "edge", "info_complete", "info_missing"):
+        np.testing.assert_allclose(getattr(fast, name), getattr(slow, name), rtol=1e-9, atol=1e-9, err_msg=name)
+    assert fast.n_unseen == pytest.approx(slow.n_unseen, rel=1e-9, abs=1e-12)
+    assert (fast.n_unseen > 0) == selection
+    assert fast.log_likelihood == pytest.approx(slow.log_likelihood, rel=1e-11)
+    # the deduplication had something to do: the batched engine saw at most half as many rows as incidents
+    monkeypatch.undo()
+    sizes = []
+    real = _em._engine
+
+    def recording(lay, th, budget, approximate=False):
+        engine = real(lay, th, budget, approximate)
+        inner = engine.query_with_log_evidence
+
+        def query_with_log_evidence(*args, n_cases=None, **kw):
+            sizes.append(n_cases)
+            return inner(*args, n_cases=n_cases, **kw)
+
+        engine.query_with_log_evidence = query_with_log_evidence
+        return engine
+
+    monkeypatch.setattr(_em, "_engine", recording)
+    _em.e_step(layout, theta, hist, selection=False)
+    assert len(sizes) == 1 and sizes[0] <= hist.n // 2
+
+
+def test_batched_fit_matches_case_by_case(webshop, monkeypatch):
+    """Three EM iterations with the batched E-step land on the parameters the single-case E-step gives."""
+    from diagnosis.learning import _em
+
+    log = _repeated_log(webshop)
+    with pytest.warns(ConvergenceWarning):
+        fast = PriorFitter(max_iter=3, engine="exact").fit(log, webshop)
+    monkeypatch.setattr(
+        _em, "_engine", lambda lay, th, budget, approximate=False: _CaseByCase(expanded_tables(lay, th))
+    )
+    monkeypatch.setattr(_em, "_query_distinct", _every_row)
+    with pytest.warns(ConvergenceWarning):
+        slow = PriorFitter(max_iter=3, engine="exact").fit(log, webshop)
+    a = np.array([p.value for p in fast.parameters_])
+    b = np.array([p.value for p in slow.parameters_])
+    assert np.abs(a - b).max() <= 1e-9
+    assert np.abs(a - np.array([p.prior for p in fast.parameters_])).max() > 1e-3  # EM did move them
+    assert fast.log_likelihood_ == pytest.approx(slow.log_likelihood_, rel=1e-11)
+
+
+def test_approximate_e_step_warns_and_stays_close(webshop, log, monkeypatch):
+    """engine="auto" when the exact engine does not fit, and engine="approximate", fit with loopy BP and
+    say so; the fitted values stay near the exact fit's, and the log-likelihood is reported as not computed."""
+    from diagnosis.learning import fitter as fitter_module
+
+    exact = PriorFitter(engine="exact").fit(log, webshop)
+    assert PriorFitter().fit(log, webshop).report_.settings["engine_used"] == "exact"
+
+    def too_large(layout, budget):
+        raise ModelError("topology 'webshop' is too large for exact EM: (pretend)")
+
+    monkeypatch.setattr(fitter_module, "check_exact", too_large)
+    with pytest.warns(ApproximationWarning, match="too large for exact EM.*loopy belief propagation"):
+        auto = PriorFitter().fit(log, webshop)
+    approx = PriorFitter(engine="approximate").fit(log, webshop)
+    for f in (auto, approx):
+        assert f.report_.settings["engine_used"] == "approximate"
+        assert math.isnan(f.log_likelihood_)
+        assert f.report_.to_dict()["log_likelihood"] is None
+        assert "not computed" in f.report_.summary()
+    a = np.array([p.value for p in approx.parameters_])
+    e = np.array([p.value for p in exact.parameters_])
+    np.testing.assert_allclose(np.array([p.value for p in auto.parameters_]), a, atol=1e-9)
+    assert np.abs(a - e).max() < 0.005  # measured 0.0005
+    assert exact.report_.settings["engine_used"] == "exact"
+
+
+def test_approximate_selection_weight_against_exact(boutique):
+    """The approximate P(every check run passed) per set of checks, against the exact engine's."""
+    from diagnosis.learning import _em
+
+    layout = Layout.from_topology(boutique)
+    hist = History.from_frame(simulate(boutique, 200, rng=5), boutique)
+    masks = np.unique(hist.observed >= 0, axis=0)
+    net = layout.network
+    ev = {
+        net.symptom_variable[d.symptom]: np.where(masks[:, k], 0, -1).astype(np.int64)
+        for k, d in enumerate(boutique.detectors)
+    }
+    exact = CompiledEngine(expanded_tables(layout, layout.theta0)).log_evidence(ev, n_cases=len(masks))
+    fam, _ = _em._names(layout)
+    _, approx = _em._engine(layout, layout.theta0, None, True).query_with_log_evidence(fam, ev, n_cases=len(masks))
+    p_exact, p_approx = np.exp(exact), np.exp(approx)
+    assert np.all(p_approx < 1.0)
+    assert np.abs(p_approx - p_exact).max() < 0.01  # measured 0.0037 (docs/learning.md)
 
 
 def test_topology_from_a_path(tmp_path, webshop, log):
@@ -494,3 +661,43 @@ def test_boundary_values_stay_probabilities():
         p = f.report_.parameter(key)
         assert p.value == p.prior and p.lower <= p.value <= p.upper
     assert all(0.0 <= p.lower <= p.value <= p.upper <= 1.0 for p in f.parameters_)
+
+
+def test_sampled_selection_masks(webshop, log):
+    """max_selection_masks: no sample (and the exact fit) when it covers every set of checks run; below that,
+    a warned, reweighted sample whose fit stays near the exact one and whose unseen draws keep their total."""
+    exact = PriorFitter(engine="exact").fit(log, webshop)
+    hist = History.from_frame(log, webshop)
+    opened = (hist.observed == 1).any(axis=1)
+    n_masks = len(np.unique(hist.observed[opened] >= 0, axis=0))
+    assert n_masks > 40
+    same = PriorFitter(engine="exact", max_selection_masks=n_masks).fit(log, webshop)
+    a, e = (np.array([p.value for p in f.parameters_]) for f in (same, exact))
+    np.testing.assert_array_equal(a, e)
+    with pytest.warns(ApproximationWarning, match=f"runs on 40 of the {n_masks} distinct sets"):
+        sampled = PriorFitter(engine="exact", max_selection_masks=40).fit(log, webshop)
+    s = np.array([p.value for p in sampled.parameters_])
+    assert 0 < np.abs(s - e).max() < 0.02
+    n_unseen = exact.report_.counts["n_unseen"]
+    assert sampled.report_.counts["n_unseen"] == pytest.approx(n_unseen, rel=0.2)
+
+
+def test_approximate_e_step_says_when_bp_did_not_converge(webshop):
+    """An E-step whose loopy BP stops before its messages settle warns that its counts are unreliable."""
+    from diagnosis.inference.approximate import LoopyBPEngine
+    from diagnosis.learning import _em
+
+    layout = Layout.from_topology(webshop)
+    hist = History.from_frame(simulate(webshop, 50, rng=2), webshop)
+    net = layout.network
+    ev = {
+        net.symptom_variable[d.symptom]: hist.observed[:, k].astype(np.int64) for k, d in enumerate(webshop.detectors)
+    }
+    fam, _ = _em._names(layout)
+    tables = expanded_tables(layout, layout.theta0)
+    bp = _em._BPWithEvidence(LoopyBPEngine(tables))
+    bp.query_with_log_evidence(fam, n_cases=3)  # no evidence: converges, no warning (warnings are errors here)
+    assert bp.engine.last_run.converged
+    with pytest.warns(ApproximationWarning, match="did not converge for some incidents"):
+        bp.query_with_log_evidence(fam, ev, n_cases=hist.n)  # measured: oscillates for some of these incidents
+    assert not bp.engine.last_run.converged
