@@ -527,6 +527,32 @@ def _counts(logs: pd.DataFrame, spans: pd.DataFrame | None) -> tuple[pd.DataFram
     return c, n_sp
 
 
+def _table(logs, spans, ref_logs, ref_spans) -> pd.DataFrame | None:
+    """Per (component, operation, template): window and reference counts, level, spans; None if nothing to compare."""
+    cw, nw = _counts(logs, spans)
+    cr, nr = _counts(ref_logs, ref_spans)
+    if len(nw.index.intersection(nr.index)) == 0:
+        return None
+    idx = cw.index.union(cr.index)
+    t = pd.DataFrame(index=idx)
+    t["c_w"] = cw["count"].reindex(idx).fillna(0.0)
+    t["c_r"] = cr["count"].reindex(idx).fillna(0.0)
+    t["level"] = cw["level"].reindex(idx).fillna(cr["level"].reindex(idx)).astype(object)
+    co = pd.MultiIndex.from_arrays([idx.get_level_values(0), idx.get_level_values(1)])
+    t["n_w"] = nw.reindex(co).to_numpy(dtype=np.float64)
+    t["n_r"] = nr.reindex(co).to_numpy(dtype=np.float64)
+    t = t[(t["n_w"] > 0) & (t["n_r"] > 0)]
+    return None if t.empty else t
+
+
+def _dispersion(t: pd.DataFrame) -> float:
+    """Over-dispersion from the window's templates (median of chi2(1) is 0.455); too few to estimate it: Poisson."""
+    if len(t) < MIN_TEMPLATES:
+        return 1.0
+    e = t["n_w"] * (t["c_r"] + 0.5) / (t["n_r"] + 1.0)
+    return max(1.0, float(np.median((t["c_w"] - e) ** 2 / e)) / 0.455)
+
+
 def log_evidence(
     logs: pd.DataFrame, spans: pd.DataFrame | None, ref_logs: pd.DataFrame, ref_spans: pd.DataFrame | None,
     *, min_expected: float = 3.0,
@@ -553,7 +579,10 @@ def log_evidence(
     cols = ["component", "rule", "score", "p_rule", "n_tests", "top_signal"]
     if logs.empty or ref_logs.empty:
         return pd.DataFrame({c: [] for c in cols})
+    phi = None
     if spans is not None and len(spans):  # echoes of a failure further down the trace are not the caller's symptoms
+        raw = _table(logs, spans, ref_logs, ref_spans)
+        phi = _dispersion(raw) if raw is not None else None  # a property of the traffic, before any attribution
         origins = _abnormal_spans(logs, spans, ref_logs, ref_spans)
         if ref_spans is not None and len(ref_spans):
             # the reference against its own patterns, so that what its own traffic echoes is expected
@@ -561,35 +590,19 @@ def log_evidence(
                 ref_logs, ref_spans, _abnormal_spans(ref_logs, ref_spans, ref_logs, ref_spans)
             )
         logs, spans = _attribute(logs, spans, origins)
-    cw, nw = _counts(logs, spans)
-    cr, nr = _counts(ref_logs, ref_spans)
-    both = nw.index.intersection(nr.index)
-    if len(both) == 0:
+    t = _table(logs, spans, ref_logs, ref_spans)
+    if t is None:
         return pd.DataFrame({c: [] for c in cols})
-    idx = cw.index.union(cr.index)
-    t = pd.DataFrame(index=idx)
-    t["c_w"] = cw["count"].reindex(idx).fillna(0.0)
-    t["c_r"] = cr["count"].reindex(idx).fillna(0.0)
-    t["level"] = cw["level"].reindex(idx).fillna(cr["level"].reindex(idx)).astype(object)
-    co = pd.MultiIndex.from_arrays([idx.get_level_values(0), idx.get_level_values(1)])
-    t["n_w"] = nw.reindex(co).to_numpy(dtype=np.float64)
-    t["n_r"] = nr.reindex(co).to_numpy(dtype=np.float64)
-    t = t[(t["n_w"] > 0) & (t["n_r"] > 0)]
-    if t.empty:
-        return pd.DataFrame({c: [] for c in cols})
+    phi = _dispersion(t) if phi is None else phi
     e = t["n_w"] * (t["c_r"] + 0.5) / (t["n_r"] + 1.0)
-    pearson = (t["c_w"] - e) ** 2 / e
-    # over-dispersion from the window's templates (median of chi2(1) is 0.455); too few to estimate it: Poisson
-    phi = max(1.0, float(np.median(pearson)) / 0.455) if len(t) >= MIN_TEMPLATES else 1.0
-    z = (t["c_w"] - e) / np.sqrt(phi * e)
-    t = t.assign(e=e, z=z)
+    t = t.assign(e=e, z=(t["c_w"] - e) / np.sqrt(phi * e))
     out = []
     err = t[t["level"].isin(["ERROR", "WARN"])]
     miss = t[e >= min_expected]
-    for rule, sub, sign, col in (("log_errors", err, 1.0, "z"), ("log_missing", miss, -1.0, "z")):
+    for rule, sub, sign in (("log_errors", err, 1.0), ("log_missing", miss, -1.0)):
         if sub.empty:
             continue
-        zz = sign * sub[col]
+        zz = sign * sub["z"]
         for comp, g in zz.groupby(level=0):
             k = len(g)
             i = g.idxmax()
