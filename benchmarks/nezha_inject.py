@@ -26,10 +26,11 @@ injected by hand into real telemetry recorded with no fault, and ``detect``
   traces two new ERROR statements of A about the failed call (a catch block
   and the failed request's handler), written in A's nearest logging span
   above B's span; the verdict is on B, where the error started;
-* **silent callee, caller ERROR** (same edges): B's failed spans write none
-  of their lines (an exception thrown before them, as Train Ticket's
-  injected exceptions do), A writes the two ERROR statements; the verdict
-  is on B.
+* **silent callee, caller ERROR** (same edges): B's failed spans (and their
+  descendants in B) write none of their lines (an exception thrown before
+  them, as Train Ticket's injected exceptions appear to do), A writes the
+  two ERROR statements; the verdict is on B, "detected" when any of B's
+  log symptoms has p < 0.01.
 
 For the trace and log injections the fault-free recording is split at the
 median time of its log lines: the first half is the reference, the second
