@@ -19,7 +19,18 @@ injected by hand into real telemetry recorded with no fault, and ``detect``
 * **removed log template** (Train Ticket fault-free logs): every line of the
   service's most frequent statement dropped from the window;
 * **added ERROR template** (Train Ticket fault-free logs): a new ERROR
-  statement written in 20 % of the service's spans.
+  statement written in 20 % of the service's spans;
+* **ERROR echoed by the caller** (Train Ticket fault-free logs and traces):
+  for each call edge (caller A, callee B) with at least 20 calls, a new
+  ERROR statement written in 20 % of B's spans called by A, and in the same
+  traces two new ERROR statements of A about the failed call (a catch block
+  and the failed request's handler), written in A's nearest logging span
+  above B's span; the verdict is on B, where the error started;
+* **silent callee, caller ERROR** (same edges): B's failed spans (and their
+  descendants in B) write none of their lines (an exception thrown before
+  them, as Train Ticket's injected exceptions appear to do), A writes the
+  two ERROR statements; the verdict is on B, "detected" when any of B's
+  log symptoms has p < 0.01.
 
 For the trace and log injections the fault-free recording is split at the
 median time of its log lines: the first half is the reference, the second
@@ -151,6 +162,67 @@ def log_injections(data: Path, rng: np.random.Generator) -> dict[str, list[tuple
     return res
 
 
+def _caller_pairs(wsp: pd.DataFrame) -> pd.DataFrame:
+    """Parent-child spans whose components differ: one row per call, ``caller`` the parent's component."""
+    par = wsp[["trace_id", "span_id", "component"]].rename(columns={"span_id": "parent_id", "component": "caller"})
+    pairs = wsp.merge(par, on=["trace_id", "parent_id"])
+    return pairs[pairs["caller"] != pairs["component"]]
+
+
+def echo_injections(
+    data: Path, rng: np.random.Generator, share: float = 0.2, *, silent: bool = False
+) -> list[tuple[bool, bool]]:
+    """A new ERROR in the callee's spans (``silent``: its lines dropped instead) and the caller's ERRORs about it.
+
+    The caller's line goes in its nearest ancestor span that writes log lines in the window (the
+    parent span when none does), as a caller logging the exception of a failed call does.
+    """
+    topo = load_topology(TOPO["2023-01-29"])
+    net = build_network(topo)
+    eng = make_engine(net)
+    ref, wsp, wlg, mid, _ = split_minute(data)
+    comps = set(topo.component_names)
+    pairs = _caller_pairs(wsp)
+    edges = pairs.groupby(["caller", "component"]).size()
+    edges = [e for e in edges[edges >= 20].index if e[0] in comps and e[1] in comps]
+    by_id = wsp.drop_duplicates("span_id").set_index("span_id")
+    logging = set(wlg["span_id"].dropna())
+    kids: dict = {}
+    for sid, par in zip(by_id.index, by_id["parent_id"]):
+        kids.setdefault(par, []).append(sid)
+    out = []
+    for caller, callee in edges:
+        calls = pairs[(pairs["caller"] == caller) & (pairs["component"] == callee)]
+        calls = calls.iloc[rng.random(len(calls)) < share]
+        own, echo = [], []
+        for c in calls.itertuples(index=False):
+            t = c.start + pd.Timedelta("1ms")
+            own.append((t, c.entity, callee, c.trace_id, c.span_id, "ERROR", "injected.Fault#1"))
+            up = at = c.parent_id
+            while at in by_id.index and by_id.at[at, "component"] == caller:
+                if at in logging:
+                    up = at
+                    break
+                at = by_id.at[at, "parent_id"]
+            for k, tpl in enumerate(("injected.CallerCatch#1", "injected.CallerHandler#1")):
+                t = c.end + pd.Timedelta(milliseconds=1 + k)
+                echo.append((t, by_id.at[up, "entity"], caller, c.trace_id, up, "ERROR", tpl))
+        quiet = set(calls["span_id"])  # the callee's spans of the failed calls and their descendants in the callee
+        todo = list(quiet)
+        while todo:
+            for k in kids.get(todo.pop(), ()):
+                if k not in quiet and by_id.at[k, "component"] == callee:
+                    quiet.add(k)
+                    todo.append(k)
+        base = wlg[~wlg["span_id"].isin(quiet)] if silent else wlg
+        extra = pd.DataFrame(echo if silent else own + echo, columns=list(wlg.columns))
+        added = pd.concat([base, extra], ignore_index=True).sort_values("time", kind="stable")
+        frame, _, rep = detect(topo, None, window(mid, callee, "bad_deploy"), logs=added, traces=wsp, reference=ref)
+        hit = [verdict(topo, net, eng, frame, rep, callee, k) for k in ("log_errors", "log_missing")]
+        out.append((any(d for d, _ in hit), hit[0][1]))  # detected: any log symptom on the callee
+    return out
+
+
 def _verdict_any(topo, net, eng, frame, report, components, symptom_kind: str) -> tuple[bool, bool]:
     """Like :func:`verdict`, for a fault that either of ``components`` explains."""
     out = [verdict(topo, net, eng, frame, report, c, symptom_kind) for c in components]
@@ -168,9 +240,7 @@ def delay_injections(data: Path, delay: float = 0.05, *, pod: bool = False) -> l
     net = build_network(topo)
     eng = make_engine(net)
     ref, wsp, _, mid, spans_all = split_minute(data)
-    par = wsp[["trace_id", "span_id", "component"]].rename(columns={"span_id": "parent_id", "component": "caller"})
-    pairs = wsp.merge(par, on=["trace_id", "parent_id"])
-    pairs = pairs[pairs["caller"] != pairs["component"]]
+    pairs = _caller_pairs(wsp)
     edges = pairs.groupby(["caller", "component"]).size()
     edges = edges[edges >= 20].index.tolist()
     comps = set(topo.component_names)
@@ -211,6 +281,8 @@ def main() -> None:
     }
     for k, v in log_injections(args.data, rng).items():
         table[("Train Ticket", k)] = v
+    table[("Train Ticket", "ERROR echoed by the caller")] = echo_injections(args.data, rng)
+    table[("Train Ticket", "silent callee, caller ERROR")] = echo_injections(args.data, rng, silent=True)
     print(f"\n  {'system':<16} {'injected fault':<28} {'n':>3} {'detected (p<0.01)':>18} {'ranked first':>13}")
     for (system, kind), res in table.items():
         a = np.array(res, dtype=bool).reshape(-1, 2) if res else np.zeros((0, 2), bool)

@@ -46,6 +46,21 @@ scaled by the number of spans (or of log-writing spans) in each:
 * ``log_missing``: a template the reference writes regularly that stops
   appearing (the code path it sits on is no longer taken).
 
+**Errors are blamed where they start** (when spans are given). A span is
+*abnormal* when it failed, wrote an ERROR/WARN template its operation never
+wrote in the reference, or lacks a *log invariant* of its operation (a
+template that at least 90 % of at least ten reference spans of the
+operation wrote). A span of another component above an abnormal span, at
+any depth, is an *echo*: it reports a failure that started below it (the
+caller's catch block, its failed request). Its ERROR/WARN lines are counted
+on its deepest abnormal span, as the template ``<writer>: <template>`` of
+that span's (component, operation); its other lines and the span itself are
+set aside. The reference is treated the same way against its own
+patterns, so what fault-free traffic echoes is expected. A faulty callee
+that writes nothing but skips its usual lines thus gets its callers' error
+lines as its own ``log_errors``; the callers keep only what they write
+about calls that went well.
+
 The expected count is ``e = n_W * (c_R + 0.5) / (n_R + 1)``; the deviation
 ``(c_W - e) / sqrt(phi * e)`` is a quasi-Poisson z-score whose dispersion
 ``phi`` is estimated from all the templates of the same window (the median
@@ -95,6 +110,10 @@ _LEVELS = {
 }
 #: Templates a window needs before its over-dispersion is estimated (else Poisson, phi = 1).
 MIN_TEMPLATES = 10
+#: A log invariant: a template written by at least this share of at least MIN_INVARIANT_SPANS reference
+#: spans of an operation (a tolerance for lines lost or joined to another span); a span without it is abnormal.
+INVARIANT_SHARE = 0.9
+MIN_INVARIANT_SPANS = 10
 _LINE = re.compile(r"^\s*\S+\s+(TRACE|DEBUG|INFO|WARN|WARNING|ERROR|FATAL)\s+(\S+#\d+)\b")
 _LEVEL_WORD = re.compile(r"\b(TRACE|DEBUG|INFO|WARN|WARNING|ERROR|FATAL|CRITICAL)\b")
 
@@ -390,6 +409,104 @@ def _mine(messages: list[str]) -> list[str]:
     return [f"drain:{templates.get(i, i)}" for i in ids]
 
 
+def _own_lines(logs: pd.DataFrame, spans: pd.DataFrame) -> pd.DataFrame:
+    """Lines joined to a span of their own component: ``span_id``, ``component``, ``operation``, ``template``, ``level``."""
+    sp = spans.drop_duplicates("span_id").set_index("span_id")
+    lg = logs[logs["span_id"].isin(sp.index) & logs["component"].notna()]
+    lg = lg.assign(operation=lg["span_id"].map(sp["operation"]).fillna("(none)"), _c=lg["span_id"].map(sp["component"]))
+    return lg[lg["_c"] == lg["component"]]
+
+
+def _inside(spans: pd.DataFrame, logs: pd.DataFrame) -> pd.DataFrame:
+    """The spans that lie wholly within the time the log lines cover (all their lines can be there)."""
+    if not len(logs) or "start" not in spans or "end" not in spans:
+        return spans.iloc[:0]
+    lo, hi = logs["time"].min(), logs["time"].max()
+    return spans[(spans["start"] >= lo) & (spans["end"] <= hi)]
+
+
+def _abnormal_spans(logs, spans, ref_logs, ref_spans) -> set:
+    """Spans whose own logs break the reference's pattern of their (component, operation), or that failed.
+
+    A span is abnormal when it failed (``error`` 1), wrote an ERROR/WARN template its operation
+    never wrote in the reference, or lacks a log invariant of its operation: a template
+    that at least :data:`INVARIANT_SHARE` of the (at least :data:`MIN_INVARIANT_SPANS`)
+    reference spans of the operation wrote.
+    Only spans wholly inside the time the lines cover are held to the invariants, in the
+    reference and in the window (a span cut by the edge of the recording has lost lines).
+    """
+    out: set = set()
+    if "error" in spans:
+        out |= set(spans.loc[spans["error"].to_numpy(dtype=np.float64) == 1.0, "span_id"])
+    if ref_spans is None or not len(ref_spans) or ref_logs is None or not len(ref_logs):
+        return out
+    own, ref = _own_lines(logs, spans), _own_lines(ref_logs, ref_spans)
+    seen = set(zip(ref["component"], ref["operation"], ref["template"]))
+    bad = own[own["level"].isin(["ERROR", "WARN"])]
+    new = [k not in seen for k in zip(bad["component"], bad["operation"], bad["template"])]
+    out |= set(bad.loc[np.asarray(new, dtype=bool), "span_id"])
+    rs = _inside(ref_spans[ref_spans["component"].notna()].drop_duplicates("span_id"), ref_logs)
+    n_ref = rs.groupby(["component", rs["operation"].fillna("(none)")]).size()
+    per = ref.drop_duplicates(["span_id", "template"]).groupby(["component", "operation", "template"]).size()
+    total = n_ref.reindex(pd.MultiIndex.from_arrays([per.index.get_level_values(0), per.index.get_level_values(1)]))
+    inv = per[(per.to_numpy() >= INVARIANT_SHARE * total.to_numpy()) & (total.to_numpy() >= MIN_INVARIANT_SPANS)]
+    if len(inv):
+        need: dict = {}
+        for comp, op, tpl in inv.index:
+            need.setdefault((comp, op), set()).add(tpl)
+        has = own.groupby("span_id")["template"].agg(set)
+        ws = _inside(spans[spans["component"].notna()].drop_duplicates("span_id"), logs)
+        for sid, comp, op in zip(ws["span_id"], ws["component"], ws["operation"].fillna("(none)")):
+            req = need.get((comp, op))
+            if req and not req <= has.get(sid, set()):
+                out.add(sid)
+    return out
+
+
+def _attribute(logs: pd.DataFrame, spans: pd.DataFrame, origins: set) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Blame a failure where it started: the logs of spans above an abnormal span of another component.
+
+    Each span above an abnormal span (``origins``) of another component, at any depth, is an
+    *echo* span: it reports a failure that started below it. It is claimed by its deepest such
+    origin (the deepest abnormal span of the trace). Its ERROR/WARN lines are counted on the
+    origin's span, as the template ``<writer>: <template>`` (so an echo is a template of the origin's
+    operation); its other lines, and the span itself, are set aside.
+    """
+    if not origins:
+        return logs, spans
+    sp = spans.drop_duplicates("span_id")
+    parent = dict(zip(sp["span_id"], sp["parent_id"]))
+    comp = dict(zip(sp["span_id"], sp["component"]))
+
+    def chain(span):
+        seen, up = {span}, parent.get(span)
+        while up in parent and up not in seen:  # up the trace to its root (a cycle of ids ends the walk)
+            seen.add(up)
+            yield up
+            up = parent.get(up)
+
+    depth = {o: sum(1 for _ in chain(o)) for o in origins if o in parent}
+    claim: dict = {}
+    for o in sorted(depth, key=lambda x: (-depth[x], str(x))):
+        owner = comp.get(o)
+        for up in chain(o):
+            if comp.get(up) != owner and up not in claim:
+                claim[up] = o
+    if not claim:
+        return logs, spans
+    by = logs["span_id"].map(claim)
+    echo = by.notna().to_numpy()
+    moved = logs[echo & logs["level"].isin(["ERROR", "WARN"]).to_numpy()]
+    o = by[moved.index]
+    moved = moved.assign(
+        template=(moved["component"].astype(str) + ": " + moved["template"].astype(str)).astype(object),
+        component=o.map(comp).astype(object),
+        span_id=o.astype(object),
+    )
+    out = pd.concat([logs[~echo], moved]).sort_values("time", kind="stable")
+    return out, spans[~spans["span_id"].isin(claim.keys())]
+
+
 def _counts(logs: pd.DataFrame, spans: pd.DataFrame | None) -> tuple[pd.DataFrame, pd.Series]:
     """Per (component, operation, template): count, level; per (component, operation): spans."""
     lg = logs[logs["component"].notna()]
@@ -408,6 +525,32 @@ def _counts(logs: pd.DataFrame, spans: pd.DataFrame | None) -> tuple[pd.DataFram
         n_sp = n_sp.where(n_sp > 0, lg.groupby(["component", "operation"]).size())
     c = lg.groupby(["component", "operation", "template"]).agg(count=("time", "size"), level=("level", "first"))
     return c, n_sp
+
+
+def _table(logs, spans, ref_logs, ref_spans) -> pd.DataFrame | None:
+    """Per (component, operation, template): window and reference counts, level, spans; None if nothing to compare."""
+    cw, nw = _counts(logs, spans)
+    cr, nr = _counts(ref_logs, ref_spans)
+    if len(nw.index.intersection(nr.index)) == 0:
+        return None
+    idx = cw.index.union(cr.index)
+    t = pd.DataFrame(index=idx)
+    t["c_w"] = cw["count"].reindex(idx).fillna(0.0)
+    t["c_r"] = cr["count"].reindex(idx).fillna(0.0)
+    t["level"] = cw["level"].reindex(idx).fillna(cr["level"].reindex(idx)).astype(object)
+    co = pd.MultiIndex.from_arrays([idx.get_level_values(0), idx.get_level_values(1)])
+    t["n_w"] = nw.reindex(co).to_numpy(dtype=np.float64)
+    t["n_r"] = nr.reindex(co).to_numpy(dtype=np.float64)
+    t = t[(t["n_w"] > 0) & (t["n_r"] > 0)]
+    return None if t.empty else t
+
+
+def _dispersion(t: pd.DataFrame) -> float:
+    """Over-dispersion from the window's templates (median of chi2(1) is 0.455); too few to estimate it: Poisson."""
+    if len(t) < MIN_TEMPLATES:
+        return 1.0
+    e = t["n_w"] * (t["c_r"] + 0.5) / (t["n_r"] + 1.0)
+    return max(1.0, float(np.median((t["c_w"] - e) ** 2 / e)) / 0.455)
 
 
 def log_evidence(
@@ -436,28 +579,23 @@ def log_evidence(
     cols = ["component", "rule", "score", "p_rule", "n_tests", "top_signal"]
     if logs.empty or ref_logs.empty:
         return pd.DataFrame({c: [] for c in cols})
-    cw, nw = _counts(logs, spans)
-    cr, nr = _counts(ref_logs, ref_spans)
-    both = nw.index.intersection(nr.index)
-    if len(both) == 0:
+    phi = None
+    if spans is not None and len(spans):  # echoes of a failure further down the trace are not the caller's symptoms
+        raw = _table(logs, spans, ref_logs, ref_spans)
+        phi = _dispersion(raw) if raw is not None else None  # a property of the traffic, before any attribution
+        origins = _abnormal_spans(logs, spans, ref_logs, ref_spans)
+        if ref_spans is not None and len(ref_spans):
+            # the reference against its own patterns, so that what its own traffic echoes is expected
+            ref_logs, ref_spans = _attribute(
+                ref_logs, ref_spans, _abnormal_spans(ref_logs, ref_spans, ref_logs, ref_spans)
+            )
+        logs, spans = _attribute(logs, spans, origins)
+    t = _table(logs, spans, ref_logs, ref_spans)
+    if t is None:
         return pd.DataFrame({c: [] for c in cols})
-    idx = cw.index.union(cr.index)
-    t = pd.DataFrame(index=idx)
-    t["c_w"] = cw["count"].reindex(idx).fillna(0.0)
-    t["c_r"] = cr["count"].reindex(idx).fillna(0.0)
-    t["level"] = cw["level"].reindex(idx).fillna(cr["level"].reindex(idx)).astype(object)
-    co = pd.MultiIndex.from_arrays([idx.get_level_values(0), idx.get_level_values(1)])
-    t["n_w"] = nw.reindex(co).to_numpy(dtype=np.float64)
-    t["n_r"] = nr.reindex(co).to_numpy(dtype=np.float64)
-    t = t[(t["n_w"] > 0) & (t["n_r"] > 0)]
-    if t.empty:
-        return pd.DataFrame({c: [] for c in cols})
+    phi = _dispersion(t) if phi is None else phi
     e = t["n_w"] * (t["c_r"] + 0.5) / (t["n_r"] + 1.0)
-    pearson = (t["c_w"] - e) ** 2 / e
-    # over-dispersion from the window's templates (median of chi2(1) is 0.455); too few to estimate it: Poisson
-    phi = max(1.0, float(np.median(pearson)) / 0.455) if len(t) >= MIN_TEMPLATES else 1.0
-    z = (t["c_w"] - e) / np.sqrt(phi * e)
-    t = t.assign(e=e, z=z)
+    t = t.assign(e=e, z=(t["c_w"] - e) / np.sqrt(phi * e))
     out = []
     err = t[t["level"].isin(["ERROR", "WARN"])]
     miss = t[e >= min_expected]

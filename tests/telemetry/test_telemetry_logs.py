@@ -13,6 +13,7 @@ from diagnosis import Topology
 from diagnosis.exceptions import TelemetryError
 from diagnosis.telemetry import detect, log_evidence, make_windows, read_logs
 from diagnosis.telemetry.logs import logs_from_frame
+from diagnosis.telemetry.traces import spans_from_frame
 
 T0 = pd.Timestamp("2024-03-01T00:00:00Z")
 POD = "back-7d4f8b9c6d-bq7mn"
@@ -165,3 +166,94 @@ def test_detect_with_logs_and_reference_ranks_the_code_level_fault_first():
     net = build_network(topo)
     rows, _, _ = score_frame(net, make_engine(net), frame)
     assert rows["rank_component"].tolist() == [1.0]
+
+
+def chain(start: pd.Timestamp, n: int, *, back_errors=(), back_skips=(), back_failed=(), mid_errors=(), mid_lines=1):
+    """Traces front -> mid -> back, one INFO line per span; in some traces back writes a new ERROR, skips its
+    line (an exception thrown before it) or fails, and mid writes ``mid_lines`` ERROR lines."""
+    rows, spans = [], []
+    pods = {"front": "front-5f6585d649-x2k4z", "mid": "mid-6c9d7f8b5d-q8w2x", "back": POD}
+    for i in range(n):
+        t = start + pd.Timedelta(seconds=i)
+        ids = {c: f"{start.value}-{i}-{c}" for c in pods}
+        for c, parent in (("front", "root"), ("mid", ids["front"]), ("back", ids["mid"])):
+            spans.append((f"t{start.value}-{i}", ids[c], parent, pods[c], "op", t, t + pd.Timedelta("10ms"),
+                          "ERROR" if c == "back" and i in back_failed else "OK"))  # fmt: skip
+            if not (c == "back" and i in back_skips):
+                rows.append((t, pods[c], ids[c], "INFO", f"{c}.Ctl#5"))
+        if i in back_errors:
+            rows.append((t, pods["back"], ids["back"], "ERROR", "back.Impl#40"))
+        if i in mid_errors:
+            rows.extend([(t, pods["mid"], ids["mid"], "ERROR", "mid.Client#9")] * mid_lines)
+    df = pd.DataFrame(rows, columns=["time", "entity", "span_id", "level", "template"])
+    sp = pd.DataFrame(spans, columns=["trace_id", "span_id", "parent_id", "pod", "operation", "start", "end", "status"])
+    return logs_from_frame(df.assign(message=df["template"])).lines, spans_from_frame(sp).spans
+
+
+def test_a_caller_error_about_a_failed_call_is_blamed_on_the_callee():
+    ref_logs, ref_spans = chain(T0, 120)
+    start = T0 + pd.Timedelta("1h")
+    hit = range(0, 200, 5)  # 40 of 200 traces
+
+    def p(ev, comp, rule="log_errors"):
+        e = ev[(ev["component"] == comp) & (ev["rule"] == rule)]
+        return float(e["p_rule"].min()) if len(e) else 1.0
+
+    logs, spans = chain(start, 200, back_errors=hit, mid_errors=hit)
+    echoed = log_evidence(logs, spans, ref_logs, ref_spans)
+    assert p(echoed, "back") < 1e-6 and p(echoed, "mid") > 0.01
+    # without the traces the lines cannot be joined: the writer is blamed, as before
+    assert p(log_evidence(logs, None, ref_logs, None), "mid") < 1e-6
+    # mid's own errors (nothing wrong below it in those traces) stay mid's
+    logs, spans = chain(start, 200, back_errors=range(1, 200, 5), mid_errors=hit)
+    own = log_evidence(logs, spans, ref_logs, ref_spans)
+    assert p(own, "mid") < 1e-6 and p(own, "back") < 1e-6
+    # back silent but for a line it no longer writes (a log invariant of its operation), or failed: an echo too
+    for kw in ({"back_skips": hit}, {"back_failed": hit}):
+        logs, spans = chain(start, 200, mid_errors=hit, **kw)
+        ev = log_evidence(logs, spans, ref_logs, ref_spans)
+        assert p(ev, "mid") > 0.01 and p(ev, "front") > 0.01 and p(ev, "mid", "log_missing") > 0.01
+    assert p(ev, "back", "log_missing") > 0.01  # a failed span that still logs as usual: no log symptom on back
+    logs, spans = chain(start, 200, mid_errors=hit, back_skips=hit)
+    ev = log_evidence(logs, spans, ref_logs, ref_spans)
+    assert p(ev, "back", "log_missing") < 0.01
+    # the silent callee gets its caller's error lines as its own log_errors, named after the writer
+    top = ev.set_index(["component", "rule"]).loc[("back", "log_errors")]
+    assert top["p_rule"] < 1e-6 and "mid: mid.Client#9" in top["top_signal"]
+    # fault-free traffic with routine mid errors and back skips, in the reference too: no log symptom anywhere
+    ref_logs, ref_spans = chain(T0, 240, mid_errors=range(3, 240, 30), back_skips=range(3, 240, 60))
+    logs, spans = chain(start, 200, mid_errors=range(5, 200, 30), back_skips=range(5, 200, 60))
+    assert (log_evidence(logs, spans, ref_logs, ref_spans)["p_rule"] > 0.01).all()
+
+
+def test_detect_ranks_the_callee_first_when_its_caller_echoes_its_error():
+    from diagnosis import build_network, make_engine
+    from diagnosis.logs.scoring import score_frame
+    from diagnosis.telemetry.detect import Reference
+    from diagnosis.telemetry.logs import LogSet
+    from diagnosis.telemetry.quality import ReadReport
+    from diagnosis.telemetry.traces import SpanSet
+
+    topo = Topology.from_dict(
+        {"name": "chain", "components": [{"name": "front", "kind": "service", "calls": ["mid"]},
+                                         {"name": "mid", "kind": "service", "calls": ["back"]},
+                                         {"name": "back", "kind": "service"}]}
+    )  # fmt: skip
+    ref_logs, ref_spans = chain(T0, 120)
+    start = T0 + pd.Timedelta("2h")
+    hit = range(0, 240, 6)
+    # back throws before its line (no ERROR of its own); mid logs the failed call, then its failed request
+    logs, spans = chain(start, 240, back_skips=hit, mid_errors=hit, mid_lines=2)
+    w, _ = make_windows([{"id": "w", "start": start.isoformat(), "component": "back", "fault_mode": "bad_deploy"}],
+                        duration="5min")  # fmt: skip
+    net = build_network(topo)
+    eng = make_engine(net)
+    ranks = {}
+    for name, sp, rs in (("with traces", spans, ref_spans), ("without", None, None)):
+        ref = Reference(logs=LogSet(ref_logs, ReadReport()), traces=None if rs is None else SpanSet(rs, ReadReport()))
+        frame, rejects, _ = detect(topo, None, w, logs=logs, traces=sp, reference=ref, presence=False)
+        assert rejects == []
+        rows, _, _ = score_frame(net, eng, frame)
+        ranks[name] = rows["top_component"].iloc[0]
+    # without the trace join the caller's loud new ERROR wins; with it the failure is blamed where it started
+    assert ranks == {"with traces": "back", "without": "mid"}
