@@ -76,6 +76,8 @@ def test_online_boutique_windows_detected_alone_rank_as_in_the_batch(online_bout
         r, _, _ = score_frame(net, eng, frame)
         assert (frame.observations["value"] == "soft").sum() > 20  # a real answer, not a tie of empty evidence
         hit_alone += int(r["rank_component"].iloc[0] <= 1)
-    assert hit_batch >= len(subset) - 1
+    # (how many the batch ranks first is benchmarks/nezha.py's figure; with the default majority statistic
+    # it is lower than with the largest value: docs/telemetry.md)
+    assert hit_batch >= len(subset) // 2
     assert abs(hit_alone - hit_batch) <= 1, (hit_alone, hit_batch)
     assert np.isfinite(ranks.to_numpy()).all()
