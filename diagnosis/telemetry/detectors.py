@@ -6,8 +6,8 @@ metric), with baseline values ``b`` and incident-window values ``x_t``::
     med   = median(b)
     scale = max(1.4826 * median(|b - med|), rel_floor * |med|, abs_floor)
     z_t   = direction * (x_t - med) / scale
-    score = max_t z_t                       (statistic="max", the default)
-    score = k-th largest z_t, k = n//2 + 1  (statistic="majority")
+    score = max_t z_t                       (statistic="max", score_windows' default)
+    score = k-th largest z_t, k = n//2 + 1  (statistic="majority", detect's default)
     score = max(majority score, max score / 2)  (statistic="combined")
 
 The median and the MAD ignore a spike or two in the baseline (another
@@ -21,7 +21,9 @@ figures come from ``benchmarks/nezha.py --justify``).
 **Sustained shifts** (``statistic="majority"``): the score is the value
 that more than half of the window's ``n`` values reach (the
 ``n // 2 + 1``-th largest): a one-sample spike, however high, does not move
-it, a shift that lasts the window moves it as much as the maximum. Its
+it, a shift that lasts the window moves it as much as the maximum; a
+fault shorter than half the window does not move it either (use ``max``
+for those; the figures are in ``docs/telemetry.md``). Its
 null is the same statistic where nothing is wrong: a null fitted on quiet
 windows scores them with it, and the window's own (*self*) null scores
 blocks of the baseline as long as the window with it (each block both
