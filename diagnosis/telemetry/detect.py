@@ -421,10 +421,12 @@ def detect(
         spans) is scored against them in every window instead of the
         window's baseline, and its self null comes from them (the other
         series keep their baseline).
-    statistic : {"majority", "max"}, default "majority"
+    statistic : {"majority", "max", "combined"}, default "majority"
         A series' window score: the z-score more than half of its window
         values reach (a sustained shift; a one-sample spike does not
-        count), or its largest (the statistic before this option), with
+        count), its largest (the statistic before this option; a fault
+        shorter than half the window), or the larger of the first and half
+        the second, with
         every null computed for the same statistic
         (:func:`~diagnosis.telemetry.detectors.score_windows`). A NullModel
         passed as ``null`` must have been fitted with it (:func:`fit_null`).
