@@ -156,7 +156,8 @@ def halves_nulls(d: dict) -> tuple[pd.Timestamp, dict]:
         if d["traces"] is not None:
             sp = d["traces"].spans
             tr = sp[(sp["start"] < mid) if half == "first" else (sp["start"] >= mid)]
-        out[half] = fit_null(d["topology"], m[sel], d["windows"], traces=tr, lead=DEFAULTS["lead"])
+        stat = {"statistic": DEFAULTS["statistic"]} if "statistic" in DEFAULTS else {}
+        out[half] = fit_null(d["topology"], m[sel], d["windows"], traces=tr, lead=DEFAULTS["lead"], **stat)
     return mid, out
 
 
@@ -406,6 +407,14 @@ def _stat_robust(b, x):
     return np.max((x - med) / s)
 
 
+def _stat_majority(b, x):
+    """The robust z that more than half of the window's values reach (``detect(statistic="majority")``)."""
+    med = np.median(b)
+    s = max(1.4826 * np.median(np.abs(b - med)), 0.1 * abs(med), 1e-9)
+    z = np.sort((x - med) / s)
+    return z[len(z) - (len(z) // 2 + 1)]
+
+
 def _stat_sigma(b, x):
     return np.max((x - b.mean()) / max(b.std(ddof=1), 1e-9))
 
@@ -429,7 +438,8 @@ def _stat_changepoint(b, x):
 
 
 STATS = {
-    "robust z (chosen)": _stat_robust,
+    "robust z (max)": _stat_robust,
+    "robust z (majority)": _stat_majority,
     "mean/sd z (3-sigma)": _stat_sigma,
     "rank test (-log10 p)": _stat_rank,
     "change point": _stat_changepoint,
@@ -519,7 +529,15 @@ def main() -> None:
     ap.add_argument("--systems", nargs="+", choices=list(SYSTEMS), default=list(SYSTEMS))
     ap.add_argument("--sensitivity", action="store_true", help="rerun with other settings and print every result")
     ap.add_argument("--justify", action="store_true", help="print the figures behind the choice of statistic")
+    ap.add_argument(
+        "--statistic",
+        choices=["max", "majority", "combined"],
+        default=None,
+        help="the window statistic (default: detect's)",
+    )
     args = ap.parse_args()
+    if args.statistic:
+        DEFAULTS["statistic"] = args.statistic
     ROOT_DATA = args.data
     t_all = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="diagnosis-nezha-") as tmp:

@@ -48,6 +48,14 @@ def register(verbs) -> None:
         "window's own baseline; default), self, empirical, cauchy, or a null model file written by --save-null",
     )
     p.add_argument(
+        "--statistic",
+        choices=["max", "majority", "combined"],
+        default="max",
+        help="a series' window score: the largest robust z of its window values (any spike; default), the robust z "
+        "a majority of them reach (a sustained shift; misses faults shorter than half the window), or max(majority, "
+        "max/2); a --null FILE must have been saved with the same",
+    )
+    p.add_argument(
         "--save-null",
         metavar="FILE",
         help="fit the null distributions on the quiet windows of these data and save them (JSON) for later runs",
@@ -176,7 +184,9 @@ def _detect_run(args: argparse.Namespace, out: TextIO) -> None:
     if args.save_null:
         from diagnosis.telemetry import fit_null
 
-        fit_null(topology, metrics, windows, traces=spans, lead=args.lead, reference=reference).save(args.save_null)
+        fit_null(
+            topology, metrics, windows, traces=spans, lead=args.lead, reference=reference, statistic=args.statistic
+        ).save(args.save_null)
         print(f"wrote the null model fitted on the quiet windows of these data to {args.save_null}", file=out)
     frame, rejects, report = detect(
         topology,
@@ -188,6 +198,7 @@ def _detect_run(args: argparse.Namespace, out: TextIO) -> None:
         null=null,
         evidence=args.evidence,
         lead=args.lead,
+        statistic=args.statistic,
     )
     rejects = list(wrejects) + list(rejects)
     if len(frame) == 0:

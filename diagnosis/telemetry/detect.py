@@ -49,7 +49,7 @@ from diagnosis.logs.schema import (
 )
 from diagnosis.model.topology import Topology
 from diagnosis.telemetry._io import objects, to_timedelta
-from diagnosis.telemetry.detectors import EvidenceModel, NullModel, score_windows
+from diagnosis.telemetry.detectors import EvidenceModel, NullModel, _check_statistic, score_windows, window_p
 from diagnosis.telemetry.entities import EDGE_SEPARATOR
 from diagnosis.telemetry.logs import LOG_RULES, LogSet, log_evidence
 from diagnosis.telemetry.metrics import MetricSamples
@@ -299,7 +299,20 @@ def _aggregate(scores: pd.DataFrame, signals: pd.DataFrame) -> pd.DataFrame:
     """Per window, symptom and rule: the largest score in the harmful direction."""
     if scores.empty:
         return pd.DataFrame(
-            {c: [] for c in ("window_id", "symptom", "rule", "target", "score", "n_tests", "time", "top_signal")}
+            {
+                c: []
+                for c in (
+                    "window_id",
+                    "symptom",
+                    "rule",
+                    "target",
+                    "score",
+                    "n_tests",
+                    "n_series",
+                    "time",
+                    "top_signal",
+                )
+            }
         )
     meta = signals[["entity", "metric", "rule", "target", "symptom", "direction"]].drop_duplicates(["entity", "metric"])
     sc = scores.merge(meta, on=["entity", "metric"], how="inner")
@@ -312,7 +325,8 @@ def _aggregate(scores: pd.DataFrame, signals: pd.DataFrame) -> pd.DataFrame:
     agg = best[["window_id", "symptom", "rule", "target", "z", "t", "signal"]].rename(
         columns={"z": "score", "t": "time", "signal": "top_signal"}
     )
-    agg = agg.merge(g["n_window"].sum().rename("n_tests").reset_index(), on=["window_id", "symptom", "rule"])
+    counts = pd.DataFrame({"n_tests": g["n_window"].sum(), "n_series": g.size()}).reset_index()
+    agg = agg.merge(counts, on=["window_id", "symptom", "rule"])
     return agg.reset_index(drop=True)
 
 
@@ -334,6 +348,7 @@ def detect(
     trace_freq: str | pd.Timedelta = "1min",
     logs: LogSet | pd.DataFrame | None = None,
     reference: Reference | None = None,
+    statistic: str = "max",
     source: str = "(detect)",
 ) -> tuple[IncidentFrame, list[Reject], DetectReport]:
     """One incident record per window, with the symptoms the telemetry shows.
@@ -360,13 +375,18 @@ def detect(
     null : {"auto", "self", "empirical", "cauchy"} or NullModel
         ``auto`` (default): per rule, ``empirical`` when the data hold
         enough quiet windows for it, else ``self`` (one incident with only
-        its own telemetry). ``self``: each window's own null -- per rule, the robust
-        z-scores of every baseline value of the window's series against
-        the baseline values before it (forward, as the window is scored;
-        leave-one-out against a reference); a symptom's score (the largest of ``n`` window
-        values) gets ``1 - (1 - q)**n``, ``q`` its tail probability among
-        them. Nothing outside the window and its baseline is used, so a
-        window detected alone gets the same evidence as in a batch.
+        its own telemetry). ``self``: each window's own null, per rule,
+        pooled over the window's series. With ``statistic="majority"``: the
+        statistic of every block of baseline values as long as the window,
+        scored against the values before it and against the rest of the
+        baseline (of the reference, for a series that has one); a symptom's
+        score (the largest over its ``s`` series) gets ``1 - (1 - q)**s``,
+        ``q`` its tail probability among them. With ``"max"``: the robust
+        z-scores of every baseline value against the values before it
+        (leave-one-out against a reference), and a symptom's score (the
+        largest of ``n`` window values) gets ``1 - (1 - q)**n``. Nothing
+        outside the window and its baseline is used, so a window detected
+        alone gets the same evidence as in a batch.
         ``empirical``: fit each rule's null on quiet windows of these data
         (no labels used); ``cauchy``: the fallback for every rule; or a
         NullModel fitted elsewhere (:func:`fit_null`; rules it lacks use ``self``).
@@ -401,6 +421,15 @@ def detect(
         spans) is scored against them in every window instead of the
         window's baseline, and its self null comes from them (the other
         series keep their baseline).
+    statistic : {"max", "majority", "combined"}, default "max"
+        A series' window score: its largest z-score (``max``: any spike,
+        and a fault shorter than half the window), the z-score more than
+        half of its window values reach (``majority``: a sustained shift;
+        a one-sample spike does not count, a fault shorter than half the
+        window is missed), or the larger of the second and half the first
+        (``combined``), with every null computed for the same statistic
+        (:func:`~diagnosis.telemetry.detectors.score_windows`). A NullModel
+        passed as ``null`` must have been fitted with it (:func:`fit_null`).
     source : str
         Names the windows' origin in rejects.
 
@@ -435,7 +464,12 @@ def detect(
         "rel_floor": signals["rel_floor"].to_numpy(),
         "exclude": pd.concat(parts, ignore_index=True) if parts else None,
         "reference": ref_signals,
+        "statistic": _check_statistic(statistic),
     }
+    if isinstance(null, NullModel) and null.statistic != statistic:
+        raise DiagnosisError(
+            f"the null model was fitted with statistic={null.statistic!r}, detect uses {statistic!r}: refit it"
+        )
     self_null: list[pd.DataFrame] | None = [] if null in ("self", "auto") or isinstance(null, NullModel) else None
     scores = score_windows(signals, windows, null_values=self_null, **kw)
     agg = _aggregate(scores, signals)
@@ -447,24 +481,26 @@ def detect(
     elif null == "self" or (null == "auto" and signals.empty):
         null_model = None
         if len(agg):
-            agg["p_rule"], null_kinds = _self_p(agg, self_null, signals)
+            agg["p_rule"], null_kinds = _self_p(agg, self_null, signals, statistic)
     elif null == "cauchy" or signals.empty:
-        null_model = NullModel({})
+        null_model = NullModel({}, statistic=statistic)
     else:
         span = (signals["time"].min(), signals["time"].max())
         quiet = quiet_windows(windows, span=span, guard=lead_td)
         q_agg = _aggregate(score_windows(signals, quiet, **kw), signals)
-        null_model = NullModel({r: g["score"].to_numpy() for r, g in q_agg.groupby("rule")})
+        null_model = NullModel({r: g["score"].to_numpy() for r, g in q_agg.groupby("rule")}, statistic=statistic)
     if len(agg) and null_model is not None:
         agg["p_rule"] = np.nan
         fallback = self_null is not None
-        p_self, self_kinds = _self_p(agg, self_null, signals) if fallback else (None, {})
+        p_self, self_kinds = _self_p(agg, self_null, signals, statistic) if fallback else (None, {})
         for r, g in agg.groupby("rule"):
             if fallback and null_model.kind(r) != "empirical":
                 agg.loc[g.index, "p_rule"] = p_self[g.index.to_numpy()]
                 null_kinds[r] = self_kinds.get(r, "self")
                 continue
-            agg.loc[g.index, "p_rule"] = null_model.p_value(r, g["score"].to_numpy(), n_tests=g["n_tests"].to_numpy())
+            agg.loc[g.index, "p_rule"] = null_model.p_value(
+                r, g["score"].to_numpy(), n_tests=g["n_tests"].to_numpy(), n_series=g["n_series"].to_numpy()
+            )
             null_kinds[r] = null_model.kind(r)
     log_rows = _log_rows(topology, windows, logs, traces, reference, lead_td, kw["exclude"])
     if len(log_rows):
@@ -638,6 +674,7 @@ def fit_null(
     trace_freq: str | pd.Timedelta = "1min",
     exclude: pd.DataFrame | None = None,
     reference: Reference | None = None,
+    statistic: str = "max",
 ) -> NullModel:
     """The null distributions of history: per rule, the scores of quiet windows of these data.
 
@@ -646,14 +683,16 @@ def fit_null(
     :meth:`NullModel.save` and pass it to :func:`detect` as ``null`` to
     detect one incident at a time against last month's quiet behaviour.
     With ``reference``, the quiet windows are scored against it as
-    :func:`detect` scores incidents (pass the same reference to both).
+    :func:`detect` scores incidents (pass the same reference to both), and
+    with ``statistic`` (pass the same to both).
     """
+    _check_statistic(statistic)
     lead_td = to_timedelta(lead, "lead")
     rules = rules_for(topology) if rules is None else tuple(rules)
     signals, _ = prepare_signals(topology, metrics, traces=traces, rules=rules, trace_freq=trace_freq)
     ref_signals = _reference_signals(topology, reference, rules, trace_freq)
     if signals.empty:
-        return NullModel({})
+        return NullModel({}, statistic=statistic)
     known = pd.concat(
         [windows[["start", "end"]]] + ([exclude[["start", "end"]]] if exclude is not None and len(exclude) else []),
         ignore_index=True,
@@ -672,12 +711,15 @@ def fit_null(
         "rel_floor": signals["rel_floor"].to_numpy(),
         "exclude": known,
         "reference": ref_signals,
+        "statistic": statistic,
     }
     q_agg = _aggregate(score_windows(signals, quiet, **kw), signals)
-    return NullModel({r: g["score"].to_numpy() for r, g in q_agg.groupby("rule")})
+    return NullModel({r: g["score"].to_numpy() for r, g in q_agg.groupby("rule")}, statistic=statistic)
 
 
-def _self_p(agg: pd.DataFrame, null_values: list[pd.DataFrame], signals: pd.DataFrame) -> tuple[np.ndarray, dict]:
+def _self_p(
+    agg: pd.DataFrame, null_values: list[pd.DataFrame], signals: pd.DataFrame, statistic: str = "max"
+) -> tuple[np.ndarray, dict]:
     """p-values of the aggregated scores under each window's own null (see ``null="self"`` of :func:`detect`)."""
     p = np.full(len(agg), np.nan)
     kinds: Counter = Counter()
@@ -685,24 +727,26 @@ def _self_p(agg: pd.DataFrame, null_values: list[pd.DataFrame], signals: pd.Data
     if nv:
         meta = signals[["entity", "metric", "rule", "direction"]].drop_duplicates(["entity", "metric"])
         nz = pd.concat(nv, ignore_index=True).merge(meta, on=["entity", "metric"], how="inner")
-        nz["z"] = nz["z"].to_numpy() * nz["direction"].to_numpy()
+        nz["z"] = np.where(nz["direction"].to_numpy() == 1, nz["z"].to_numpy(), nz["z_down"].to_numpy())
         groups = {k: g["z"].to_numpy() for k, g in nz.groupby(["window_id", "rule"], sort=False)}
         pooled = {k: g["z"].to_numpy() for k, g in nz.groupby("window_id", sort=False)}
     else:
         groups, pooled = {}, {}
     pos = {k: np.asarray(v) for k, v in agg.groupby(["window_id", "rule"], sort=False).indices.items()}
     for (wid, rule), ix in pos.items():
-        model = NullModel({rule: groups.get((wid, rule), np.zeros(0))}, tail_index=None)
+        model = NullModel({rule: groups.get((wid, rule), np.zeros(0))}, tail_index=None, statistic=statistic)
         if model.kind(rule) != "empirical":  # too few values of this rule: every rule's values of the window
-            model = NullModel({rule: pooled.get(wid, np.zeros(0))}, tail_index=None)
+            model = NullModel({rule: pooled.get(wid, np.zeros(0))}, tail_index=None, statistic=statistic)
         kinds[(rule, model.kind(rule))] += 1
         z = agg["score"].to_numpy(dtype=np.float64)[ix]
         n = np.maximum(agg["n_tests"].to_numpy(dtype=np.float64)[ix], 1.0)
-        if model.kind(rule) == "empirical":
-            q = model.p_value(rule, z)
-            p[ix] = -np.expm1(n * np.log1p(-np.clip(q, 0.0, 1.0 - 1e-16)))
-        else:
-            p[ix] = model.p_value(rule, z, n_tests=n)
+        ns = np.maximum(agg["n_series"].to_numpy(dtype=np.float64)[ix], 1.0)
+        if model.kind(rule) != "empirical":
+            p[ix] = model.p_value(rule, z, n_tests=n, n_series=ns)
+        elif statistic == "max":  # the largest of n values
+            p[ix] = window_p(model.p_value(rule, z), n)
+        else:  # the null holds block statistics: the largest over the series
+            p[ix] = window_p(model.p_value(rule, z), 1, n_series=ns)
     out = {}
     for (rule, kind), _ in sorted(kinds.items()):
         out[rule] = "self" if kind == "empirical" and rule not in out else out.get(rule, "self (cauchy fallback)")

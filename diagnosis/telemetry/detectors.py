@@ -6,7 +6,9 @@ metric), with baseline values ``b`` and incident-window values ``x_t``::
     med   = median(b)
     scale = max(1.4826 * median(|b - med|), rel_floor * |med|, abs_floor)
     z_t   = direction * (x_t - med) / scale
-    score = max_t z_t
+    score = max_t z_t                       (statistic="max", score_windows' default)
+    score = k-th largest z_t, k = n//2 + 1  (statistic="majority"; detect's default is "max")
+    score = max(majority score, max score / 2)  (statistic="combined")
 
 The median and the MAD ignore a spike or two in the baseline (another
 incident's tail, a scrape glitch) where a mean and standard deviation
@@ -15,6 +17,27 @@ latency histograms) from turning a tiny change into an infinite score; the
 maximum over the window catches a fault that lasts only part of it. Why
 this and not a rank test or a change point: ``docs/telemetry.md`` (the
 figures come from ``benchmarks/nezha.py --justify``).
+
+**Sustained shifts** (``statistic="majority"``): the score is the value
+that more than half of the window's ``n`` values reach (the
+``n // 2 + 1``-th largest): a one-sample spike, however high, does not move
+it, a shift that lasts the window moves it as much as the maximum; a
+fault shorter than half the window does not move it either (use ``max``
+for those; the figures are in ``docs/telemetry.md``). Its
+null is the same statistic where nothing is wrong: a null fitted on quiet
+windows scores them with it, and the window's own (*self*) null scores
+blocks of the baseline as long as the window with it (each block both
+against the values before it and against the rest of the baseline: real
+series are autocorrelated, so the window's values are not independent and
+a binomial tail of single values would be far too small -- 5 to 21 % of
+quiet (window, symptom) pairs at p < 0.01 on the Nezha data). Only the
+Cauchy fallback, which has no data, assumes independent values: ``k`` of
+``n`` reach a score with probability ``P(Binomial(n, q) >= k)``
+(:func:`window_p`; ``k = 1`` is the maximum's ``1 - (1 - q)**n``).
+``combined`` takes the larger of the majority's score and the maximum
+divided by :data:`SPIKE_PENALTY` (2): a sustained shift counts in full, a
+spike or a fault shorter than half the window counts at half its height;
+its nulls score quiet windows and baseline blocks with the same statistic.
 
 With ``exclude``, the baseline does not use the incident periods of the
 given windows (another incident's effects are not "normal"; in the Nezha
@@ -76,11 +99,15 @@ from diagnosis.model.topology import LikelihoodCurve
 __all__ = [
     "EVIDENCE_MODES",
     "SCORE_COLUMNS",
+    "SPIKE_PENALTY",
+    "WINDOW_STATISTICS",
     "EvidenceModel",
     "NullModel",
     "rank_nsigma",
     "robust_z",
     "score_windows",
+    "window_order",
+    "window_p",
 ]
 
 #: How detector scores become observations: likelihoods or fired/passed.
@@ -90,8 +117,76 @@ SCORE_COLUMNS = (
     "window_id", "entity", "component", "metric", "n_baseline", "n_window", "pooled", "referenced",
     "median", "scale", "z_up", "z_down", "time_up", "time_down",
 )  # fmt: skip
+#: Window statistics of :func:`score_windows`: the largest value, the one a majority reach, or both.
+WINDOW_STATISTICS = ("max", "majority", "combined")
+#: ``combined``: a spike counts as a sustained shift this many times smaller.
+SPIKE_PENALTY = 2.0
 _MAD = 1.4826
 _LOO_MAX = 64
+
+
+def _check_statistic(statistic: str) -> str:
+    if statistic not in WINDOW_STATISTICS:
+        raise DiagnosisError(
+            f"statistic must be one of {list(WINDOW_STATISTICS)}. Got {statistic!r} instead{suggest(str(statistic), WINDOW_STATISTICS)}"
+        )
+    return statistic
+
+
+def window_order(n, statistic: str = "max") -> np.ndarray:
+    """Which order statistic of ``n`` window values is the score: 1 (the largest) or ``n // 2 + 1``.
+
+    ``combined`` gives the order of its sustained part, ``n // 2 + 1``.
+
+    Examples
+    --------
+    >>> window_order([1, 2, 5, 6], "majority").tolist()
+    [1, 2, 3, 4]
+    >>> window_order([1, 6]).tolist()
+    [1, 1]
+    """
+    n = np.maximum(np.asarray(n, dtype=np.int64), 1)
+    return np.ones_like(n) if _check_statistic(statistic) == "max" else n // 2 + 1
+
+
+def window_p(q, n, *, statistic: str = "max", n_series=1) -> np.ndarray:
+    """P-value of a window score whose single-value tail probability is ``q``.
+
+    Parameters
+    ----------
+    q : array-like of float
+        P(one null value >= the score).
+    n : array-like of int
+        Window values per series.
+    statistic : {"max", "majority"}
+        The window statistic (:func:`window_order` gives ``k``; the sustained
+        part of ``combined`` is ``majority``).
+    n_series : array-like of int, default 1
+        Series whose largest window score is the symptom's: Šidák over them.
+
+    Returns
+    -------
+    ndarray
+        ``1 - (1 - P(Binomial(n, q) >= k))**n_series`` (independent values).
+
+    Examples
+    --------
+    >>> window_p([0.01], [6]).round(4).tolist()                          # the largest of 6
+    [0.0585]
+    >>> window_p([0.01], [6], statistic="majority").round(8).tolist()    # 4 of 6 reach it
+    [1.5e-07]
+    """
+    from scipy.stats import binom
+
+    q = np.clip(np.asarray(q, dtype=np.float64), 0.0, 1.0)
+    n = np.maximum(np.rint(np.asarray(n, dtype=np.float64)), 1.0)
+    k = window_order(n, statistic)
+    if statistic == "max":
+        p1 = -np.expm1(n * np.log1p(-np.clip(q, 0.0, 1.0 - 1e-16)))
+    else:
+        p1 = binom.sf(k - 1, n, q)
+    s = np.maximum(np.asarray(n_series, dtype=np.float64), 1.0)
+    return np.clip(-np.expm1(s * np.log1p(-np.clip(p1, 0.0, 1.0 - 1e-16))), 0.0, 1.0)
 
 
 def robust_z(baseline, window, *, rel_floor: float = 0.1, abs_floor: float = 1e-9) -> np.ndarray:
@@ -221,6 +316,55 @@ def _forward_z(keys: np.ndarray, values: np.ndarray, key_floor: np.ndarray, abs_
     return np.concatenate(out_k), np.concatenate(out_z)
 
 
+def _block_scores(
+    keys: np.ndarray,
+    values: np.ndarray,
+    length: np.ndarray,
+    key_floor: np.ndarray,
+    abs_floor: float,
+    min_past: int,
+    statistic: str,
+    *,
+    forward: bool,
+):
+    """Window statistics of baseline blocks: the null of a statistic of several values.
+
+    Per series (values in time order), every run of ``L`` consecutive values,
+    ``L`` = the series' window length ``length[key]`` (shorter when its
+    baseline is too short, at least 1), is scored as a window is: forward
+    (``forward=True``), against the values before it (at least
+    ``min_past``); else against the series' other values (a reference, at
+    least ``min_past`` of them). Returns the keys, the rise and the drop of
+    each block (as :func:`score_windows` gives ``z_up`` / ``z_down``).
+    """
+    order = np.argsort(keys, kind="stable")
+    keys, values = keys[order], values[order]
+    uk, start, size = np.unique(keys, return_index=True, return_counts=True)
+    L = np.minimum(length[uk], size - min_past)
+    out_k, out_u, out_d = [], [], []
+    for n, ln in {(int(a), int(b)) for a, b in zip(size, L) if b >= 1}:
+        sel = (size == n) & (L == ln)
+        rows = start[sel][:, None] + np.arange(n)[None, :]
+        v = values[rows]  # (g, n)
+        fl = key_floor[uk[sel]][:, None]
+        kth = int(window_order([ln], statistic)[0])
+        for j in range(min_past, n - ln + 1) if forward else range(0, n - ln + 1):
+            ref = v[:, :j] if forward else np.concatenate([v[:, :j], v[:, j + ln :]], axis=1)
+            med = np.median(ref, axis=1, keepdims=True)
+            mad = _MAD * np.median(np.abs(ref - med), axis=1, keepdims=True)
+            sc = np.maximum(np.maximum(mad, fl * np.abs(med)), abs_floor)
+            zb = np.sort((v[:, j : j + ln] - med) / sc, axis=1)
+            up, down = zb[:, ln - kth], -zb[:, kth - 1]
+            if statistic == "combined":
+                up, down = np.maximum(up, zb[:, -1] / SPIKE_PENALTY), np.maximum(down, -zb[:, 0] / SPIKE_PENALTY)
+            out_k.append(uk[sel])
+            out_u.append(up)
+            out_d.append(down)
+    if not out_k:
+        return np.zeros(0, dtype=np.int64), np.zeros(0), np.zeros(0)
+    return np.concatenate(out_k), np.concatenate(out_u), np.concatenate(out_d)
+
+
 def score_windows(
     samples: pd.DataFrame,
     windows: pd.DataFrame,
@@ -233,6 +377,7 @@ def score_windows(
     exclude: pd.DataFrame | None = None,
     null_values: list | None = None,
     reference: pd.DataFrame | None = None,
+    statistic: str = "max",
 ) -> pd.DataFrame:
     """Robust z-scores of every series in every window.
 
@@ -266,11 +411,23 @@ def score_windows(
         the ``reference`` gets the leave-one-out z-scores of its reference
         values instead. This is the series' own variability when nothing is
         wrong: the *self* null of :func:`~diagnosis.telemetry.detect.detect`.
+        With another ``statistic``, ``z`` (and ``z_down``, the drop) are
+        instead the statistic of *blocks* of the baseline as long as the
+        series' window (shorter when the baseline is too short), each block
+        scored as a window is, both forward (against the values before it)
+        and against the rest of the baseline (a reference: against the rest
+        of the reference); see :func:`_block_scores`.
     reference : DataFrame, optional
         Long samples (``entity``, ``metric``, ``value``; any times) of fault-free
         telemetry of the same system: a series with at least ``min_baseline``
         reference values uses them as its baseline in every window (and its
         self null comes from them); the others keep the window's baseline.
+    statistic : {"max", "majority", "combined"}, default "max"
+        The window's score per series and direction: its largest z-score,
+        the one more than half of its values reach (:func:`window_order`),
+        or the larger of that one and the largest divided by :data:`SPIKE_PENALTY`.
+        The ``null_values`` stay single-value scores (:func:`window_p` turns
+        their tail probability into the statistic's).
 
     Returns
     -------
@@ -278,7 +435,8 @@ def score_windows(
         :data:`SCORE_COLUMNS`, one row per window and series with at least one
         value in the window and a baseline: ``z_up`` the largest rise and
         ``z_down`` the largest drop (both as positive scores of that
-        direction), ``time_up`` / ``time_down`` when they happened, ``pooled``
+        direction; with ``"majority"``, the rise and the drop a majority of
+        the window's values reach), ``time_up`` / ``time_down`` when they happened, ``pooled``
         whether the baseline was pooled (``n_baseline`` is then the pooled
         count), ``referenced`` whether it was the reference's values.
     """
@@ -288,6 +446,7 @@ def score_windows(
     pool_td = to_timedelta(pool, "pool")
     if min_baseline < 1:
         raise DiagnosisError(f"min_baseline must be >= 1. Got {min_baseline!r} instead.")
+    _check_statistic(statistic)
     floors = np.broadcast_to(np.asarray(rel_floor, dtype=np.float64), (len(samples),))
     s = samples.assign(_floor=floors).sort_values("time", kind="stable")
     t = pd.DatetimeIndex(s["time"].astype("datetime64[ns, UTC]")).asi8
@@ -372,6 +531,17 @@ def score_windows(
             continue
         sc = np.maximum.reduce([scale[k], key_floor[k] * np.abs(med[k]), np.full(len(k), abs_floor)])
         z = (x - med[k]) / sc
+        # per series, its values sorted by z (ties: the earliest first): the k-th largest and the k-th smallest
+        o_up, o_down = np.lexsort((-tt, z, k)), np.lexsort((tt, z, k))
+        keys, first, n_win = np.unique(k[o_up], return_index=True, return_counts=True)
+        kth = window_order(n_win, statistic)
+        i_up, i_down = o_up[first + n_win - kth], o_down[first + kth - 1]
+        z_up, z_down = z[i_up], -z[i_down]
+        if statistic == "combined":  # the sustained shift, or the largest value penalised
+            j_up, j_down = o_up[first + n_win - 1], o_down[first]
+            s_up, s_down = z[j_up] / SPIKE_PENALTY, -z[j_down] / SPIKE_PENALTY
+            i_up, i_down = np.where(s_up > z_up, j_up, i_up), np.where(s_down > z_down, j_down, i_down)
+            z_up, z_down = np.maximum(z_up, s_up), np.maximum(z_down, s_down)
         if null_values is not None:
             scored = np.zeros(n_keys, dtype=bool)
             scored[k] = True
@@ -384,9 +554,25 @@ def score_windows(
             # the window's own baseline in time order: each value against the ones before it;
             # a reference has no order in time: each value against the others
             is_ref = has_ref[bk]
-            fk, fz = _forward_z(bk[~is_ref], bv[~is_ref], key_floor, abs_floor, min_baseline)
-            rk2, rz = _loo_z(bk[is_ref], bv[is_ref], key_floor, abs_floor)
-            bk, bz = np.concatenate([fk, rk2]), np.concatenate([fz, rz])
+            if statistic == "max":
+                fk, fz = _forward_z(bk[~is_ref], bv[~is_ref], key_floor, abs_floor, min_baseline)
+                rk2, rz = _loo_z(bk[is_ref], bv[is_ref], key_floor, abs_floor)
+                bk, bz = np.concatenate([fk, rk2]), np.concatenate([fz, rz])
+                bd = -bz
+            else:  # blocks as long as the window, scored with the same statistic
+                length = np.zeros(n_keys, dtype=np.int64)
+                length[keys] = n_win
+                blocks = [
+                    _block_scores(
+                        bk[~is_ref], bv[~is_ref], length, key_floor, abs_floor, min_baseline, statistic, forward=fw
+                    )
+                    for fw in (True, False)
+                ]
+                fk, fu, fd = (np.concatenate(a) for a in zip(*blocks))
+                rk2, ru, rd = _block_scores(
+                    bk[is_ref], bv[is_ref], length, key_floor, abs_floor, min_baseline, statistic, forward=False
+                )
+                bk, bz, bd = np.concatenate([fk, rk2]), np.concatenate([fu, ru]), np.concatenate([fd, rd])
             null_values.append(
                 pd.DataFrame(
                     {
@@ -394,15 +580,10 @@ def score_windows(
                         "entity": uniq[bk].get_level_values(0).to_numpy(dtype=object),
                         "metric": uniq[bk].get_level_values(1).to_numpy(dtype=object),
                         "z": bz,
+                        "z_down": bd,
                     }
                 )
             )
-        df = pd.DataFrame({"k": k, "z": z, "t": tt})
-        g = df.groupby("k", sort=True)
-        up = df.loc[g["z"].idxmax()]
-        down = df.loc[g["z"].idxmin()]
-        n_win = g.size().to_numpy()
-        keys = up["k"].to_numpy()
         out.append(
             pd.DataFrame(
                 {
@@ -416,10 +597,10 @@ def score_windows(
                     "referenced": has_ref[keys],
                     "median": med[keys],
                     "scale": np.maximum(scale[keys], np.maximum(key_floor[keys] * np.abs(med[keys]), abs_floor)),
-                    "z_up": up["z"].to_numpy(),
-                    "z_down": -down["z"].to_numpy(),
-                    "time_up": pd.to_datetime(up["t"].to_numpy(), utc=True),
-                    "time_down": pd.to_datetime(down["t"].to_numpy(), utc=True),
+                    "z_up": z_up,
+                    "z_down": z_down,
+                    "time_up": pd.to_datetime(tt[i_up], utc=True),
+                    "time_down": pd.to_datetime(tt[i_down], utc=True),
                 }
             )
         )
@@ -453,6 +634,10 @@ class NullModel:
     max_index : float, default 3.0
         Upper bound of an estimated tail index (a light tail fitted on a few
         values would make large scores implausibly rare).
+    statistic : {"max", "majority", "combined"}, default "max"
+        The window statistic the quiet scores were computed with
+        (:func:`score_windows`); :func:`~diagnosis.telemetry.detect.detect`
+        refuses a model of another statistic.
 
     Examples
     --------
@@ -468,8 +653,10 @@ class NullModel:
     tail_k: int = 10
     tail_index: float | None = 1.0
     max_index: float = 3.0
+    statistic: str = "max"
 
     def __post_init__(self):
+        _check_statistic(self.statistic)
         clean = {}
         for k, v in self.quiet.items():
             a = np.sort(np.asarray(v, dtype=np.float64))
@@ -482,6 +669,7 @@ class NullModel:
             "quiet": {k: [float(x) for x in v] for k, v in self.quiet.items()},
             "min_quiet": self.min_quiet,
             "tail_k": self.tail_k,
+            "statistic": self.statistic,
         }
 
     @classmethod
@@ -497,7 +685,10 @@ class NullModel:
                 quiet[str(k)] = np.asarray(v, dtype=np.float64)
             except (TypeError, ValueError):
                 raise TelemetryError(f"{source}: quiet.{k} must be a list of numbers. Got {str(v)[:60]!r}") from None
-        return cls(quiet, min_quiet=int(d.get("min_quiet", 30)), tail_k=int(d.get("tail_k", 10)))
+        stat = d.get("statistic", "max")
+        if stat not in WINDOW_STATISTICS:
+            raise TelemetryError(f"{source}: statistic must be one of {list(WINDOW_STATISTICS)}. Got {stat!r}")
+        return cls(quiet, min_quiet=int(d.get("min_quiet", 30)), tail_k=int(d.get("tail_k", 10)), statistic=stat)
 
     def save(self, path) -> None:
         """Write the model as JSON (atomically)."""
@@ -526,8 +717,14 @@ class NullModel:
         q = self.quiet.get(rule)
         return "empirical" if q is not None and len(q) >= self.min_quiet else "cauchy"
 
-    def p_value(self, rule: str, z: np.ndarray, *, n_tests: np.ndarray | int = 1) -> np.ndarray:
-        """P(a quiet score >= z) for each score of one rule."""
+    def p_value(
+        self, rule: str, z: np.ndarray, *, n_tests: np.ndarray | int = 1, n_series: np.ndarray | int = 1
+    ) -> np.ndarray:
+        """P(a quiet score >= z) for each score of one rule.
+
+        ``n_tests`` (window values) and ``n_series`` (series) are used by the
+        Cauchy fallback only, through :func:`window_p` with the model's statistic.
+        """
         z = np.asarray(z, dtype=np.float64)
         q = self.quiet.get(rule)
         if q is not None and len(q) >= self.min_quiet:
@@ -548,7 +745,13 @@ class NullModel:
         # Cauchy tail per tested value, Šidák-corrected for the number tested.
         q1 = 0.5 - np.arctan(z) / np.pi
         m = np.maximum(np.asarray(n_tests, dtype=np.float64), 1.0)
-        return np.clip(-np.expm1(m * np.log1p(-np.clip(q1, 0.0, 1.0 - 1e-16))), 0.0, 1.0)
+        if self.statistic == "max":
+            return window_p(q1, m)
+        ns = np.maximum(np.asarray(n_series, dtype=np.float64), 1.0)
+        p = window_p(q1, m / ns, statistic="majority", n_series=ns)
+        if self.statistic == "combined":  # either part reaches it: at most the sum
+            p = np.minimum(p + window_p(0.5 - np.arctan(SPIKE_PENALTY * z) / np.pi, m), 1.0)
+        return p
 
 
 @dataclass(frozen=True, slots=True)
