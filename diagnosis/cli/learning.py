@@ -44,6 +44,20 @@ def register(verbs) -> None:
     p.add_argument("--interval", type=float, default=0.9, metavar="P", help="credible-interval mass (default 0.9)")
     p.add_argument("--max-iter", type=int, default=200, metavar="N", help="most EM iterations (default 200)")
     p.add_argument(
+        "--engine",
+        choices=("auto", "exact", "approximate"),
+        default="auto",
+        help="the E-step's inference: auto (exact when it fits in memory, else loopy BP with a warning; default), "
+        "exact, approximate (loopy BP)",
+    )
+    p.add_argument(
+        "--max-selection-masks",
+        type=int,
+        metavar="M",
+        help="run the selection correction on a seeded sample of at most M distinct sets of checks run, "
+        "weighted up (an approximation, with a warning; default: all of them)",
+    )
+    p.add_argument(
         "--evidence",
         metavar="EVIDENCE.csv",
         help="also fit the soft-evidence likelihood of each detector kind from the p-values "
@@ -72,6 +86,8 @@ def _fit(args: argparse.Namespace, out: TextIO, err: TextIO) -> None:
             half_life=args.half_life,
             interval=args.interval,
             max_iter=args.max_iter,
+            engine=args.engine,
+            max_selection_masks=args.max_selection_masks,
         )
         if curves is not None:
             _record_likelihoods(f"{args.out}.provenance.json", args.evidence, curves)

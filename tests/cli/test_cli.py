@@ -295,6 +295,18 @@ def test_fit(tmp_path):
     assert json.loads((tmp_path / "fitted.yaml.provenance.json").read_text())
     code, _, err = run("fit", "-t", topo, tmp_path / "missing.jsonl", "--out", tmp_path / "f2.yaml")
     assert code == 1 and "missing.jsonl" in err
+    # the E-step's engine from the command line: exact gives the same fit as auto (which is exact here)
+    code, _, err = run("fit", "-t", topo, tmp_path / "log.jsonl", "--out", tmp_path / "f3.yaml", "--max-iter", 30,
+                       "--engine", "exact")  # fmt: skip
+    assert code == 0, err
+
+    def body(name):  # the header names its own provenance file
+        return [line for line in (tmp_path / name).read_text().splitlines() if "provenance" not in line]
+
+    assert body("f3.yaml") == body("fitted.yaml")
+    code, _, err = run("fit", "-t", topo, tmp_path / "log.jsonl", "--out", tmp_path / "f4.yaml",
+                       "--max-selection-masks", 0)  # fmt: skip
+    assert code == 1 and "max_selection_masks" in err and "Traceback" not in err
 
 
 def test_telemetry_verbs(tmp_path):
