@@ -51,7 +51,7 @@ from diagnosis.model.topology import Topology
 from diagnosis.telemetry._io import objects, to_timedelta
 from diagnosis.telemetry.detectors import EvidenceModel, NullModel, _check_statistic, score_windows, window_p
 from diagnosis.telemetry.entities import EDGE_SEPARATOR
-from diagnosis.telemetry.logs import LOG_RULES, LogSet, log_evidence
+from diagnosis.telemetry.logs import LOG_RULES, LogReference, LogSet, log_evidence
 from diagnosis.telemetry.metrics import MetricSamples
 from diagnosis.telemetry.signals import (
     SignalRule,
@@ -626,10 +626,10 @@ def _log_rows(topology, windows, logs, traces, reference, lead_td, exclude) -> p
         return pd.DataFrame({c: [] for c in cols})
     lines = logs.lines if isinstance(logs, LogSet) else logs
     spans = None if traces is None else (traces.spans if isinstance(traces, SpanSet) else traces)
-    ref_lines = ref_spans = None
+    fixed = None  # one fault-free reference for every window: prepared once
     if reference is not None and reference.logs is not None:
-        ref_lines = reference.logs.lines
         ref_spans = reference.traces.spans if reference.traces is not None else None
+        fixed = LogReference.of(reference.logs.lines, ref_spans)
     sym_of = symptom_index(topology)
     lt = lines["time"]
     st = spans["start"] if spans is not None else None
@@ -642,8 +642,8 @@ def _log_rows(topology, windows, logs, traces, reference, lead_td, exclude) -> p
         lo, hi = w.start - lead_td, w.end
         win = lines[((lt >= lo) & (lt <= hi)).to_numpy()]
         wsp = spans[((st >= lo) & (st <= hi)).to_numpy()] if spans is not None else None
-        if ref_lines is not None:
-            rl, rs = ref_lines, ref_spans
+        if fixed is not None:
+            rl, rs = fixed, None
         else:
             b = ((lt >= w.baseline_start) & (lt < min(w.baseline_end, lo))).to_numpy() & usable
             rl = lines[b]

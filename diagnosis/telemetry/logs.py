@@ -90,7 +90,7 @@ from diagnosis.telemetry._io import as_paths, objects, open_text, read_csv_rows,
 from diagnosis.telemetry.entities import EntityMap
 from diagnosis.telemetry.quality import ReadReport, _Tally
 
-__all__ = ["LOG_COLUMNS", "LOG_RULES", "LogSet", "log_evidence", "logs_from_frame", "read_logs"]
+__all__ = ["LOG_COLUMNS", "LOG_RULES", "LogReference", "LogSet", "log_evidence", "logs_from_frame", "read_logs"]
 
 LOG_COLUMNS = ("time", "entity", "component", "trace_id", "span_id", "level", "template")
 #: The log detectors: rule name -> the ``watches`` of the topology detector it feeds.
@@ -553,9 +553,32 @@ def _dispersion(t: pd.DataFrame) -> float:
     return max(1.0, float(np.median((t["c_w"] - e) ** 2 / e)) / 0.455)
 
 
+@dataclass(frozen=True)
+class LogReference:
+    """A log reference prepared once for many windows: its lines and spans, and the same after its own attribution.
+
+    The attribution of the reference (its echoes counted on their origins,
+    so that what fault-free traffic normally echoes is expected) depends on
+    the reference alone; :func:`log_evidence` against one fixed reference
+    (``detect --reference``) prepares it once for every window.
+    """
+
+    logs: pd.DataFrame
+    spans: pd.DataFrame | None
+    echoed_logs: pd.DataFrame
+    echoed_spans: pd.DataFrame | None
+
+    @classmethod
+    def of(cls, logs: pd.DataFrame, spans: pd.DataFrame | None) -> LogReference:
+        if spans is None or not len(spans):
+            return cls(logs, spans, logs, spans)
+        echoed_logs, echoed_spans = _attribute(logs, spans, _abnormal_spans(logs, spans, logs, spans))
+        return cls(logs, spans, echoed_logs, echoed_spans)
+
+
 def log_evidence(
-    logs: pd.DataFrame, spans: pd.DataFrame | None, ref_logs: pd.DataFrame, ref_spans: pd.DataFrame | None,
-    *, min_expected: float = 3.0,
+    logs: pd.DataFrame, spans: pd.DataFrame | None, ref_logs: pd.DataFrame | LogReference,
+    ref_spans: pd.DataFrame | None = None, *, min_expected: float = 3.0,
 ) -> pd.DataFrame:  # fmt: skip
     """Log symptoms of one window against its reference (see the module docstring).
 
@@ -564,7 +587,9 @@ def log_evidence(
     logs, spans : DataFrame
         The window's log lines (:data:`LOG_COLUMNS`) and spans (or None).
     ref_logs, ref_spans : DataFrame
-        The reference's (fault-free telemetry, or the baseline).
+        The reference's (fault-free telemetry, or the baseline); ``ref_logs``
+        may be a :class:`LogReference` instead (``ref_spans`` is then unused),
+        prepared once for windows that share it.
     min_expected : float, default 3.0
         A template is tested for disappearance only when at least this many
         lines were expected in the window.
@@ -577,19 +602,20 @@ def log_evidence(
         on the component), ``n_tests``, ``top_signal`` (the template and operation).
     """
     cols = ["component", "rule", "score", "p_rule", "n_tests", "top_signal"]
-    if logs.empty or ref_logs.empty:
+    ref = ref_logs if isinstance(ref_logs, LogReference) else None
+    if logs.empty or (ref.logs if ref is not None else ref_logs).empty:
         return pd.DataFrame({c: [] for c in cols})
     phi = None
     if spans is not None and len(spans):  # echoes of a failure further down the trace are not the caller's symptoms
-        raw = _table(logs, spans, ref_logs, ref_spans)
+        # the reference against its own patterns, so that what its own traffic echoes is expected
+        ref = ref if ref is not None else LogReference.of(ref_logs, ref_spans)
+        raw = _table(logs, spans, ref.logs, ref.spans)
         phi = _dispersion(raw) if raw is not None else None  # a property of the traffic, before any attribution
-        origins = _abnormal_spans(logs, spans, ref_logs, ref_spans)
-        if ref_spans is not None and len(ref_spans):
-            # the reference against its own patterns, so that what its own traffic echoes is expected
-            ref_logs, ref_spans = _attribute(
-                ref_logs, ref_spans, _abnormal_spans(ref_logs, ref_spans, ref_logs, ref_spans)
-            )
+        origins = _abnormal_spans(logs, spans, ref.logs, ref.spans)
+        ref_logs, ref_spans = ref.echoed_logs, ref.echoed_spans
         logs, spans = _attribute(logs, spans, origins)
+    elif ref is not None:
+        ref_logs, ref_spans = ref.logs, ref.spans
     t = _table(logs, spans, ref_logs, ref_spans)
     if t is None:
         return pd.DataFrame({c: [] for c in cols})
