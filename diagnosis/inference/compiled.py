@@ -468,11 +468,12 @@ class _Plan:
         self.stats = st.stats(tables)
 
     # ---- execution ------------------------------------------------------------------
-    def chunk_size(self, n_cases: int, budget: int) -> int:
+    def chunk_size(self, n_cases: int, budget: int, parallel: int = 1) -> int:
+        """Cases per chunk: ``parallel`` chunks in flight at once, with the static tables, fit ``budget``."""
         avail = budget - self.static_bytes
         if avail < self.bytes_per_case:
             raise _too_large(self.static_bytes + self.bytes_per_case, budget, self.stats)
-        by_mem = avail // self.bytes_per_case
+        by_mem = avail // (self.bytes_per_case * max(1, parallel))
         total = max(1, self.stats.total_entries)
         by_cache = max(_CHUNK_MIN, 1 << max(0, (_CHUNK_TARGET_ENTRIES // total).bit_length() - 1))
         return int(max(1, min(n_cases, by_mem, by_cache, _CHUNK_CAP)))
@@ -614,6 +615,25 @@ class _Plan:
             r /= s
             marg[t] = r
         return marg, logz, suspect
+
+
+def _threads_and_chunks(plan, n_cases: int, budget: int, threads: int, chunk: int) -> tuple[int, range]:
+    """How many threads run the chunks, and where the chunks start.
+
+    A thread is worth starting when its chunk has at least ``_THREAD_MIN_OPS``
+    operations; two chunks in flight hold twice the working memory, so with
+    more than one thread each chunk is sized for its share of the budget
+    (``chunk_size(parallel=threads)``); when that share holds no case, or the
+    smaller chunks are no longer worth a thread, the chunks run one at a time.
+    """
+    threads = min(threads, -(-n_cases // chunk))
+    if threads > 1:
+        avail = budget - plan.static_bytes
+        if avail >= plan.bytes_per_case * threads:
+            small = min(chunk, plan.chunk_size(n_cases, budget, parallel=threads))
+            if plan.stats.ops_per_case * small >= _THREAD_MIN_OPS:
+                return min(threads, -(-n_cases // small)), range(0, n_cases, small)
+    return 1, range(0, n_cases, chunk)
 
 
 def _too_large(need: int, budget: int, stats: CompiledStats) -> ModelTooLargeError:
@@ -867,9 +887,9 @@ class CompiledEngine(TableEngine):
                     o = offsets[t]
                     out[start:stop, o : o + r.shape[0]] = r.T
 
-        starts = range(0, B, chunk)
-        threads = min(getattr(self, "threads", 1), len(starts))
-        if threads > 1 and plan.stats.ops_per_case * chunk >= _THREAD_MIN_OPS:
+        threads, starts = _threads_and_chunks(plan, B, self.memory_budget_bytes, getattr(self, "threads", 1), chunk)
+        chunk = starts.step  # read by one() when it runs
+        if threads > 1:
             # numpy releases the GIL in its loops: chunks on two cores (each writes its own rows)
             from concurrent.futures import ThreadPoolExecutor  # here: 40 ms of imports at start-up otherwise
 

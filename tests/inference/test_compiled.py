@@ -346,3 +346,42 @@ def test_engines_pickle_without_their_plan_cache(netlib):
         after = clone.query(["F0", "F2"], ev)
         for t in before:
             np.testing.assert_array_equal(after[t], before[t])
+
+
+def test_two_threads_stay_within_the_memory_budget(netlib, monkeypatch):
+    # Two chunks in flight hold twice the working memory: each is sized for its share of the budget.
+    import threading
+
+    from diagnosis.inference import compiled
+
+    model = netlib.noisy_or_network(12, seed=8)
+    names = [f"F{i}" for i in range(12)]
+    probe = CompiledEngine.from_pgmpy(model)
+    dets = [v for v in probe.variables if v.startswith("D")]
+    vals = netlib.sample(model, 400, seed=8)
+    ev = {v: vals[v] for v in dets}
+    full = probe.query(names, ev)
+    st = probe.query_stats(names, ev)
+    budget = st.static_bytes + 40 * st.bytes_per_case
+    monkeypatch.setattr(compiled, "_THREAD_MIN_OPS", 0)
+    lock, state = threading.Lock(), {"now": 0, "peak": 0, "threads": set()}
+    run = compiled._Plan.run
+
+    def counted(self, ev, *args, **kw):
+        with lock:
+            state["now"] += ev.n_cases
+            state["peak"] = max(state["peak"], state["now"])
+            state["threads"].add(threading.get_ident())
+        try:
+            return run(self, ev, *args, **kw)
+        finally:
+            with lock:
+                state["now"] -= ev.n_cases
+
+    monkeypatch.setattr(compiled._Plan, "run", counted)
+    engine = CompiledEngine.from_pgmpy(model, memory_budget_bytes=budget)
+    engine.threads = 2
+    got = engine.query(names, ev)
+    for t in names:
+        np.testing.assert_allclose(got[t], full[t], atol=1e-12)
+    assert state["peak"] <= 40 and len(state["threads"]) == 2
