@@ -287,11 +287,26 @@ def _p_some_fault(network: Network, engine, frame: IncidentFrame, targets: list[
     return np.maximum(1.0 - p_none, 1e-300)
 
 
+#: Two probabilities closer than this (relative) tie: they differ only by rounding.
+_TIE_RTOL = 1e-9
+
+
 def _ranks(p: np.ndarray, true_idx: np.ndarray) -> np.ndarray:
-    """1 + number of candidates with a strictly higher probability than the true one."""
+    """The true candidate's mid-rank: ``h + (t + 1) / 2``.
+
+    ``h`` candidates have a strictly higher probability than the true one and
+    ``t`` (itself included) tie with it, to a relative :data:`_TIE_RTOL`. A tie
+    shares the mean of its positions (fractional ranking, as
+    ``scipy.stats.rankdata(method="average")``), so a tie at the top is not
+    counted as a hit: with no evidence, every candidate ties and the true one
+    gets the middle rank, not rank 1.
+    """
     rows = np.arange(len(p))
-    pt = p[rows, true_idx]
-    return 1 + (p > pt[:, None]).sum(axis=1)
+    pt = p[rows, true_idx][:, None]
+    tol = _TIE_RTOL * np.maximum(np.abs(p), np.abs(pt)) + _EPS
+    higher = (p - pt > tol).sum(axis=1)
+    ties = (np.abs(p - pt) <= tol).sum(axis=1)
+    return higher + (ties + 1) / 2.0
 
 
 def _calibration(stats: _LevelStats, p: np.ndarray, y: np.ndarray) -> None:
@@ -485,10 +500,12 @@ class _Truth:
         for lvl, M, T in (("location", loc.P, self.Y), ("component", loc.p_any, self.Yc)):
             lv = stats.levels[lvl]
             _calibration(lv, M[k], T[k])
-            best = np.argmax(M[k], axis=1)
-            rows_k = np.arange(int(k.sum()))
-            p_top = M[k][rows_k, best]
-            y_top = T[k][rows_k, best].astype(float)
+            Mk, Tk = M[k], T[k]
+            p_top = Mk.max(axis=1)
+            # the top answer is one of the candidates tied at the top, drawn at random: its hit rate is the
+            # share of true ones among them
+            top = p_top[:, None] - Mk <= _TIE_RTOL * np.abs(p_top[:, None]) + _EPS
+            y_top = (top & Tk).sum(axis=1) / top.sum(axis=1)
             b = np.minimum((p_top * N_BINS).astype(np.int64), N_BINS - 1)
             lv.top_n += np.bincount(b, minlength=N_BINS)
             lv.top_p += np.bincount(b, weights=p_top, minlength=N_BINS)

@@ -152,3 +152,44 @@ def test_dask_equals_local(tmp_path, webshop):
         pd.read_parquet(tmp_path / "local.parquet"), pd.read_parquet(tmp_path / "dask.parquet")
     )
     assert len(read_incidents(folder)[0]) == 600
+
+
+def test_ties_share_their_mid_rank_and_are_not_hits(tmp_path):
+    # Two identical services and no evidence: they tie exactly. The tie is not a hit at AC@1;
+    # the mid-rank and the top-1 hit rate are what scipy's "average" ranking and a random tie-break give.
+    from scipy.stats import rankdata
+
+    from diagnosis import Topology
+
+    topo = Topology.from_dict(
+        {"name": "twins", "components": [{"name": "a", "kind": "service"}, {"name": "b", "kind": "service"}]}
+    )
+    net = build_network(topo)
+    path = tmp_path / "inc.jsonl"
+    path.write_text(
+        json.dumps(
+            {
+                "id": "i1",
+                "topology": "twins",
+                "opened": "2026-01-01T00:00:00Z",
+                "observations": [],
+                "root_cause": {"component": "a", "fault_mode": "crash"},
+            }
+        )
+        + "\n"
+    )
+    frame, bad = read_incidents(path)
+    rows, stats, _ = score_frame(net, make_engine(net), frame)
+    assert bad == [] and len(rows) == 1
+    post = json.loads(rows["posterior"].iloc[0])
+    comp = {c: sum(v for k, v in post.items() if k.startswith(c + ":")) for c in ("a", "b")}
+    assert comp["a"] == pytest.approx(comp["b"], rel=1e-12)
+    assert rows["rank_component"].iloc[0] == 1.5
+    # the location rank against an independent mid-rank of the same posterior
+    names = list(post)
+    expected = len(names) + 1 - rankdata([post[k] for k in names], method="average")[names.index("a:crash")]
+    assert rows["rank_location"].iloc[0] == pytest.approx(expected)
+    m = stats.levels["component"].metrics()
+    assert m["AC@1"] == 0.0 and m["AC@2"] == 1.0 and m["MRR"] == pytest.approx(1 / 1.5)
+    top = [b for b in m["reliability_top1"] if b["n"]]
+    assert len(top) == 1 and top[0]["observed"] == pytest.approx(0.5)
