@@ -136,7 +136,9 @@ class DetectReport:
         :data:`EVIDENCE_COLUMNS`: per window and symptom, the rules, the score,
         its p-value and the observation made.
     scores : DataFrame
-        Per window, symptom, rule and series: the robust z-score (for analysis).
+        Per window, symptom, rule and series: the robust z-score (for analysis);
+        with ``statistic="combined"``, the maximum's, and the majority's as
+        ``z_up_majority`` / ``z_down_majority``.
     referenced : int
         Series scores whose baseline was the reference's values (``reference`` of :func:`detect`).
     """
