@@ -41,8 +41,10 @@ injection, the share of (service, log symptom) pairs with p < 0.01 (false
 alarms of the log detectors on fault-free traffic).
 
 ``--statistic`` (``detect(statistic=...)``): every metric and trace series is
-scored by the robust z a majority of its window values reach (default), its
-largest, or the larger of the two with the largest halved (``combined``). "first 2 min": the pod's CPU raised for
+scored by its largest robust z (``max``, detect's default), by the robust z a
+majority of its window values reach (``majority``), or by both (``combined``:
+each statistic's p-value under its own null, p = min(1, 2 min(p_max,
+p_majority))). "first 2 min": the pod's CPU raised for
 the first two minutes of the window only (of its six or seven minutes with
 the lead), a fault shorter than the window. Last, the label-free calibration check: every
 quiet window of each day (away from every labelled incident, metrics only,

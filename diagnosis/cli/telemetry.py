@@ -52,8 +52,9 @@ def register(verbs) -> None:
         choices=["max", "majority", "combined"],
         default="max",
         help="a series' window score: the largest robust z of its window values (any spike; default), the robust z "
-        "a majority of them reach (a sustained shift; misses faults shorter than half the window), or max(majority, "
-        "max/2); a --null FILE must have been saved with the same",
+        "a majority of them reach (a sustained shift; misses faults shorter than half the window), or both "
+        "(combined: each p-value under its own null, p = min(1, 2 min(p_max, p_majority))); a --null FILE must have "
+        "been saved with the same",
     )
     p.add_argument(
         "--save-null",
@@ -178,9 +179,9 @@ def _detect_run(args: argparse.Namespace, out: TextIO) -> None:
     reference = read_reference(args.reference, entity_map=entities) if args.reference else None
     null = args.null
     if null not in ("auto", "self", "empirical", "cauchy"):
-        from diagnosis.telemetry import NullModel
+        from diagnosis.telemetry import read_null
 
-        null = NullModel.load(null)
+        null = read_null(null)
     if args.save_null:
         from diagnosis.telemetry import fit_null
 

@@ -23,9 +23,11 @@ Modules: :mod:`~diagnosis.telemetry.entities` (entity -> component),
 from diagnosis.telemetry.callgraph import CallGraphDiff, derive_topology, write_topology
 from diagnosis.telemetry.detect import DetectReport, Reference, detect, fit_null, read_reference
 from diagnosis.telemetry.detectors import (
+    CombinedNull,
     EvidenceModel,
     NullModel,
     rank_nsigma,
+    read_null,
     robust_z,
     score_windows,
 )
@@ -47,6 +49,7 @@ __all__ = [
     "DEFAULT_RULES",
     "NEZHA_FAULT_MODES",
     "CallGraphDiff",
+    "CombinedNull",
     "DetectReport",
     "EntityMap",
     "EntityRule",
@@ -72,6 +75,7 @@ __all__ = [
     "rank_nsigma",
     "read_logs",
     "read_metrics",
+    "read_null",
     "read_reference",
     "read_spans",
     "read_windows",

@@ -49,7 +49,16 @@ from diagnosis.logs.schema import (
 )
 from diagnosis.model.topology import Topology
 from diagnosis.telemetry._io import objects, to_timedelta
-from diagnosis.telemetry.detectors import EvidenceModel, NullModel, _check_statistic, score_windows, window_p
+from diagnosis.telemetry.detectors import (
+    SCORE_STATISTICS,
+    CombinedNull,
+    EvidenceModel,
+    NullModel,
+    _check_statistic,
+    combined_p,
+    score_windows,
+    window_p,
+)
 from diagnosis.telemetry.entities import EDGE_SEPARATOR
 from diagnosis.telemetry.logs import LOG_RULES, LogReference, LogSet, log_evidence
 from diagnosis.telemetry.metrics import MetricSamples
@@ -127,7 +136,9 @@ class DetectReport:
         :data:`EVIDENCE_COLUMNS`: per window and symptom, the rules, the score,
         its p-value and the observation made.
     scores : DataFrame
-        Per window, symptom, rule and series: the robust z-score (for analysis).
+        Per window, symptom, rule and series: the robust z-score (for analysis);
+        with ``statistic="combined"``, the maximum's, and the majority's as
+        ``z_up_majority`` / ``z_down_majority``.
     referenced : int
         Series scores whose baseline was the reference's values (``reference`` of :func:`detect`).
     """
@@ -338,7 +349,7 @@ def detect(
     traces: SpanSet | pd.DataFrame | None = None,
     rules: Sequence[SignalRule] | None = None,
     evidence: EvidenceModel | str = "soft",
-    null: str | NullModel = "auto",
+    null: str | NullModel | CombinedNull = "auto",
     lead: str | pd.Timedelta = "0s",
     min_baseline: int = 4,
     pool: str | pd.Timedelta = "60min",
@@ -389,7 +400,8 @@ def detect(
         alone gets the same evidence as in a batch.
         ``empirical``: fit each rule's null on quiet windows of these data
         (no labels used); ``cauchy``: the fallback for every rule; or a
-        NullModel fitted elsewhere (:func:`fit_null`; rules it lacks use ``self``).
+        NullModel fitted elsewhere (:func:`fit_null`; rules it lacks use ``self``;
+        a CombinedNull with ``statistic="combined"``).
     lead : duration, default ``"0s"``
         Slack before ``start`` counted in the window (labels that trail the
         first anomalous sample; one sampling interval is a sensible value).
@@ -426,10 +438,15 @@ def detect(
         and a fault shorter than half the window), the z-score more than
         half of its window values reach (``majority``: a sustained shift;
         a one-sample spike does not count, a fault shorter than half the
-        window is missed), or the larger of the second and half the first
-        (``combined``), with every null computed for the same statistic
-        (:func:`~diagnosis.telemetry.detectors.score_windows`). A NullModel
-        passed as ``null`` must have been fitted with it (:func:`fit_null`).
+        window is missed), with every null computed for the same statistic
+        (:func:`~diagnosis.telemetry.detectors.score_windows`); or both
+        (``combined``): per window and rule, the p-value of each under its
+        own null (as for that statistic alone), combined by Bonferroni,
+        ``min(1, 2 * min(p_max, p_majority))``
+        (:func:`~diagnosis.telemetry.detectors.combined_p`); the evidence's
+        ``score``, ``time`` and ``top_signal`` are then the ones of the
+        statistic with the smaller p-value. A null passed as ``null`` must
+        have been fitted with the same statistic (:func:`fit_null`).
     source : str
         Names the windows' origin in rejects.
 
@@ -464,44 +481,21 @@ def detect(
         "rel_floor": signals["rel_floor"].to_numpy(),
         "exclude": pd.concat(parts, ignore_index=True) if parts else None,
         "reference": ref_signals,
-        "statistic": _check_statistic(statistic),
     }
-    if isinstance(null, NullModel) and null.statistic != statistic:
+    _check_statistic(statistic)
+    if isinstance(null, (NullModel, CombinedNull)) and null.statistic != statistic:
         raise DiagnosisError(
             f"the null model was fitted with statistic={null.statistic!r}, detect uses {statistic!r}: refit it"
         )
-    self_null: list[pd.DataFrame] | None = [] if null in ("self", "auto") or isinstance(null, NullModel) else None
-    scores = score_windows(signals, windows, null_values=self_null, **kw)
-    agg = _aggregate(scores, signals)
-
-    quiet = pd.DataFrame()
-    null_kinds: dict[str, str] = {}
-    if isinstance(null, NullModel):
-        null_model = null
-    elif null == "self" or (null == "auto" and signals.empty):
-        null_model = None
-        if len(agg):
-            agg["p_rule"], null_kinds = _self_p(agg, self_null, signals, statistic)
-    elif null == "cauchy" or signals.empty:
-        null_model = NullModel({}, statistic=statistic)
+    if statistic == "combined":  # each statistic with its own null, then Bonferroni over the two
+        parts = [
+            _rule_p(signals, windows, null.part(s) if isinstance(null, CombinedNull) else null, kw, s, rules)
+            for s in SCORE_STATISTICS
+        ]
+        rp = _combined_rule_p(*parts)
     else:
-        span = (signals["time"].min(), signals["time"].max())
-        quiet = quiet_windows(windows, span=span, guard=lead_td)
-        q_agg = _aggregate(score_windows(signals, quiet, **kw), signals)
-        null_model = NullModel({r: g["score"].to_numpy() for r, g in q_agg.groupby("rule")}, statistic=statistic)
-    if len(agg) and null_model is not None:
-        agg["p_rule"] = np.nan
-        fallback = self_null is not None
-        p_self, self_kinds = _self_p(agg, self_null, signals, statistic) if fallback else (None, {})
-        for r, g in agg.groupby("rule"):
-            if fallback and null_model.kind(r) != "empirical":
-                agg.loc[g.index, "p_rule"] = p_self[g.index.to_numpy()]
-                null_kinds[r] = self_kinds.get(r, "self")
-                continue
-            agg.loc[g.index, "p_rule"] = null_model.p_value(
-                r, g["score"].to_numpy(), n_tests=g["n_tests"].to_numpy(), n_series=g["n_series"].to_numpy()
-            )
-            null_kinds[r] = null_model.kind(r)
+        rp = _rule_p(signals, windows, null, kw, statistic, rules)
+    agg, scores = rp.agg, rp.scores
     log_rows = _log_rows(topology, windows, logs, traces, reference, lead_td, kw["exclude"])
     if len(log_rows):
         agg = pd.concat([agg, log_rows], ignore_index=True) if len(agg) else log_rows
@@ -558,14 +552,110 @@ def detect(
         no_data=no_data,
         pooled=int(scores["pooled"].sum()) if len(scores) else 0,
         referenced=int(scores["referenced"].sum()) if len(scores) else 0,
-        null=null_kinds
-        if null_model is None or self_null is not None
-        else {r.name: null_model.kind(r.name) for r in rules if (signals["rule"] == r.name).any()},
-        quiet_windows=len(quiet),
+        null=rp.null_kinds,
+        quiet_windows=rp.quiet_windows,
         evidence=ev,
         scores=scores,
     )
     return frame, rejects, report
+
+
+@dataclass(frozen=True)
+class _RuleP:
+    """The metric and trace rules' p-values of one statistic (a part of :func:`detect`).
+
+    Attributes
+    ----------
+    agg : DataFrame
+        :func:`_aggregate`'s rows with ``p_rule``, the rule's p-value.
+    scores : DataFrame
+        :func:`~diagnosis.telemetry.detectors.score_windows` of the windows.
+    null_kinds : Mapping[str, str]
+        Rule -> the null it used (:attr:`DetectReport.null`).
+    quiet_windows : int
+        Quiet windows scored for an empirical null.
+    """
+
+    agg: pd.DataFrame
+    scores: pd.DataFrame
+    null_kinds: Mapping[str, str]
+    quiet_windows: int
+
+
+def _rule_p(signals, windows, null, kw, statistic, rules) -> _RuleP:
+    """Score the windows with ``statistic`` (``max`` or ``majority``) and give each rule's p-value under ``null``.
+
+    ``null`` is a kind of :data:`NULL_KINDS` or a NullModel of ``statistic``; ``kw`` are the
+    keywords of :func:`~diagnosis.telemetry.detectors.score_windows` but the statistic.
+    """
+    kw = {**kw, "statistic": statistic}
+    self_null: list[pd.DataFrame] | None = [] if null in ("self", "auto") or isinstance(null, NullModel) else None
+    scores = score_windows(signals, windows, null_values=self_null, **kw)
+    agg = _aggregate(scores, signals)
+
+    quiet = pd.DataFrame()
+    null_kinds: dict[str, str] = {}
+    if isinstance(null, NullModel):
+        null_model = null
+    elif null == "self" or (null == "auto" and signals.empty):
+        null_model = None
+        if len(agg):
+            agg["p_rule"], null_kinds = _self_p(agg, self_null, signals, statistic)
+    elif null == "cauchy" or signals.empty:
+        null_model = NullModel({}, statistic=statistic)
+    else:
+        span = (signals["time"].min(), signals["time"].max())
+        quiet = quiet_windows(windows, span=span, guard=kw["lead"])
+        q_agg = _aggregate(score_windows(signals, quiet, **kw), signals)
+        null_model = NullModel({r: g["score"].to_numpy() for r, g in q_agg.groupby("rule")}, statistic=statistic)
+    if len(agg) and null_model is not None:
+        agg["p_rule"] = np.nan
+        fallback = self_null is not None
+        p_self, self_kinds = _self_p(agg, self_null, signals, statistic) if fallback else (None, {})
+        for r, g in agg.groupby("rule"):
+            if fallback and null_model.kind(r) != "empirical":
+                agg.loc[g.index, "p_rule"] = p_self[g.index.to_numpy()]
+                null_kinds[r] = self_kinds.get(r, "self")
+                continue
+            agg.loc[g.index, "p_rule"] = null_model.p_value(
+                r, g["score"].to_numpy(), n_tests=g["n_tests"].to_numpy(), n_series=g["n_series"].to_numpy()
+            )
+            null_kinds[r] = null_model.kind(r)
+    if null_model is not None and self_null is None:
+        null_kinds = {r.name: null_model.kind(r.name) for r in rules if (signals["rule"] == r.name).any()}
+    return _RuleP(agg, scores, null_kinds, len(quiet))
+
+
+def _combined_rule_p(p_max: _RuleP, p_majority: _RuleP) -> _RuleP:
+    """``statistic="combined"``: per window and rule, Bonferroni over the ``max`` and the ``majority`` p-values.
+
+    A row's score, time and top signal are the ones of the statistic with the smaller
+    p-value (the maximum's on a tie); ``scores`` are the maximum's, with the majority's
+    ``z_up`` / ``z_down`` as ``z_up_majority`` / ``z_down_majority``.
+    """
+    key = ["window_id", "symptom", "rule"]
+    a, b = p_max.agg, p_majority.agg
+    if a.empty or "p_rule" not in a:
+        agg = a
+    else:
+        both = a.merge(b, on=key, how="outer", suffixes=("", "_majority"))
+        pa = both["p_rule"].to_numpy(dtype=np.float64)
+        pb = both["p_rule_majority"].to_numpy(dtype=np.float64)
+        take_b = np.isnan(pa) | (pb < pa)
+        for c in ("target", "score", "time", "top_signal", "n_tests", "n_series"):
+            both[c] = both[c].where(~take_b, both[f"{c}_majority"])
+        both["p_max"], both["p_majority"] = pa, pb
+        both["p_rule"] = combined_p(pa, pb)
+        agg = both[[*a.columns, "p_max", "p_majority"]].reset_index(drop=True)
+    sc = p_max.scores
+    if len(sc):
+        maj = p_majority.scores[["window_id", "entity", "metric", "z_up", "z_down"]]
+        sc = sc.merge(maj, on=["window_id", "entity", "metric"], how="left", suffixes=("", "_majority"))
+    kinds = {}
+    for r in sorted(set(p_max.null_kinds) | set(p_majority.null_kinds)):
+        ka, kb = p_max.null_kinds.get(r, "none"), p_majority.null_kinds.get(r, "none")
+        kinds[r] = ka if ka == kb else f"max {ka}, majority {kb}"
+    return _RuleP(agg, sc, kinds, max(p_max.quiet_windows, p_majority.quiet_windows))
 
 
 @dataclass(frozen=True)
@@ -675,7 +765,7 @@ def fit_null(
     exclude: pd.DataFrame | None = None,
     reference: Reference | None = None,
     statistic: str = "max",
-) -> NullModel:
+) -> NullModel | CombinedNull:
     """The null distributions of history: per rule, the scores of quiet windows of these data.
 
     Quiet windows are laid where no window of ``windows`` (nor ``exclude``)
@@ -684,9 +774,15 @@ def fit_null(
     detect one incident at a time against last month's quiet behaviour.
     With ``reference``, the quiet windows are scored against it as
     :func:`detect` scores incidents (pass the same reference to both), and
-    with ``statistic`` (pass the same to both).
+    with ``statistic`` (pass the same to both): ``combined`` gives a
+    :class:`~diagnosis.telemetry.detectors.CombinedNull`, one model fitted
+    with each statistic it combines.
     """
-    _check_statistic(statistic)
+    if _check_statistic(statistic) == "combined":
+        args = (topology, metrics, windows)
+        kw = {"traces": traces, "rules": rules, "lead": lead, "min_baseline": min_baseline, "pool": pool}
+        kw |= {"trace_freq": trace_freq, "exclude": exclude, "reference": reference}
+        return CombinedNull(*(fit_null(*args, **kw, statistic=s) for s in SCORE_STATISTICS))
     lead_td = to_timedelta(lead, "lead")
     rules = rules_for(topology) if rules is None else tuple(rules)
     signals, _ = prepare_signals(topology, metrics, traces=traces, rules=rules, trace_freq=trace_freq)

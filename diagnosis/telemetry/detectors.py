@@ -7,8 +7,10 @@ metric), with baseline values ``b`` and incident-window values ``x_t``::
     scale = max(1.4826 * median(|b - med|), rel_floor * |med|, abs_floor)
     z_t   = direction * (x_t - med) / scale
     score = max_t z_t                       (statistic="max", score_windows' default)
-    score = k-th largest z_t, k = n//2 + 1  (statistic="majority"; detect's default is "max")
-    score = max(majority score, max score / 2)  (statistic="combined")
+    score = k-th largest z_t, k = n//2 + 1  (statistic="majority")
+
+and ``statistic="combined"`` is not a score but a p-value: the two
+statistics' p-values, each under its own null, combined (below).
 
 The median and the MAD ignore a spike or two in the baseline (another
 incident's tail, a scrape glitch) where a mean and standard deviation
@@ -34,10 +36,18 @@ quiet (window, symptom) pairs at p < 0.01 on the Nezha data). Only the
 Cauchy fallback, which has no data, assumes independent values: ``k`` of
 ``n`` reach a score with probability ``P(Binomial(n, q) >= k)``
 (:func:`window_p`; ``k = 1`` is the maximum's ``1 - (1 - q)**n``).
-``combined`` takes the larger of the majority's score and the maximum
-divided by :data:`SPIKE_PENALTY` (2): a sustained shift counts in full, a
-spike or a fault shorter than half the window counts at half its height;
-its nulls score quiet windows and baseline blocks with the same statistic.
+
+**Both** (``statistic="combined"``): per window and series set (a rule of a
+symptom), the ``max`` score's p-value under the ``max`` null and the
+``majority`` score's p-value under the ``majority`` null, each null built
+exactly as for that statistic alone, combined by Bonferroni over the two
+tests (:func:`combined_p`)::
+
+    p = min(1, 2 * min(p_max, p_majority))
+
+valid whatever the dependence of the two tests: a short fault is seen by
+the first, a sustained shift by the second, at the price of a factor 2 on
+the smaller p-value. Its null is the pair (:class:`CombinedNull`).
 
 With ``exclude``, the baseline does not use the incident periods of the
 given windows (another incident's effects are not "normal"; in the Nezha
@@ -99,11 +109,14 @@ from diagnosis.model.topology import LikelihoodCurve
 __all__ = [
     "EVIDENCE_MODES",
     "SCORE_COLUMNS",
-    "SPIKE_PENALTY",
+    "SCORE_STATISTICS",
     "WINDOW_STATISTICS",
+    "CombinedNull",
     "EvidenceModel",
     "NullModel",
+    "combined_p",
     "rank_nsigma",
+    "read_null",
     "robust_z",
     "score_windows",
     "window_order",
@@ -117,10 +130,11 @@ SCORE_COLUMNS = (
     "window_id", "entity", "component", "metric", "n_baseline", "n_window", "pooled", "referenced",
     "median", "scale", "z_up", "z_down", "time_up", "time_down",
 )  # fmt: skip
-#: Window statistics of :func:`score_windows`: the largest value, the one a majority reach, or both.
+#: Window statistics of :func:`~diagnosis.telemetry.detect.detect`: the largest value, the one a majority
+#: reach, or both (the Bonferroni combination of their p-values, :func:`combined_p`).
 WINDOW_STATISTICS = ("max", "majority", "combined")
-#: ``combined``: a spike counts as a sustained shift this many times smaller.
-SPIKE_PENALTY = 2.0
+#: The statistics that are a score (:func:`score_windows`, :class:`NullModel`); ``combined`` combines their p-values.
+SCORE_STATISTICS = ("max", "majority")
 _MAD = 1.4826
 _LOO_MAX = 64
 
@@ -133,10 +147,42 @@ def _check_statistic(statistic: str) -> str:
     return statistic
 
 
+def _check_score_statistic(statistic: str) -> str:
+    """A statistic that scores a window by one value: ``max`` or ``majority`` (``combined`` is two p-values)."""
+    if _check_statistic(statistic) not in SCORE_STATISTICS:
+        raise DiagnosisError(
+            f"statistic={statistic!r} is not a score but the combination of the p-values of {list(SCORE_STATISTICS)}: "
+            "score with each of them (detect does)"
+        )
+    return statistic
+
+
+def combined_p(p_max, p_majority) -> np.ndarray:
+    """P-value of ``statistic="combined"``: Bonferroni over the ``max`` and the ``majority`` tests.
+
+    Parameters
+    ----------
+    p_max, p_majority : array-like of float
+        The two statistics' p-values of the same (window, rule), each under
+        its own null; NaN where a test has none (the other one counts alone,
+        still doubled).
+
+    Returns
+    -------
+    ndarray
+        ``min(1, 2 * min(p_max, p_majority))``: valid whatever the two tests' dependence.
+
+    Examples
+    --------
+    >>> combined_p([0.001, 0.3, 0.8], [0.2, 0.01, 0.9]).tolist()
+    [0.002, 0.02, 1.0]
+    """
+    p = np.fmin(np.asarray(p_max, dtype=np.float64), np.asarray(p_majority, dtype=np.float64))
+    return np.clip(2.0 * p, 0.0, 1.0)
+
+
 def window_order(n, statistic: str = "max") -> np.ndarray:
     """Which order statistic of ``n`` window values is the score: 1 (the largest) or ``n // 2 + 1``.
-
-    ``combined`` gives the order of its sustained part, ``n // 2 + 1``.
 
     Examples
     --------
@@ -146,7 +192,7 @@ def window_order(n, statistic: str = "max") -> np.ndarray:
     [1, 1]
     """
     n = np.maximum(np.asarray(n, dtype=np.int64), 1)
-    return np.ones_like(n) if _check_statistic(statistic) == "max" else n // 2 + 1
+    return np.ones_like(n) if _check_score_statistic(statistic) == "max" else n // 2 + 1
 
 
 def window_p(q, n, *, statistic: str = "max", n_series=1) -> np.ndarray:
@@ -159,8 +205,7 @@ def window_p(q, n, *, statistic: str = "max", n_series=1) -> np.ndarray:
     n : array-like of int
         Window values per series.
     statistic : {"max", "majority"}
-        The window statistic (:func:`window_order` gives ``k``; the sustained
-        part of ``combined`` is ``majority``).
+        The window statistic (:func:`window_order` gives ``k``).
     n_series : array-like of int, default 1
         Series whose largest window score is the symptom's: Šidák over them.
 
@@ -355,8 +400,6 @@ def _block_scores(
             sc = np.maximum(np.maximum(mad, fl * np.abs(med)), abs_floor)
             zb = np.sort((v[:, j : j + ln] - med) / sc, axis=1)
             up, down = zb[:, ln - kth], -zb[:, kth - 1]
-            if statistic == "combined":
-                up, down = np.maximum(up, zb[:, -1] / SPIKE_PENALTY), np.maximum(down, -zb[:, 0] / SPIKE_PENALTY)
             out_k.append(uk[sel])
             out_u.append(up)
             out_d.append(down)
@@ -422,12 +465,11 @@ def score_windows(
         telemetry of the same system: a series with at least ``min_baseline``
         reference values uses them as its baseline in every window (and its
         self null comes from them); the others keep the window's baseline.
-    statistic : {"max", "majority", "combined"}, default "max"
-        The window's score per series and direction: its largest z-score,
-        the one more than half of its values reach (:func:`window_order`),
-        or the larger of that one and the largest divided by :data:`SPIKE_PENALTY`.
-        The ``null_values`` stay single-value scores (:func:`window_p` turns
-        their tail probability into the statistic's).
+    statistic : {"max", "majority"}, default "max"
+        The window's score per series and direction: its largest z-score, or
+        the one more than half of its values reach (:func:`window_order`).
+        ``combined`` is not a score: :func:`~diagnosis.telemetry.detect.detect`
+        scores with each of the two and combines their p-values (:func:`combined_p`).
 
     Returns
     -------
@@ -446,7 +488,7 @@ def score_windows(
     pool_td = to_timedelta(pool, "pool")
     if min_baseline < 1:
         raise DiagnosisError(f"min_baseline must be >= 1. Got {min_baseline!r} instead.")
-    _check_statistic(statistic)
+    _check_score_statistic(statistic)
     floors = np.broadcast_to(np.asarray(rel_floor, dtype=np.float64), (len(samples),))
     s = samples.assign(_floor=floors).sort_values("time", kind="stable")
     t = pd.DatetimeIndex(s["time"].astype("datetime64[ns, UTC]")).asi8
@@ -537,11 +579,6 @@ def score_windows(
         kth = window_order(n_win, statistic)
         i_up, i_down = o_up[first + n_win - kth], o_down[first + kth - 1]
         z_up, z_down = z[i_up], -z[i_down]
-        if statistic == "combined":  # the sustained shift, or the largest value penalised
-            j_up, j_down = o_up[first + n_win - 1], o_down[first]
-            s_up, s_down = z[j_up] / SPIKE_PENALTY, -z[j_down] / SPIKE_PENALTY
-            i_up, i_down = np.where(s_up > z_up, j_up, i_up), np.where(s_down > z_down, j_down, i_down)
-            z_up, z_down = np.maximum(z_up, s_up), np.maximum(z_down, s_down)
         if null_values is not None:
             scored = np.zeros(n_keys, dtype=bool)
             scored[k] = True
@@ -634,10 +671,11 @@ class NullModel:
     max_index : float, default 3.0
         Upper bound of an estimated tail index (a light tail fitted on a few
         values would make large scores implausibly rare).
-    statistic : {"max", "majority", "combined"}, default "max"
+    statistic : {"max", "majority"}, default "max"
         The window statistic the quiet scores were computed with
         (:func:`score_windows`); :func:`~diagnosis.telemetry.detect.detect`
-        refuses a model of another statistic.
+        refuses a model of another statistic. ``combined`` holds one model
+        of each (:class:`CombinedNull`).
 
     Examples
     --------
@@ -656,7 +694,7 @@ class NullModel:
     statistic: str = "max"
 
     def __post_init__(self):
-        _check_statistic(self.statistic)
+        _check_score_statistic(self.statistic)
         clean = {}
         for k, v in self.quiet.items():
             a = np.sort(np.asarray(v, dtype=np.float64))
@@ -686,8 +724,14 @@ class NullModel:
             except (TypeError, ValueError):
                 raise TelemetryError(f"{source}: quiet.{k} must be a list of numbers. Got {str(v)[:60]!r}") from None
         stat = d.get("statistic", "max")
-        if stat not in WINDOW_STATISTICS:
-            raise TelemetryError(f"{source}: statistic must be one of {list(WINDOW_STATISTICS)}. Got {stat!r}")
+        if stat == "combined":  # a file of the old combined score, max(majority, max / 2)
+            raise TelemetryError(
+                f"{source}: a null of the old statistic='combined' (the score max(majority, max / 2), since removed); "
+                "combined now combines the p-values of max and majority, each with its own null: refit it "
+                "(fit_null, diagnosis detect --save-null)"
+            )
+        if stat not in SCORE_STATISTICS:
+            raise TelemetryError(f"{source}: statistic must be one of {list(SCORE_STATISTICS)}. Got {stat!r}")
         return cls(quiet, min_quiet=int(d.get("min_quiet", 30)), tail_k=int(d.get("tail_k", 10)), statistic=stat)
 
     def save(self, path) -> None:
@@ -700,17 +744,8 @@ class NullModel:
 
     @classmethod
     def load(cls, path) -> NullModel:
-        """Read a model written by :meth:`save`."""
-        import json
-
-        from diagnosis.exceptions import TelemetryError
-
-        try:
-            with open(path, encoding="utf-8") as fh:
-                d = json.load(fh)
-        except (OSError, ValueError) as exc:
-            raise TelemetryError(f"{path}: cannot read the null model: {exc}") from None
-        return cls.from_dict(d, source=str(path))
+        """Read a model written by :meth:`save` (:func:`read_null` reads either kind of null file)."""
+        return cls.from_dict(_read_json(path), source=str(path))
 
     def kind(self, rule: str) -> str:
         """``empirical`` or ``cauchy`` (the fallback)."""
@@ -748,10 +783,116 @@ class NullModel:
         if self.statistic == "max":
             return window_p(q1, m)
         ns = np.maximum(np.asarray(n_series, dtype=np.float64), 1.0)
-        p = window_p(q1, m / ns, statistic="majority", n_series=ns)
-        if self.statistic == "combined":  # either part reaches it: at most the sum
-            p = np.minimum(p + window_p(0.5 - np.arctan(SPIKE_PENALTY * z) / np.pi, m), 1.0)
-        return p
+        return window_p(q1, m / ns, statistic="majority", n_series=ns)
+
+
+def _read_json(path):
+    import json
+
+    from diagnosis.exceptions import TelemetryError
+
+    try:
+        with open(path, encoding="utf-8") as fh:
+            return json.load(fh)
+    except (OSError, ValueError) as exc:
+        raise TelemetryError(f"{path}: cannot read the null model: {exc}") from None
+
+
+@dataclass(frozen=True)
+class CombinedNull:
+    """The null of ``statistic="combined"``: one :class:`NullModel` per statistic it combines.
+
+    Parameters
+    ----------
+    max : NullModel
+        Quiet scores of the ``max`` statistic.
+    majority : NullModel
+        Quiet scores of the ``majority`` statistic.
+
+    Examples
+    --------
+    >>> null = CombinedNull(NullModel({"cpu": np.arange(50.0)}), NullModel({"cpu": np.arange(40.0)}, statistic="majority"))
+    >>> null.statistic, null.part("majority").statistic, null.kind("cpu")
+    ('combined', 'majority', 'empirical')
+    """
+
+    max: NullModel
+    majority: NullModel
+
+    def __post_init__(self):
+        for stat in SCORE_STATISTICS:
+            m = getattr(self, stat)
+            if not isinstance(m, NullModel) or m.statistic != stat:
+                got = m.statistic if isinstance(m, NullModel) else type(m).__name__
+                raise DiagnosisError(
+                    f"CombinedNull.{stat} must be a NullModel of statistic={stat!r}. Got {got!r} instead."
+                )
+
+    @property
+    def statistic(self) -> str:
+        """``combined``."""
+        return "combined"
+
+    def part(self, statistic: str) -> NullModel:
+        """The null of one of the combined statistics (``max`` or ``majority``)."""
+        return getattr(self, _check_score_statistic(statistic))
+
+    def kind(self, rule: str) -> str:
+        """``empirical`` or ``cauchy`` when both parts agree, else ``max <kind>, majority <kind>``."""
+        kinds = {s: self.part(s).kind(rule) for s in SCORE_STATISTICS}
+        return kinds["max"] if len(set(kinds.values())) == 1 else ", ".join(f"{s} {k}" for s, k in kinds.items())
+
+    def to_dict(self) -> dict:
+        """A JSON-ready mapping: ``{"statistic": "combined", "nulls": {"max": ..., "majority": ...}}``."""
+        return {"statistic": "combined", "nulls": {s: self.part(s).to_dict() for s in SCORE_STATISTICS}}
+
+    @classmethod
+    def from_dict(cls, d, *, source: str = "(null model)") -> CombinedNull:
+        """The inverse of :meth:`to_dict`; raises :class:`~diagnosis.exceptions.TelemetryError` on a bad mapping."""
+        from diagnosis.exceptions import TelemetryError
+
+        nulls = d.get("nulls") if isinstance(d, Mapping) else None
+        if not isinstance(d, Mapping) or d.get("statistic") != "combined" or not isinstance(nulls, Mapping):
+            if isinstance(d, Mapping) and "quiet" in d:
+                NullModel.from_dict(d, source=source)  # the old combined score is refused there, with its reason
+                raise TelemetryError(f"{source}: a null of statistic={d.get('statistic', 'max')!r}, not 'combined'")
+            raise TelemetryError(f"{source}: a combined null is an object with a 'nulls' object of max and majority")
+        missing = [s for s in SCORE_STATISTICS if s not in nulls]
+        if missing:
+            raise TelemetryError(f"{source}: the combined null lacks the null of {missing}")
+        parts = {s: NullModel.from_dict(nulls[s], source=f"{source} (nulls.{s})") for s in SCORE_STATISTICS}
+        for s, m in parts.items():
+            if m.statistic != s:
+                raise TelemetryError(f"{source}: nulls.{s} holds a null of statistic={m.statistic!r}")
+        return cls(**parts)
+
+    def save(self, path) -> None:
+        """Write the pair as JSON (atomically)."""
+        import json
+
+        from diagnosis._files import atomic_write_text
+
+        atomic_write_text(path, json.dumps(self.to_dict()))
+
+    @classmethod
+    def load(cls, path) -> CombinedNull:
+        """Read a pair written by :meth:`save`."""
+        return cls.from_dict(_read_json(path), source=str(path))
+
+
+def read_null(path) -> NullModel | CombinedNull:
+    """Read a null file of any statistic (:meth:`NullModel.save`, :meth:`CombinedNull.save`).
+
+    Raises
+    ------
+    TelemetryError
+        When the file cannot be read or is not a null model, or holds a null
+        of the old ``combined`` score (refit it).
+    """
+    d = _read_json(path)
+    if isinstance(d, Mapping) and d.get("statistic") == "combined" and "quiet" not in d:
+        return CombinedNull.from_dict(d, source=str(path))
+    return NullModel.from_dict(d, source=str(path))
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,4 +1,7 @@
-"""The ``majority`` window statistic: a sustained shift is found, a one-sample spike is not, and its null is calibrated."""
+"""The ``majority`` window statistic: a sustained shift is found, a one-sample spike is not, and its null is calibrated.
+
+``combined`` (the two statistics' p-values combined) is tested in ``test_telemetry_combined.py``.
+"""
 
 import numpy as np
 import pandas as pd
@@ -7,7 +10,7 @@ import telemetry_synth as synth
 
 from diagnosis import DiagnosisError
 from diagnosis.telemetry import NullModel, detect, long_samples, make_windows, score_windows
-from diagnosis.telemetry.detectors import SPIKE_PENALTY, WINDOW_STATISTICS, window_order, window_p
+from diagnosis.telemetry.detectors import SCORE_STATISTICS, window_order, window_p
 
 T0 = pd.Timestamp("2024-01-01", tz="UTC")
 N_BASE, N_WIN = 30, 6
@@ -57,7 +60,8 @@ def self_p(samples, statistic):
 
 def test_the_order_statistic_and_its_p_value():
     assert window_order([1, 2, 6, 7], "majority").tolist() == [1, 2, 4, 4]
-    assert window_order([6, 7], "combined").tolist() == [4, 4]
+    with pytest.raises(DiagnosisError, match="not a score"):  # combined combines two p-values, it has no order
+        window_order([6, 7], "combined")
     # k = 1 is the maximum's Šidák correction; the majority's is the binomial tail
     q = np.array([0.2, 0.01])
     assert np.allclose(window_p(q, [6, 6]), 1 - (1 - q) ** 6)
@@ -77,19 +81,13 @@ def test_a_sustained_fivefold_rise_is_found_and_a_spike_of_the_same_height_is_no
     one = df["time"] == WINDOW["start"].iloc[0] + pd.Timedelta(minutes=2)
     df.loc[(pod < 10) & t_win, "value"] *= 5  # pods 0-9: the whole window
     df.loc[(pod >= 10) & (pod < 20) & one, "value"] *= 5  # pods 10-19: one sample, same height
-    z_max = None
-    for statistic in WINDOW_STATISTICS:
+    for statistic in SCORE_STATISTICS:
         sc, p = self_p(df, statistic)
         k = sc["entity"].str.slice(3).astype(int).to_numpy()
         spiked = (k >= 10) & (k < 20)
         assert (p[k < 10] < 1e-2).all()  # the sustained rise, under every statistic
         if statistic == "max":
             assert (p[spiked] < 1e-2).all()  # the maximum cannot tell the spike from the rise
-            z_max = sc["z_up"].to_numpy()
-        elif statistic == "combined":  # the rise counts in full, the spike at half its height
-            assert np.allclose(sc["z_up"].to_numpy()[spiked], z_max[spiked] / SPIKE_PENALTY)
-            assert (sc["z_up"].to_numpy()[k < 10] >= z_max[k < 10] / SPIKE_PENALTY).all()
-            assert (p[k < 10] < 1e-3).all()
         else:
             assert (sc["z_up"].to_numpy()[k < 10] > 20).all() and (p[k < 10] < 1e-3).all()
             assert (sc["z_up"].to_numpy()[(k >= 10) & (k < 20)] < 4).all()  # the spike is ignored
@@ -98,7 +96,7 @@ def test_a_sustained_fivefold_rise_is_found_and_a_spike_of_the_same_height_is_no
 
 def test_the_self_null_is_calibrated_on_pure_noise():
     rng = np.random.default_rng(20240101)
-    p = {st: [] for st in WINDOW_STATISTICS}
+    p = {st: [] for st in SCORE_STATISTICS}
     for _ in range(4):  # 2000 noise windows, 500 series at a time (the null pools a window's series)
         df = noise_samples(rng, 500)
         for st in p:
