@@ -7,6 +7,7 @@ import json
 from typing import TextIO
 
 from diagnosis.cli._common import guarded_outputs, load_topology
+from diagnosis.exceptions import ParameterError
 
 __all__ = ["register"]
 
@@ -63,6 +64,15 @@ def register(verbs) -> None:
         help="also fit the soft-evidence likelihood of each detector kind from the p-values "
         "'diagnosis detect --save-evidence' wrote for INCIDENTS (its root causes are the labels)",
     )
+    p.add_argument(
+        "--history",
+        nargs=3,
+        action="append",
+        default=[],
+        metavar=("TOPOLOGY", "LOG", "EVIDENCE.csv"),
+        help="with --evidence: also fit the likelihoods on another system's labelled log (its topology, the "
+        "incident log detect wrote for it, its --save-evidence table), pooled per detector kind; repeatable",
+    )
     p.add_argument("--format", choices=("table", "json"), default="table")
     p.set_defaults(func=_fit)
 
@@ -71,12 +81,16 @@ def _fit(args: argparse.Namespace, out: TextIO, err: TextIO) -> None:
     from diagnosis.learning import fit_topology
 
     outputs = [args.out, f"{args.out}.provenance.json"]
-    with guarded_outputs(outputs, [args.topology, args.incidents, args.evidence], lock=args.out):
+    if args.history and not args.evidence:
+        raise ParameterError("--history needs --evidence: it adds other systems' labelled p-values to the fit")
+    inputs = [args.topology, args.incidents, args.evidence, *(f for h in args.history for f in h)]
+    with guarded_outputs(outputs, inputs, lock=args.out):
         topology, curves = load_topology(args.topology), None
         if args.evidence:
             from diagnosis.learning.likelihood import fit_likelihoods
 
-            topology, curves = fit_likelihoods(topology, args.incidents, args.evidence)
+            history = [(load_topology(t), log, ev) for t, log, ev in args.history]
+            topology, curves = fit_likelihoods(topology, args.incidents, args.evidence, history=history)
         report = fit_topology(
             topology,
             args.incidents,
@@ -90,11 +104,11 @@ def _fit(args: argparse.Namespace, out: TextIO, err: TextIO) -> None:
             max_selection_masks=args.max_selection_masks,
         )
         if curves is not None:
-            _record_likelihoods(f"{args.out}.provenance.json", args.evidence, curves)
+            _record_likelihoods(f"{args.out}.provenance.json", args.evidence, curves, args.history)
     if args.format == "json":
         doc = report.to_dict()
         if curves is not None:
-            doc["likelihoods"] = _likelihood_provenance(args.evidence, curves)
+            doc["likelihoods"] = _likelihood_provenance(args.evidence, curves, args.history)
         json.dump(doc, out, indent=2, default=str)
         out.write("\n")
     else:
@@ -104,14 +118,15 @@ def _fit(args: argparse.Namespace, out: TextIO, err: TextIO) -> None:
         print(f"\nwrote {args.out} and {args.out}.provenance.json", file=out)
 
 
-def _likelihood_provenance(evidence: str, fitter) -> dict:
-    """What the likelihood curves were fitted on: the evidence file, the settings, the counts per kind."""
+def _likelihood_provenance(evidence: str, fitter, history=()) -> dict:
+    """What the likelihood curves were fitted on: the evidence file (and history), the settings, the counts per kind."""
     import math
 
     settings = fitter.get_params()
     settings["edges"] = [e if math.isfinite(e) else "inf" for e in map(float, settings["edges"])]
     return {
         "evidence": str(evidence),
+        "history": [{"topology": str(a), "incidents": str(b), "evidence": str(c)} for a, b, c in history],
         "settings": settings,
         "kinds": {
             c.watches: {"n_faulty": fitter.counts_[c.watches][0], "n_ok": fitter.counts_[c.watches][1], **c.to_dict()}
@@ -120,13 +135,13 @@ def _likelihood_provenance(evidence: str, fitter) -> dict:
     }
 
 
-def _record_likelihoods(provenance: str, evidence: str, fitter) -> None:
+def _record_likelihoods(provenance: str, evidence: str, fitter, history=()) -> None:
     """Add the likelihood fit to the provenance sidecar ``fit`` wrote (rewritten atomically)."""
     from diagnosis._files import atomic_write_text
 
     with open(provenance, encoding="utf-8") as fh:
         doc = json.load(fh)
-    doc["likelihoods"] = _likelihood_provenance(evidence, fitter)
+    doc["likelihoods"] = _likelihood_provenance(evidence, fitter, history)
     atomic_write_text(provenance, json.dumps(doc, indent=1, allow_nan=False) + "\n")
 
 

@@ -51,11 +51,17 @@ ratio that reproduces ``R`` is (:func:`virtual_ratio`)::
 
     L = (R (1 - f) - (1 - s)) / (s - R f)
 
-for ``(1 - s) / (1 - f) < R < s / f``; a fitted ratio beyond that range is
-more than one symptom of this detector can say under the network's table,
-and gets the largest (smallest) evidence allowed. ``detect`` applies this
-with the topology's own ``s`` and ``f`` for every symptom of a kind that has
-a curve (the default beta-uniform ratio is, as before, entered directly).
+for ``(1 - s) / (1 - f) < R < s / f`` (:func:`expressible_ratios`); a
+fitted ratio beyond that range is more than one symptom of this detector
+can say under the network's table, and gets the largest (smallest) evidence
+allowed. ``detect`` applies this with the topology's own ``s`` and ``f`` for
+every symptom of a kind that has a curve (the default beta-uniform ratio is,
+as before, entered directly).
+
+**Several systems.** A detector kind is the same signal on every system, so
+the labelled p-values of other systems' logs (each joined to its own
+topology) can be pooled with this system's before fitting
+(:func:`fit_likelihoods` ``history=``): more root-cause windows per kind.
 
 The result is a :class:`~diagnosis.model.topology.LikelihoodCurve` per kind,
 stored in the topology's ``likelihoods:`` section by ``diagnosis fit
@@ -87,6 +93,7 @@ __all__ = [
     "DEFAULT_EDGES",
     "EVIDENCE_FILE_COLUMNS",
     "LikelihoodFitter",
+    "expressible_ratios",
     "fit_likelihoods",
     "labelled_p_values",
     "read_evidence",
@@ -392,6 +399,8 @@ def fit_likelihoods(
     topology: Topology,
     incidents: IncidentFrame | str | os.PathLike,
     evidence: pd.DataFrame | str | os.PathLike,
+    *,
+    history: Sequence[tuple[Topology, IncidentFrame | str | os.PathLike, pd.DataFrame | str | os.PathLike]] = (),
     **settings: Any,
 ) -> tuple[Topology, LikelihoodFitter]:
     """Fit the likelihood curves of a labelled log and put them in the topology: ``diagnosis fit --evidence``.
@@ -405,6 +414,14 @@ def fit_likelihoods(
         The incident log ``detect`` wrote (its root causes are the labels).
     evidence : DataFrame or path-like
         The p-values ``detect --save-evidence`` wrote (:func:`read_evidence`).
+    history : sequence of (Topology, incidents, evidence), default ()
+        Labelled logs of *other* systems (each with its own topology, the
+        incident log ``detect`` wrote for it and its evidence table): their
+        labelled p-values are pooled with this system's, kind by kind (a
+        detector kind means the same signal whatever the system). More
+        root-cause windows per kind; the curves are still only those of the
+        kinds ``topology`` watches. ``docs/learning.md`` has what pooling
+        two Nezha systems does.
     **settings
         :class:`LikelihoodFitter` settings.
 
@@ -415,24 +432,36 @@ def fit_likelihoods(
     Raises
     ------
     DiagnosisError
-        No p-value of the evidence belongs to an incident of the log with a known root cause.
+        No p-value of the evidence (and history) belongs to an incident with a known root cause.
     """
     from dataclasses import replace
 
-    if not isinstance(incidents, IncidentFrame):
-        from diagnosis.logs.formats import read_incidents
+    def labelled(topo, log, ev) -> tuple[pd.DataFrame, int, int]:
+        if not isinstance(log, IncidentFrame):
+            from diagnosis.logs.formats import read_incidents
 
-        incidents, _ = read_incidents(incidents)
-    table = evidence if isinstance(evidence, pd.DataFrame) else read_evidence(evidence)
-    data = labelled_p_values(table, incidents, topology)
+            log, _ = read_incidents(log)
+        table = ev if isinstance(ev, pd.DataFrame) else read_evidence(ev)
+        return labelled_p_values(table, log, topo), len(table), len(log)
+
+    parts = [labelled(topology, incidents, evidence)]
+    for item in history:
+        if not (isinstance(item, (tuple, list)) and len(item) == 3 and isinstance(item[0], Topology)):
+            raise DiagnosisError(
+                f"each history entry must be (topology, incidents, evidence) of another system. Got {item!r} instead."
+            )
+        parts.append(labelled(*item))
+    data = pd.concat([d for d, _, _ in parts], ignore_index=True)
     if not data["faulty"].any():
+        rows, logs = sum(n for _, n, _ in parts), sum(n for _, _, n in parts)
         raise DiagnosisError(
-            f"no p-value of the evidence table ({len(table)} rows) belongs to a root-cause component of an incident "
-            f"of the log ({len(incidents)} incidents): the likelihoods need labelled incidents (known root causes) "
+            f"no p-value of the evidence table ({rows} rows) belongs to a root-cause component of an incident "
+            f"of the log ({logs} incidents): the likelihoods need labelled incidents (known root causes) "
             "and the evidence table 'diagnosis detect --save-evidence' wrote for the same log"
         )
     fitter = LikelihoodFitter(**settings).fit(data["p_value"], data["faulty"], data["watches"])
-    return replace(topology, likelihoods=fitter.curves_), fitter
+    watched = {d.watches for d in topology.detectors}
+    return replace(topology, likelihoods=tuple(c for c in fitter.curves_ if c.watches in watched)), fitter
 
 
 def symptom_rates(topology: Topology, *, engine=None) -> dict[str, tuple[float, float]]:
@@ -496,11 +525,49 @@ def virtual_ratio(ratio, fired_if_faulty, fired_if_ok, *, max_ratio: float = 1e6
     out = r.copy()
     if ok.any():
         rs, ss, fs = r[ok], s[ok], f[ok]
-        lo = (1.0 - ss) / (1.0 - fs)
+        lo, hi = expressible_ratios(ss, fs)
         with np.errstate(divide="ignore", invalid="ignore"):
-            hi = np.where(fs > 0, ss / fs, np.inf)
             rc = np.clip(rs, lo, hi)
             num, den = rc * (1.0 - fs) - (1.0 - ss), ss - rc * fs
             lv = np.where(den > 0, num / den, np.inf)
         out[ok] = np.clip(np.nan_to_num(lv, nan=max_ratio, posinf=max_ratio), 1.0 / max_ratio, max_ratio)
     return out
+
+
+def expressible_ratios(fired_if_faulty, fired_if_ok) -> tuple[np.ndarray, np.ndarray]:
+    """The range of component ratios one symptom's soft evidence can give: ``((1 - s) / (1 - f), s / f)``.
+
+    Virtual evidence ``L`` on a symptom whose table fires with probability
+    ``s`` when its component is faulty and ``f`` when it is not gives the
+    component the ratio ``(s L + 1 - s) / (f L + 1 - f)`` (module
+    docstring), increasing in ``L`` when ``s > f``: ``L -> 0`` (the symptom
+    surely passed) gives the lower end, ``L -> inf`` (it surely fired) the
+    upper end. A fitted ratio outside the range is clipped to it by
+    :func:`virtual_ratio`; ``benchmarks/nezha_calibration.py`` prints how
+    often that happens. Where ``s <= f`` or either is not a number: ``(nan, nan)``.
+
+    Parameters
+    ----------
+    fired_if_faulty, fired_if_ok : array-like of float
+        ``s`` and ``f`` per symptom (:func:`symptom_rates`).
+
+    Returns
+    -------
+    (ndarray, ndarray)
+        The smallest and the largest ratio (``inf`` when ``f = 0``).
+
+    Examples
+    --------
+    >>> lo, hi = expressible_ratios([0.216], [0.02])     # a cpu symptom of the default service tables
+    >>> round(float(lo[0]), 3), round(float(hi[0]), 1)
+    (0.8, 10.8)
+    """
+    s = np.atleast_1d(np.asarray(fired_if_faulty, dtype=np.float64))
+    f = np.atleast_1d(np.asarray(fired_if_ok, dtype=np.float64))
+    s, f = np.broadcast_arrays(s, f)
+    ok = np.isfinite(s) & np.isfinite(f) & (s > f) & (f >= 0) & (s <= 1)
+    lo, hi = np.full(s.shape, np.nan), np.full(s.shape, np.nan)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        lo[ok] = (1.0 - s[ok]) / (1.0 - f[ok])
+        hi[ok] = np.where(f[ok] > 0, s[ok] / np.where(f[ok] > 0, f[ok], 1.0), np.inf)
+    return lo, hi

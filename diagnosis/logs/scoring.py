@@ -53,7 +53,17 @@ from diagnosis.logs.schema import IncidentFrame, Reject, parse_faults, validate_
 from diagnosis.model.network import FAULT_OK, SYMPTOM_STATES, Network, build_network
 from diagnosis.model.topology import Topology
 
-__all__ = ["LEVELS", "N_BINS", "ROW_COLUMNS", "ScoreStats", "ScoreSummary", "score_frame", "score_log"]
+__all__ = [
+    "LEVELS",
+    "N_BINS",
+    "ROW_COLUMNS",
+    "ScoreStats",
+    "ScoreSummary",
+    "calibrated_ece_top1",
+    "ece_top1",
+    "score_frame",
+    "score_log",
+]
 
 LEVELS = ("location", "component")
 N_BINS = 15
@@ -332,6 +342,63 @@ ROW_COLUMNS = (
 
 def _no_rows() -> pd.DataFrame:
     return pd.DataFrame({c: pd.Series(dtype=object) for c in ROW_COLUMNS})
+
+
+def ece_top1(p_top, hit, *, n_bins: int = N_BINS) -> float:
+    """Top-1 ECE of top-candidate probabilities ``p_top`` against whether each was right (``hit``).
+
+    The statistic :class:`ScoreStats` reports as ``ece_top1``: ``n_bins``
+    equal-width bins of ``p_top`` (the last closed), ``sum over bins of |sum
+    p - sum hit| / n``. NaN for no incident.
+    """
+    p = np.asarray(p_top, dtype=np.float64).ravel()
+    y = np.asarray(hit, dtype=np.float64).ravel()
+    if len(p) != len(y):
+        raise ValueError(f"p_top and hit must have one entry per incident. Got {len(p)} and {len(y)}.")
+    if len(p) == 0:
+        return math.nan
+    b = np.minimum((p * n_bins).astype(np.int64), n_bins - 1)
+    return float(
+        np.abs(np.bincount(b, weights=p, minlength=n_bins) - np.bincount(b, weights=y, minlength=n_bins)).sum() / len(p)
+    )
+
+
+def calibrated_ece_top1(
+    p_top, *, n_bins: int = N_BINS, n_draws: int = 4000, seed: int = 0, quantiles=(0.05, 0.5, 0.95)
+) -> dict[str, float]:
+    """The top-1 ECE a *perfectly calibrated* model would show on these incidents: its sampling noise.
+
+    Each incident's top answer is drawn right with probability ``p_top``
+    (exactly what calibration means), ``n_draws`` times, and :func:`ece_top1`
+    computed for each draw. With a few dozen incidents and top
+    probabilities near 0.5, even a calibrated model shows a large ECE: a
+    measured ECE inside this range cannot be told from calibration, and a
+    target below it cannot be reached on so few incidents whatever the model.
+    Uses no labels.
+
+    Returns
+    -------
+    dict
+        ``mean`` and one entry per quantile (``"q05"``, ``"q50"``, ``"q95"`` by default).
+
+    Examples
+    --------
+    >>> r = calibrated_ece_top1([0.5] * 28)
+    >>> bool(0.05 < r["mean"] < 0.12)
+    True
+    """
+    p = np.clip(np.asarray(p_top, dtype=np.float64).ravel(), 0.0, 1.0)
+    rng = np.random.default_rng(seed)
+    draws = rng.random((n_draws, len(p))) < p
+    b = np.minimum((p * n_bins).astype(np.int64), n_bins - 1)
+    onehot = np.zeros((len(p), n_bins))
+    onehot[np.arange(len(p)), b] = 1.0
+    sum_p = p @ onehot
+    ece = np.abs(draws.astype(np.float64) @ onehot - sum_p).sum(axis=1) / max(len(p), 1)
+    out = {"mean": float(ece.mean())}
+    for q in quantiles:
+        out[f"q{round(100 * q):02d}"] = float(np.quantile(ece, q))
+    return out
 
 
 def score_frame(

@@ -13,6 +13,8 @@ from diagnosis import Topology, build_network
 from diagnosis.exceptions import DiagnosisError, NotFittedError, ParameterError, TopologyError
 from diagnosis.learning.likelihood import (
     LikelihoodFitter,
+    expressible_ratios,
+    fit_likelihoods,
     labelled_p_values,
     read_evidence,
     symptom_rates,
@@ -265,3 +267,95 @@ def test_the_virtual_evidence_gives_the_component_the_fitted_ratio(seed):
     assert virtual_ratio([(1 - s) / (1 - f) / 10], s, f)[0] == 1e-6
     # a symptom that does not tell faulty from healthy: the ratio itself
     np.testing.assert_array_equal(virtual_ratio([3.0, 0.5], 0.2, 0.2), [3.0, 0.5])
+
+
+@pytest.mark.parametrize("seed", [3, 4])
+def test_expressible_ratios_are_the_limits_of_the_virtual_evidence(seed):
+    """The ends of expressible_ratios are the component ratios of 'surely passed' and 'surely fired' on the
+    symptom, by enumeration; virtual_ratio clips to them."""
+    topo = random_topology(seed, n_components=3, max_modes=2, max_detectors=1)
+    net = build_network(topo)
+    rates = symptom_rates(topo)
+    c = topo.components[0]
+    d = c.detectors[0]
+    fv, sv = net.fault_variable[c.name], net.symptom_variable[d.symptom]
+    ok = net.variable(fv).states.index("ok")
+    fired = net.variable(sv).states.index("fired")
+    prior_ok = brute_force_marginals(net, {})[fv][ok]
+    s, f = rates[d.symptom]
+    lo, hi = expressible_ratios([s], [f])
+    for state, end in (("fired", hi[0]), ("passed", lo[0])):
+        post_ok = brute_force_marginals(net, {sv: state})[fv][ok]
+        assert ((1 - post_ok) / post_ok) / ((1 - prior_ok) / prior_ok) == pytest.approx(end, rel=1e-9)
+    # a ratio beyond either end gets the component exactly that end (up to the 1e6 bound on L)
+    for r, end in ((hi[0] * 3, hi[0]), (lo[0] / 3, lo[0])):
+        lik = np.ones(2)
+        lik[fired] = float(virtual_ratio([r], s, f)[0])
+        post_ok = brute_force_marginals(net, {}, {sv: lik})[fv][ok]
+        assert ((1 - post_ok) / post_ok) / ((1 - prior_ok) / prior_ok) == pytest.approx(end, rel=1e-4)
+    lo, hi = expressible_ratios([0.2, 0.5, 0.3], [0.2, 0.0, np.nan])
+    assert np.isnan(lo[0]) and np.isnan(hi[0]) and np.isnan(lo[2]) and np.isnan(hi[2])
+    assert lo[1] == pytest.approx(0.5) and hi[1] == np.inf
+
+
+def synthetic_log(topo, seed, n=40):
+    """Incidents with one random root cause each, and p-values: Beta(0.3, 1) at the root cause, uniform elsewhere."""
+    rng = np.random.default_rng(seed)
+    comps = [c for c in topo.components if c.detectors]
+    ids = [f"{topo.name}-{i}" for i in range(n)]
+    roots = [comps[int(rng.integers(len(comps)))] for _ in ids]
+    inc = pd.DataFrame(
+        {
+            "id": ids,
+            "opened": pd.to_datetime(["2024-01-01T00:00Z"] * n),
+            "resolved": pd.to_datetime(["2024-01-01T00:05Z"] * n),
+            "topology": [topo.name] * n,
+            "cause_component": [c.name for c in roots],
+            "cause_fault_mode": [c.fault_modes[0].name for c in roots],
+            "faults": [None] * n,
+        }
+    )
+    rows = []
+    for i, root in zip(ids, roots):
+        for c in comps:
+            for d in c.detectors:
+                p = rng.beta(0.3, 1.0) if c.name == root.name else rng.uniform()
+                rows.append((i, d.symptom, float(p)))
+    ev = pd.DataFrame(rows, columns=["window_id", "symptom", "p_value"])
+    return IncidentFrame(inc, pd.DataFrame(), pd.DataFrame()), ev
+
+
+def test_fit_likelihoods_pools_the_history_of_other_systems(tmp_path):
+    here = Topology.from_dict(topo_dict())
+    other = Topology.from_dict(
+        {
+            "name": "other",
+            "components": [
+                {"name": "api", "kind": "service", "uses": ["db"]},
+                {"name": "db", "kind": "database"},
+            ],
+        }
+    )
+    log_a, ev_a = synthetic_log(here, 1)
+    log_b, ev_b = synthetic_log(other, 2)
+    ev_b.to_csv(tmp_path / "b.csv", index=False)
+    fitted, fitter = fit_likelihoods(here, log_a, ev_a, history=[(other, log_b, tmp_path / "b.csv")])
+    both = pd.concat([labelled_p_values(ev_a, log_a, here), labelled_p_values(ev_b, log_b, other)])
+    ref = LikelihoodFitter().fit(both["p_value"], both["faulty"], both["watches"])
+    assert fitter.curves_ == ref.curves_ and fitter.pooled_ == ref.pooled_
+    # the database's kinds were fitted but 'here' does not watch them: not in its likelihoods section
+    assert {"disk_usage", "consistency_check"} <= set(fitter.counts_)
+    watched = {d.watches for d in here.detectors}
+    assert {c.watches for c in fitted.likelihoods} == watched & set(fitter.counts_)
+    alone, _ = fit_likelihoods(here, log_a, ev_a)
+    assert alone.likelihood("latency") != fitted.likelihood("latency")  # the other system's p-values moved it
+    assert fitter.counts_["latency"][0] == sum(
+        1 for _, r in both.iterrows() if r["watches"] == "latency" and r["faulty"]
+    )
+    with pytest.raises(DiagnosisError, match=r"each history entry must be \(topology, incidents, evidence\)"):
+        fit_likelihoods(here, log_a, ev_a, history=[(log_b, ev_b)])
+    unlabelled = IncidentFrame(
+        log_b.incidents.assign(cause_component=None, cause_fault_mode=None), pd.DataFrame(), pd.DataFrame()
+    )
+    with pytest.raises(DiagnosisError, match="no p-value of the evidence table"):
+        fit_likelihoods(other, unlabelled, ev_b, history=[(other, unlabelled, ev_b)])

@@ -8,7 +8,7 @@ import pytest
 
 from diagnosis import IncidentLogError, build_network, diagnose, make_engine
 from diagnosis.logs.formats import read_incidents, write_incidents
-from diagnosis.logs.scoring import score_frame, score_log
+from diagnosis.logs.scoring import calibrated_ece_top1, ece_top1, score_frame, score_log
 from diagnosis.logs.simulate import simulate
 
 
@@ -193,3 +193,40 @@ def test_ties_share_their_mid_rank_and_are_not_hits(tmp_path):
     assert m["AC@1"] == 0.0 and m["AC@2"] == 1.0 and m["MRR"] == pytest.approx(1 / 1.5)
     top = [b for b in m["reliability_top1"] if b["n"]]
     assert len(top) == 1 and top[0]["observed"] == pytest.approx(0.5)
+
+
+def test_ece_top1_is_the_statistic_score_frame_reports(webshop):
+    frame = simulate(webshop, 200, rng=4)
+    net = build_network(webshop)
+    rows, stats, _ = score_frame(net, make_engine(net), frame)
+    from diagnosis.logs.schema import parse_faults
+
+    inc = frame.incidents.set_index("id").loc[rows["incident_id"]]
+    # the simulator writes every incident's fault list ("none" when healthy): the truth of every top answer
+    assert inc["faults"].map(lambda f: isinstance(f, str)).all()
+    faulty = [{c for c, _ in parse_faults(f)} for f in inc["faults"]]
+    hit = [top in s for top, s in zip(rows["top_component"], faulty)]
+    assert 0 < sum(hit) < len(hit)
+    assert ece_top1(rows["p_top_component"], hit) == pytest.approx(
+        stats.levels["component"].metrics()["ece_top1"], abs=1e-12
+    )
+    assert np.isnan(ece_top1([], []))
+    with pytest.raises(ValueError, match="one entry per incident"):
+        ece_top1([0.5], [1, 0])
+
+
+def test_calibrated_ece_top1_is_the_expected_ece_of_outcomes_drawn_from_the_probabilities():
+    """Against the exact expectation, by enumerating every outcome of ten incidents."""
+    import itertools
+
+    p = np.array([0.05, 0.2, 0.35, 0.5, 0.5, 0.62, 0.7, 0.81, 0.9, 0.97])
+    exact = 0.0
+    for ys in itertools.product((0, 1), repeat=len(p)):
+        y = np.array(ys)
+        exact += np.prod(np.where(y == 1, p, 1 - p)) * ece_top1(p, y)
+    got = calibrated_ece_top1(p, n_draws=40_000, seed=1)
+    assert got["mean"] == pytest.approx(exact, abs=0.004)
+    assert got["q05"] <= got["q50"] <= got["q95"]
+    # certain answers have no noise; a calibrated 50 % answer on 28 incidents is off by 0.075 on average
+    assert calibrated_ece_top1([1.0, 0.0, 1.0])["mean"] == 0.0
+    assert calibrated_ece_top1([0.5] * 28)["mean"] == pytest.approx(0.075, abs=0.005)

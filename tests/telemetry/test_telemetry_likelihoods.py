@@ -70,6 +70,20 @@ def test_fit_likelihoods_from_a_detected_log_and_detect_with_them(tmp_path):
     assert prov["likelihoods"]["kinds"]["cpu"]["log10_ratio"] == doc["likelihoods"]["cpu"]["log10_ratio"]
     assert prov["likelihoods"]["evidence"] == str(tmp_path / "ev.csv") and "counts" in prov
 
+    # another system's labelled log pooled in (here the same log again: every count doubles)
+    code, out, err = run("fit", "-t", topo, tmp_path / "inc.jsonl", "--evidence", tmp_path / "ev.csv",
+                         "--history", topo, tmp_path / "inc.jsonl", tmp_path / "ev.csv",
+                         "--out", tmp_path / "pooled.yaml", "--max-iter", "2")  # fmt: skip
+    assert code == 0, err
+    prov2 = json.loads((tmp_path / "pooled.yaml.provenance.json").read_text())["likelihoods"]
+    assert prov2["kinds"]["cpu"]["n_faulty"] == 10 and prov2["kinds"]["cpu"]["n_ok"] == 20
+    assert prov2["history"] == [{"topology": str(topo), "incidents": str(tmp_path / "inc.jsonl"),
+                                 "evidence": str(tmp_path / "ev.csv")}]  # fmt: skip
+    assert prov["likelihoods"]["history"] == []
+    code, _, err = run("fit", "-t", topo, tmp_path / "inc.jsonl", "--history", topo, tmp_path / "inc.jsonl",
+                       tmp_path / "ev.csv", "--out", tmp_path / "no.yaml")  # fmt: skip
+    assert code != 0 and "--history needs --evidence" in err and "Traceback" not in err
+
     code, _, err = run("detect", "-t", tmp_path / "fitted.yaml", *common, "--out", tmp_path / "again.jsonl")
     assert code == 0, err
     after = soft_ratios(tmp_path / "again.jsonl")
