@@ -52,7 +52,7 @@ import pandas as pd
 
 from diagnosis import build_network, load_topology, make_engine
 from diagnosis.logs.formats import read_incidents, write_incidents
-from diagnosis.logs.scoring import score_frame
+from diagnosis.logs.scoring import calibrated_ece_top1, score_frame
 from diagnosis.telemetry import (
     detect,
     fit_null,
@@ -278,6 +278,12 @@ def why(row, report) -> str:
     return "outranked: " + t + other
 
 
+def _if_calibrated(p_top: np.ndarray) -> str:
+    """The top-1 ECE a perfectly calibrated model with these top probabilities would show (its sampling noise)."""
+    c = calibrated_ece_top1(p_top)
+    return f"a calibrated model would show {c['mean']:.3f} [5-95 %: {c['q05']:.3f}, {c['q95']:.3f}]"
+
+
 def fmt_row(name: str, m: dict, extra: str = "") -> str:
     return f"  {name:<24} {100 * m['AC@1']:6.1f} {100 * m['AC@3']:6.1f} {100 * m['AC@5']:6.1f} {100 * m['Avg@5']:6.1f} {m['MRR']:6.3f}{extra}"
 
@@ -333,12 +339,14 @@ def report_system(system: str, d: dict, res: dict, ns: np.ndarray) -> dict:
     print(
         f"\n  calibration of P(component has a fault): Brier {comp['brier']:.4f}, log loss {comp['log_loss']:.4f}, ECE {comp['ece']:.4f} "
         f"over {comp['n_pairs']} (incident, service) pairs; top-1: mean P {p_top.mean():.3f} vs hit rate {hit.mean():.3f}, ECE(top-1) {comp['ece_top1']:.3f}"
+        f" ({_if_calibrated(p_top)})"
     )
     comp_af = res["stats_af"].levels["component"].metrics()
     p_af = res["rows_af"]["p_top_component"].to_numpy()
     print(
         f"  conditioned on some component being faulty (score_frame(assume_fault=True)): top-1 mean P {p_af.mean():.3f} "
-        f"vs hit rate {hit.mean():.3f}, ECE(top-1) {comp_af['ece_top1']:.3f}, Brier {comp_af['brier']:.4f}, ECE {comp_af['ece']:.4f}"
+        f"vs hit rate {hit.mean():.3f}, ECE(top-1) {comp_af['ece_top1']:.3f} ({_if_calibrated(p_af)}), Brier {comp_af['brier']:.4f}, "
+        f"ECE {comp_af['ece']:.4f}"
     )
     bins = [b for b in comp["reliability_top1"] if b["n"]]
     print(
