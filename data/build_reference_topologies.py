@@ -1,4 +1,4 @@
-"""Regenerate data/topologies/{online-boutique,train-ticket}.yaml from the call graphs
+"""Regenerate data/topologies/<system>.yaml (SETTINGS) from the call graphs
 in ../shared/reference/topologies/ (a development tool; the product never reads ../shared).
 
 Usage: python data/build_reference_topologies.py [SHARED_REFERENCE_DIR]
@@ -22,10 +22,17 @@ STORE_KIND = {
     "mysql": "database",
     "memcached": "cache",
     "postgres": "database",
+    "message-queue": "queue",
+    "service-registry": "service",  # consul, zookeeper: every service that registers depends on it
 }
 SETTINGS = {
     "online-boutique": {"drop": {"loadgenerator"}, "kinds": {}, "cycles": None},
     "train-ticket": {"drop": set(), "kinds": {"ts-ui-dashboard": "load_balancer"}, "cycles": "break"},
+    "sock-shop": {"drop": {"user-sim"}, "kinds": {"edge-router": "load_balancer"}, "cycles": None},
+    "dsb-hotel-reservation": {"drop": set(), "kinds": {}, "cycles": None},
+    "dsb-media-microservices": {"drop": set(), "kinds": {"nginx-web-server": "load_balancer"}, "cycles": None},
+    "dsb-social-network": {"drop": set(), "kinds": {"nginx-thrift": "load_balancer"}, "cycles": None},
+    "gaia-micross": {"drop": set(), "kinds": {}, "cycles": None},
 }
 
 
@@ -40,7 +47,8 @@ def convert(name: str) -> str:
             continue
         calls.setdefault(src, []).append(dst)
     for src, dst, *_ in ref.get("uses") or []:
-        uses.setdefault(src, []).append(dst)
+        # a service registry is a service its clients call (uses: only datastores, caches and queues)
+        (calls if STORE_KIND.get(stores.get(dst)) == "service" else uses).setdefault(src, []).append(dst)
     comps = []
     for s in services:
         c = {"name": s, "kind": cfg["kinds"].get(s, "service")}
@@ -63,6 +71,8 @@ def convert(name: str) -> str:
         "# Fault modes, detectors and actions are the defaults by kind (diagnosis/data/defaults.yaml).\n"
         "# Regenerate with: python data/build_reference_topologies.py\n"
     )
+    for note in ref.get("notes") or []:  # the collector's remarks (facts about the deployment)
+        header += "# Note: " + " ".join(str(note).split()) + "\n"
     if cfg["drop"]:
         header += f"# Left out: {', '.join(sorted(cfg['drop']))} (the load generator is a client, not part of the platform).\n"
     if cfg["cycles"]:

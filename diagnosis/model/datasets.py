@@ -45,7 +45,7 @@ def _find(kind: str, name: str) -> Path:
 
 
 def bundled_topology(name: str) -> Path:
-    """Path of a bundled topology (``webshop``, ``online-boutique``, ``train-ticket``)."""
+    """Path of a bundled topology (``webshop``, ``online-boutique``, ``train-ticket``, ...: :func:`list_bundled`)."""
     return _find("topologies", name)
 
 

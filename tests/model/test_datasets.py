@@ -17,3 +17,21 @@ def test_unknown_bundled_names():
         bundled_topology("webshp")
     with pytest.raises(ParameterError, match="The 'kind' parameter of list_bundled must be one of"):
         list_bundled("models")
+
+
+def test_reference_topologies_of_other_systems_are_bundled_and_exact_against_pgmpy():
+    # Sock Shop, DeathStarBench (hotel, media, social) and GAIA MicroSS ship ready to use: each
+    # builds, and its exact posterior after the entry service's latency fired equals pgmpy's.
+    from diagnosis import diagnose
+
+    others = ["dsb-hotel-reservation", "dsb-media-microservices", "dsb-social-network", "gaia-micross", "sock-shop"]
+    assert set(others) <= set(list_bundled())
+    for name in others:
+        topo = load_topology(bundled_topology(name))
+        entry = topo.components[0].name
+        obs = {f"{entry}.latency": "fired"}
+        ours, ref = diagnose(topo, obs), diagnose(topo, obs, engine="reference")
+        for c, modes in ours.posteriors.items():
+            for m, p in modes.items():
+                assert p == pytest.approx(ref.posteriors[c][m], abs=1e-12), (name, c, m)
+        assert ours.locations[0].probability > topo.component(ours.locations[0].component).fault_modes[0].prior
