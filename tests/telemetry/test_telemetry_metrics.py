@@ -143,5 +143,6 @@ def test_wide_entity_metric_csv_rcaeval_layout(tmp_path):
     assert set(s["metric"]) == {"cpu", "mem", "latency-50", "workload"}
     assert m.report.malformed == 1 and m.report.bad_values == 1
     assert len(s[(s["entity"] == "carts") & (s["metric"] == "cpu")]) == 3
+    assert s["time"].min() == pd.Timestamp("2023-11-14T22:13:20Z")  # epoch seconds
     rules = match_rules(["cpu", "mem", "latency-50", "workload", "http_request_duration_seconds_count"], ["carts"] * 5)
     assert rules.tolist()[:3] == [0, 1, 2] and rules.tolist()[3:] == [-1, -1]  # a request counter is not latency
