@@ -59,7 +59,7 @@ from diagnosis.telemetry.detectors import (
     score_windows,
     window_p,
 )
-from diagnosis.telemetry.entities import EDGE_SEPARATOR
+from diagnosis.telemetry.entities import EDGE_SEPARATOR, to_topology
 from diagnosis.telemetry.logs import LOG_RULES, LogReference, LogSet, log_evidence
 from diagnosis.telemetry.metrics import MetricSamples
 from diagnosis.telemetry.signals import (
@@ -141,6 +141,10 @@ class DetectReport:
         ``z_up_majority`` / ``z_down_majority``.
     referenced : int
         Series scores whose baseline was the reference's values (``reference`` of :func:`detect`).
+    instances : Mapping[str, str]
+        Telemetry names that are not components but replicas of one (a StatefulSet's
+        ``carts-db-0``, an instance number's ``webservice1``: :func:`~diagnosis.telemetry.entities.instance_of`)
+        -> the component they were counted on.
     """
 
     windows: int
@@ -159,11 +163,12 @@ class DetectReport:
     evidence: pd.DataFrame = field(repr=False)
     scores: pd.DataFrame = field(repr=False)
     referenced: int = 0
+    instances: Mapping[str, str] = field(default_factory=dict)
 
     def __post_init__(self):
         for name in ("signals", "unused_metrics"):
             object.__setattr__(self, name, MappingProxyType({str(k): int(v) for k, v in getattr(self, name).items()}))
-        for name in ("no_data", "null"):
+        for name in ("no_data", "null", "instances"):
             object.__setattr__(self, name, MappingProxyType(dict(getattr(self, name))))
 
     def to_dict(self) -> dict[str, Any]:
@@ -183,6 +188,7 @@ class DetectReport:
             "null": dict(self.null),
             "quiet_windows": self.quiet_windows,
             "referenced": self.referenced,
+            "instances": dict(self.instances),
         }
 
     def lines(self) -> list[str]:
@@ -204,6 +210,11 @@ class DetectReport:
             out.append(f"  {self.referenced} series scores used the reference as their baseline")
         if self.unused_metrics:
             out.append("  metrics no rule maps (unused): " + ", ".join(sorted(self.unused_metrics)))
+        if self.instances:
+            out.append(
+                "  replicas counted on their component: "
+                + ", ".join(f"{k} -> {v}" for k, v in sorted(self.instances.items()))
+            )
         if self.unknown_components:
             out.append("  telemetry components not in the topology: " + ", ".join(self.unknown_components))
         if self.missing_symptoms:
@@ -271,6 +282,10 @@ def prepare_signals(
         spans = traces.spans if isinstance(traces, SpanSet) else traces
         parts.append(edge_samples(edge_stats(spans, freq=trace_freq)))
     samples = pd.concat([p for p in parts if len(p)], ignore_index=True) if any(len(p) for p in parts) else parts[0]
+    # a replica whose name is not a component (carts-db-0, webservice1) is its component's
+    comps, instances = to_topology(samples["component"], topology.component_names)
+    if instances:
+        samples = samples.assign(component=comps)
     pairs = samples[["metric", "entity"]].drop_duplicates()
     pairs = pairs.assign(rule=match_rules(pairs["metric"].tolist(), pairs["entity"].tolist(), rules).to_numpy())
     rule_of = samples.merge(pairs, on=["metric", "entity"], how="left")["rule"].to_numpy()
@@ -302,7 +317,7 @@ def prepare_signals(
     s["target"] = objects(target)
     s["symptom"] = objects(symptom)
     s = s[keep].reset_index(drop=True)
-    info = {"unused": unused, "unknown": unknown, "missing": missing, "all_samples": samples}
+    info = {"unused": unused, "unknown": unknown, "missing": missing, "all_samples": samples, "instances": instances}
     return s, info
 
 
@@ -496,7 +511,7 @@ def detect(
     else:
         rp = _rule_p(signals, windows, null, kw, statistic, rules)
     agg, scores = rp.agg, rp.scores
-    log_rows = _log_rows(topology, windows, logs, traces, reference, lead_td, kw["exclude"])
+    log_rows, log_instances = _log_rows(topology, windows, logs, traces, reference, lead_td, kw["exclude"])
     if len(log_rows):
         agg = pd.concat([agg, log_rows], ignore_index=True) if len(agg) else log_rows
     rates = None
@@ -556,6 +571,7 @@ def detect(
         quiet_windows=rp.quiet_windows,
         evidence=ev,
         scores=scores,
+        instances={**info["instances"], **log_instances},
     )
     return frame, rejects, report
 
@@ -709,17 +725,26 @@ def _reference_signals(topology, reference, rules, trace_freq) -> pd.DataFrame |
     return sig[sig["value"].notna()]
 
 
-def _log_rows(topology, windows, logs, traces, reference, lead_td, exclude) -> pd.DataFrame:
-    """The log detectors' aggregated rows (same columns as :func:`_aggregate` plus ``p_rule``)."""
+def _log_rows(topology, windows, logs, traces, reference, lead_td, exclude) -> tuple[pd.DataFrame, dict]:
+    """The log detectors' aggregated rows (same columns as :func:`_aggregate` plus ``p_rule``), and the replicas."""
     cols = ["window_id", "symptom", "rule", "target", "score", "time", "top_signal", "n_tests", "p_rule"]
     if logs is None:
-        return pd.DataFrame({c: [] for c in cols})
-    lines = logs.lines if isinstance(logs, LogSet) else logs
-    spans = None if traces is None else (traces.spans if isinstance(traces, SpanSet) else traces)
+        return pd.DataFrame({c: [] for c in cols}), {}
+    instances: dict = {}
+
+    def own(df):  # replicas (carts-db-0, webservice1) on their component, in lines and spans alike
+        if df is None or not len(df):
+            return df
+        comps, swap = to_topology(df["component"], topology.component_names)
+        instances.update(swap)
+        return df.assign(component=comps) if swap else df
+
+    lines = own(logs.lines if isinstance(logs, LogSet) else logs)
+    spans = own(None if traces is None else (traces.spans if isinstance(traces, SpanSet) else traces))
     fixed = None  # one fault-free reference for every window: prepared once
     if reference is not None and reference.logs is not None:
-        ref_spans = reference.traces.spans if reference.traces is not None else None
-        fixed = LogReference.of(reference.logs.lines, ref_spans)
+        ref_spans = own(reference.traces.spans) if reference.traces is not None else None
+        fixed = LogReference.of(own(reference.logs.lines), ref_spans)
     sym_of = symptom_index(topology)
     lt = lines["time"]
     st = spans["start"] if spans is not None else None
@@ -748,7 +773,7 @@ def _log_rows(topology, windows, logs, traces, reference, lead_td, exclude) -> p
             if sym is None:
                 continue
             out.append((w.id, sym, r.rule, r.component, r.score, w.start, r.top_signal, r.n_tests, r.p_rule))
-    return pd.DataFrame(out, columns=cols)
+    return pd.DataFrame(out, columns=cols), instances
 
 
 def fit_null(

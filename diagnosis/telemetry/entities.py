@@ -47,11 +47,16 @@ import yaml
 
 from diagnosis.exceptions import DiagnosisError
 
-__all__ = ["EDGE_SEPARATOR", "NEZHA_POD_RULE", "EntityMap", "EntityRule", "load_entity_map"]
+__all__ = [
+    "EDGE_SEPARATOR", "NEZHA_POD_RULE", "EntityMap", "EntityRule", "instance_of", "load_entity_map", "to_topology",
+]  # fmt: skip
 
 #: Separator between caller and callee in an edge entity (``frontend->cartservice``).
 EDGE_SEPARATOR = "->"
 # Kubernetes: <deployment>-<pod-template-hash (1-10)>-<suffix (5, from "bcdfghjklmnpqrstvwxz2456789")>.
+# An instance of a component, when its name is not itself a component: a StatefulSet's ordinal
+# (carts-db-0), a DaemonSet's or bare pod's suffix (node-exporter-x7k2p), an instance number (webservice1).
+_INSTANCE = (re.compile(r"(.+)-\d+"), re.compile(r"(.+)-[bcdfghjklmnpqrstvwxz2456789]{5}"), re.compile(r"(.+?)\d+"))
 _POD = r"(?P<component>.+)-[a-z0-9]{1,10}-[bcdfghjklmnpqrstvwxz2456789]{5}"
 
 
@@ -166,6 +171,59 @@ class EntityMap:
             "aliases": dict(self.aliases),
             "identity": self.identity,
         }
+
+
+def instance_of(name: str, known) -> str | None:
+    """The component ``name`` is, or is an instance of, among ``known`` component names; None if neither.
+
+    A name that is a component is itself. Otherwise the endings replicas carry
+    are tried in turn, and the first that leaves a known component wins: a
+    StatefulSet's ordinal (``carts-db-0``), a DaemonSet's or bare pod's
+    five-letter suffix (``node-exporter-x7k2p``), an instance number
+    (``webservice1``, GAIA MicroSS). Only known names are accepted, so
+    ``ts-travel2-service`` stays itself.
+
+    Examples
+    --------
+    >>> known = {"carts-db", "webservice", "ts-travel2-service"}
+    >>> [instance_of(n, known) for n in ("carts-db-0", "webservice2", "ts-travel2-service", "orders-1")]
+    ['carts-db', 'webservice', 'ts-travel2-service', None]
+    """
+    if name in known:
+        return name
+    for pattern in _INSTANCE:
+        m = pattern.fullmatch(name)
+        if m and m.group(1) in known:
+            return m.group(1)
+    return None
+
+
+def to_topology(components: pd.Series, known) -> tuple[pd.Series, dict[str, str]]:
+    """Components (``caller->callee`` for edges) with each instance name replaced by its component.
+
+    Names that are neither a known component nor an instance of one
+    (:func:`instance_of`) are kept as they are. Returns the series and the
+    replacements made (instance name -> component).
+    """
+    known = set(known)
+    swap: dict[str, str] = {}
+
+    def one(c):
+        if not isinstance(c, str) or c in known:
+            return c
+        if EDGE_SEPARATOR in c:
+            a, _, b = c.partition(EDGE_SEPARATOR)
+            return f"{one(a)}{EDGE_SEPARATOR}{one(b)}"
+        t = instance_of(c, known)
+        if t is None:
+            return c
+        swap[c] = t
+        return t
+
+    values = components.to_numpy(dtype=object)
+    lookup = {c: one(c) for c in pd.unique(values) if isinstance(c, str)}
+    out = [lookup[c] if isinstance(c, str) else c for c in values]
+    return pd.Series(out, index=components.index, dtype=object), swap
 
 
 def load_entity_map(source: str | Path | Mapping | None) -> EntityMap:

@@ -22,17 +22,18 @@ T0 = pd.Timestamp("2024-05-01T10:00:00Z")
 START = T0 + pd.Timedelta("35min")
 
 
-def write_wide(path, inject=None, seed=0):
-    """40 minutes every 15 s; ``inject`` = (column, factor) from START on."""
+def write_wide(path, inject=None, seed=0, names=None):
+    """40 minutes every 15 s; ``inject`` = (column, factor) from START on; ``names``: container -> its telemetry name."""
     rng = np.random.default_rng(seed)
     secs = int(T0.timestamp()) + np.arange(160) * 15
     cols = {"time": secs}
     for c in RCD:
-        cols[f"{c}_cpu"] = rng.gamma(20, 0.01, len(secs))
-        cols[f"{c}_mem"] = 200 + rng.normal(0, 2, len(secs))
+        n = (names or {}).get(c, c)
+        cols[f"{n}_cpu"] = rng.gamma(20, 0.01, len(secs))
+        cols[f"{n}_mem"] = 200 + rng.normal(0, 2, len(secs))
         if c in SERVICES:
-            cols[f"{c}_latency-50"] = rng.gamma(30, 0.001, len(secs))
-            cols[f"{c}_latency-90"] = rng.gamma(30, 0.002, len(secs))
+            cols[f"{n}_latency-50"] = rng.gamma(30, 0.001, len(secs))
+            cols[f"{n}_latency-90"] = rng.gamma(30, 0.002, len(secs))
     df = pd.DataFrame(cols)
     if inject is not None:
         col, factor = inject
@@ -80,3 +81,17 @@ def test_clean_wide_metrics_raise_no_symptom(tmp_path, sock_shop, seed):
     write_wide(tmp_path / "metrics.csv", seed=seed)
     _, _, rep = _detect(topo, tmp_path / "metrics.csv", "carts")
     assert len(rep.evidence) > 20 and rep.evidence["p_value"].min() > 0.01
+
+
+def test_replicas_are_counted_on_their_component(tmp_path, sock_shop):
+    # StatefulSet pods (carts-db-0, rabbitmq-0) and numbered instances (payment1) are not components;
+    # each is counted on the component it is a replica of, and the report says so.
+    topo, net, eng = sock_shop
+    names = {"carts-db": "carts-db-0", "rabbitmq": "rabbitmq-0", "payment": "payment1"}
+    write_wide(tmp_path / "metrics.csv", ("carts-db-0_cpu", 4.0), names=names)
+    frame, _, rep = _detect(topo, tmp_path / "metrics.csv", "carts-db")
+    assert dict(rep.instances) == {"carts-db-0": "carts-db", "rabbitmq-0": "rabbitmq", "payment1": "payment"}
+    assert rep.unknown_components == () and "rabbitmq" not in rep.silent_components
+    assert any("carts-db-0 -> carts-db" in line for line in rep.lines())
+    rows, _, _ = score_frame(net, eng, frame)
+    assert rows["top_component"].iloc[0] == "carts-db"
