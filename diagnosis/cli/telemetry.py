@@ -147,7 +147,8 @@ def _detect(args: argparse.Namespace, out: TextIO, err: TextIO) -> None:
         null_file,
     ]
     outputs = [args.out, f"{args.out}.rejects.jsonl", args.save_null, args.save_evidence]
-    with guarded_outputs(outputs, inputs, lock=args.out):
+    # an output in a telemetry folder would be read (or reported as skipped) by the next run
+    with guarded_outputs(outputs, inputs, lock=args.out, not_inside_inputs=True):
         _detect_run(args, out)
 
 
