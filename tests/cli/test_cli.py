@@ -278,8 +278,10 @@ def test_post_mortem_verbs(tmp_path):
     assert "Turning points" in out and "redis-cart" in out
     code, _, err = run("timeline", "-t", ob, pm)
     assert code == 1 and "name one with --incident" in err
-    code, out, err = run("report", "-t", ob, pm, "--incident", "ob-2026-03-14-cart", "--out", tmp_path / "pm")
+    # a trailing slash, as in docs/post_mortem.md: the folder is created, its lock is "pm.lock" beside it
+    code, out, err = run("report", "-t", ob, pm, "--incident", "ob-2026-03-14-cart", "--out", f"{tmp_path / 'pm'}/")
     assert code == 0, err
+    assert not (tmp_path / "pm.lock").exists() and not (tmp_path / "pm" / ".lock").exists()
     html = (tmp_path / "pm" / "post_mortem.html").read_text()
     assert "redis-cart" in html and "<script" not in html
     assert (tmp_path / "pm" / "post_mortem.md").exists()
