@@ -26,6 +26,7 @@ import numpy as np
 import pandas as pd
 import yaml
 
+from diagnosis._validation import yaml_error_text
 from diagnosis.exceptions import DiagnosisError
 from diagnosis.logs.scoring import N_BINS
 
@@ -50,7 +51,7 @@ def load_aliases(path: str | Path) -> dict[str, str]:
     except OSError as exc:
         raise DiagnosisError(f"{path}: cannot read the alias map: {exc.strerror or exc}") from None
     except yaml.YAMLError as exc:
-        raise DiagnosisError(f"{path}: the alias map is not valid YAML: {exc}") from None
+        raise DiagnosisError(f"{path}: the alias map is not valid YAML: {yaml_error_text(exc)}") from None
     if not isinstance(doc, Mapping) or not doc:
         raise DiagnosisError(
             f"{path}: the alias map must be a mapping of component to unit (carts-db: carts). Got {doc!r} instead."
