@@ -276,6 +276,7 @@ def test_post_mortem_verbs(tmp_path):
     code, out, err = run("timeline", "-t", ob, pm, "--incident", "ob-2026-03-14-cart")
     assert code == 0, err
     assert "Turning points" in out and "redis-cart" in out
+    assert "When the model knew: step 13, 2026-03-14 10:31:00+00:00, after redis-cart.memory fired" in out
     code, _, err = run("timeline", "-t", ob, pm)
     assert code == 1 and "name one with --incident" in err
     # a trailing slash, as in docs/post_mortem.md: the folder is created, its lock is "pm.lock" beside it
