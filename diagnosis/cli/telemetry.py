@@ -14,7 +14,7 @@ __all__ = ["register"]
 def register(verbs) -> None:
     """Add this group's verbs to the ``diagnosis`` parser."""
     p = verbs.add_parser(
-        "detect", help="metrics (and traces) -> symptom evidence per incident window, as an incident log"
+        "detect", help="metrics, traces and logs -> symptom evidence per incident window, as an incident log"
     )
     p.add_argument("--topology", "-t", required=True, metavar="T")
     p.add_argument(
