@@ -334,7 +334,7 @@ def test_telemetry_verbs(tmp_path):
         "-t",
         ob,
         "--metrics",
-        tmp_path,
+        root / "online-boutique" / "metric",
         "--windows",
         tmp_path / "w.csv",
         "--out",
