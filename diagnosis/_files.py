@@ -169,7 +169,7 @@ def output_lock(path: str | os.PathLike) -> Iterator[Path]:
     """
     import fcntl
 
-    lock = Path(f"{path}.lock")
+    lock = Path(f"{os.path.normpath(path)}.lock")  # "pm/" (a folder to create) locks "pm.lock", beside it
     while True:
         try:
             fd = os.open(lock, os.O_RDWR | os.O_CREAT, _mode())

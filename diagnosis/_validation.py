@@ -35,7 +35,7 @@ from typing import Any
 
 from diagnosis.exceptions import ParameterError
 
-__all__ = ["Interval", "Options", "check_param", "short_repr", "validate_params"]
+__all__ = ["Interval", "Options", "check_param", "short_repr", "validate_params", "yaml_error_text"]
 
 
 def short_repr(value: Any, n: int = 200) -> str:
@@ -46,6 +46,28 @@ def short_repr(value: Any, n: int = 200) -> str:
     """
     text = repr(value)
     return text if len(text) <= n else text[: n - 3] + "..."
+
+
+def yaml_error_text(exc: Exception) -> str:
+    r"""A YAML parse error on one line: ``line L, column C: problem (context)``.
+
+    PyYAML's own text spans three lines and names ``"<unicode string>"``
+    instead of the file; messages name the file themselves.
+
+    >>> import yaml
+    >>> try:
+    ...     yaml.safe_load("a: [1,\n")
+    ... except yaml.YAMLError as exc:
+    ...     print(yaml_error_text(exc))
+    line 2, column 1: expected the node content, but found '<stream end>' (while parsing a flow node)
+    """
+    problem = getattr(exc, "problem", None)
+    if not problem:
+        return " ".join(str(exc).split())
+    mark = getattr(exc, "problem_mark", None)
+    where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark is not None else ""
+    context = getattr(exc, "context", None)
+    return f"{where}{problem}" + (f" ({context})" if context else "")
 
 
 @dataclass(frozen=True, slots=True)

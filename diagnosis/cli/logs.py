@@ -132,7 +132,7 @@ def _score(args: argparse.Namespace, out: TextIO, err: TextIO) -> None:
     side = [f"{args.out}.rejects.jsonl", f"{args.out}.summary.json"]
     check_outputs([args.out, *side], [args.topology, args.aliases, args.windows])
     topology = load_topology(args.topology)
-    grouping = _grouping_inputs(args)
+    grouping = _grouping_inputs(args, topology.component_names)
     summary = score_log(
         topology,
         args.incidents,
@@ -175,7 +175,7 @@ def _score(args: argparse.Namespace, out: TextIO, err: TextIO) -> None:
         )
 
 
-def _grouping_inputs(args: argparse.Namespace):
+def _grouping_inputs(args: argparse.Namespace, components):
     """Read --aliases and --windows before scoring, so a bad file fails fast."""
     if not (args.group_by or args.aliases):
         if args.windows:
@@ -183,7 +183,7 @@ def _grouping_inputs(args: argparse.Namespace):
         return None
     from diagnosis.logs.grouping import load_aliases
 
-    aliases = load_aliases(args.aliases) if args.aliases else {}
+    aliases = load_aliases(args.aliases, components) if args.aliases else {}
     fault_types = {}
     if args.windows:
         from diagnosis.telemetry import read_windows

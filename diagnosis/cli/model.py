@@ -42,7 +42,7 @@ def register(verbs) -> None:
     p.add_argument("topology", metavar="TOPOLOGY")
     p.add_argument("--to", required=True, metavar="FILE", help="output file: .bif, .xmlbif or .xml")
     p.set_defaults(func=_export)
-    p = verbs.add_parser("topology", help="check or summarise a topology")
+    p = verbs.add_parser("topology", help="check or summarise a topology, or derive one from traces")
     sub = p.add_subparsers(dest="action", metavar="ACTION", required=True)
     c = sub.add_parser("check", help="validate a topology; exit 1 with the first error")
     c.add_argument("topology", metavar="TOPOLOGY")

@@ -242,6 +242,17 @@ def _timeline(args: argparse.Namespace, out: TextIO, err: TextIO) -> None:
         out.write("\n")
         return
     print(tl.to_frame().to_string(index=False), file=out)
+    step = tl.knew_at_step
+    if tl.true_cause is None:
+        knew = "no confirmed root cause"
+    elif step is None:
+        knew = "never: the root cause was not the top location at the end"
+    elif step == 0:
+        knew = "from the start"
+    else:
+        e = tl.events[step]
+        knew = f"step {step}, {e.time}, after {e.finding} {e.observation} (the root cause stays first from then on)"
+    print(f"\nWhen the model knew: {knew}", file=out)
     if tl.turning_points:
         print("\nTurning points:", file=out)
         for tp in tl.turning_points:

@@ -14,7 +14,7 @@ __all__ = ["register"]
 def register(verbs) -> None:
     """Add this group's verbs to the ``diagnosis`` parser."""
     p = verbs.add_parser(
-        "detect", help="metrics (and traces) -> symptom evidence per incident window, as an incident log"
+        "detect", help="metrics, traces and logs -> symptom evidence per incident window, as an incident log"
     )
     p.add_argument("--topology", "-t", required=True, metavar="T")
     p.add_argument(
@@ -147,7 +147,8 @@ def _detect(args: argparse.Namespace, out: TextIO, err: TextIO) -> None:
         null_file,
     ]
     outputs = [args.out, f"{args.out}.rejects.jsonl", args.save_null, args.save_evidence]
-    with guarded_outputs(outputs, inputs, lock=args.out):
+    # an output in a telemetry folder would be read (or reported as skipped) by the next run
+    with guarded_outputs(outputs, inputs, lock=args.out, not_inside_inputs=True):
         _detect_run(args, out)
 
 

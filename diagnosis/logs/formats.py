@@ -327,7 +327,8 @@ def _jsonl_block_lines(block: list[tuple[int, str]], source: str):
                     None,
                     "(line)",
                     short_repr(line.strip(), 120),
-                    f"not valid JSON (truncated or corrupt): {exc.msg} at character {exc.pos}",
+                    # json's "Unterminated string starting at" already ends in "at"
+                    f"not valid JSON (truncated or corrupt): {exc.msg.removesuffix(' at')} at character {exc.pos}",
                 )
             )
         except RecursionError:

@@ -19,14 +19,15 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import yaml
 
-from diagnosis.exceptions import DiagnosisError
+from diagnosis._validation import yaml_error_text
+from diagnosis.exceptions import DiagnosisError, suggest
 from diagnosis.logs.scoring import N_BINS
 
 __all__ = ["GROUP_BY", "group_metrics", "load_aliases", "read_scored"]
@@ -35,14 +36,22 @@ __all__ = ["GROUP_BY", "group_metrics", "load_aliases", "read_scored"]
 GROUP_BY = ("fault_type", "component")
 
 
-def load_aliases(path: str | Path) -> dict[str, str]:
+def load_aliases(path: str | Path, components: Iterable[str] | None = None) -> dict[str, str]:
     """Read a component alias map: a YAML mapping ``component: unit``.
+
+    Parameters
+    ----------
+    path : path-like
+    components : iterable of str, optional
+        The topology's components: every key must be one (a typo would
+        silently alias nothing).
 
     Raises
     ------
     DiagnosisError
-        The file is missing, is not YAML, or is not a mapping of names to names
-        (naming the file and the bad entry).
+        The file is missing, is not YAML, is not a mapping of names to names,
+        or names a component the topology does not have (naming the file and
+        the bad entry).
     """
     path = Path(path)
     try:
@@ -50,15 +59,21 @@ def load_aliases(path: str | Path) -> dict[str, str]:
     except OSError as exc:
         raise DiagnosisError(f"{path}: cannot read the alias map: {exc.strerror or exc}") from None
     except yaml.YAMLError as exc:
-        raise DiagnosisError(f"{path}: the alias map is not valid YAML: {exc}") from None
+        raise DiagnosisError(f"{path}: the alias map is not valid YAML: {yaml_error_text(exc)}") from None
     if not isinstance(doc, Mapping) or not doc:
         raise DiagnosisError(
             f"{path}: the alias map must be a mapping of component to unit (carts-db: carts). Got {doc!r} instead."
         )
+    known = None if components is None else set(components)
     out = {}
     for k, v in doc.items():
         if not isinstance(k, str) or not k or not isinstance(v, str) or not v:
             raise DiagnosisError(f"{path}: entry {k!r}: {v!r}: both sides must be non-empty component names")
+        if known is not None and k not in known:
+            raise DiagnosisError(
+                f"{path}: entry {k!r}: unknown component{suggest(k, known)}; allowed: the topology's components "
+                f"{sorted(known)}"
+            )
         out[k] = v
     return out
 

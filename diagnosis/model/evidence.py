@@ -23,6 +23,7 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
+from diagnosis._validation import yaml_error_text
 from diagnosis.exceptions import EvidenceError, suggest
 from diagnosis.model.network import SYMPTOM_STATES, Network
 
@@ -243,7 +244,9 @@ def read_evidence(path: str | Path) -> tuple[str, Evidence]:
     except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
         if "nesting depth" in str(exc):  # libyaml's own bound on nesting
             raise EvidenceError(f"{path}: cannot read incident: nested too deeply") from None
-        raise EvidenceError(f"{path}: cannot read incident: {exc}") from None
+        raise EvidenceError(
+            f"{path}: cannot read incident: {yaml_error_text(exc) if isinstance(exc, yaml.YAMLError) else exc}"
+        ) from None
     except RecursionError:
         raise EvidenceError(f"{path}: cannot read incident: nested too deeply") from None
     if not isinstance(data, Mapping) or not isinstance(data.get("observations"), Mapping):

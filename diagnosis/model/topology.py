@@ -23,6 +23,7 @@ from typing import Any
 
 import yaml
 
+from diagnosis._validation import yaml_error_text
 from diagnosis.exceptions import TopologyError, suggest
 
 __all__ = [
@@ -667,7 +668,7 @@ def load_topology(path: str | Path) -> Topology:
                 f"the YAML is nested too deeply to read (a topology needs at most {_MAX_YAML_DEPTH} levels)",
                 source=source,
             ) from None
-        raise TopologyError(f"not valid YAML: {exc}", source=source) from None
+        raise TopologyError(f"not valid YAML: {yaml_error_text(exc)}", source=source) from None
     except RecursionError:
         raise TopologyError(
             f"the YAML is nested too deeply to read (a topology needs at most {_MAX_YAML_DEPTH} levels)", source=source

@@ -252,7 +252,8 @@ def find_incident(
                 f"{source}: incident {incident_id!r} was set aside: {reasons}", rows=[r.to_dict() for r in bad]
             )
         raise IncidentLogError(
-            f"{source}: no incident {incident_id!r}{suggest(incident_id, ids)}; it holds {len(ids)} incidents"
+            f"{source}: no incident {incident_id!r}{suggest(incident_id, ids)}; it holds {len(ids)} incidents "
+            f"(first ids: {ids[:5]})"
         )
     one, bad = validate_frame(frame.select([incident_id]), topology, source=source)
     if bad:

@@ -187,7 +187,12 @@ class ActionTable:
             return self._index[(action, target)]
         except KeyError:
             same = sorted(a for a, t in self._index if t == target)
-            known = f"; actions of {target!r}: {same}" if same else suggest(target, self._components)
+            targets = sorted({t for _, t in self._index})
+            known = (
+                f"; actions of {target!r}: {same}"
+                if same
+                else suggest(target, self._components) or f"; targets with actions: {targets}"
+            )
             raise EvidenceError(f"unknown action {action!r} on target {target!r}{known}") from None
 
     def failure_likelihood(self, index: int) -> np.ndarray:

@@ -337,13 +337,13 @@ def _payloads(path: Path, rejects: list[Reject]) -> Iterator[tuple[str, Any]]:
     if not any(err is None and isinstance(obj, Mapping) for _, obj, err, _ in parsed):
         raise IncidentLogError(
             f"{path}: not a webhook payload, a JSON array of payloads or JSON Lines of payloads: "
-            f"{whole.msg} at line {whole.lineno} column {whole.colno}"
+            f"{whole.msg.removesuffix(' at')} at line {whole.lineno} column {whole.colno}"
         )
     for lineno, obj, err, line in parsed:
         if err is not None:
             rejects.append(
                 Reject(source, f"line {lineno}", None, "(line)", short_repr(line.strip(), 120),
-                       f"not valid JSON (truncated or corrupt): {err.msg} at character {err.pos}")
+                       f"not valid JSON (truncated or corrupt): {err.msg.removesuffix(' at')} at character {err.pos}")
             )  # fmt: skip
         else:
             yield f"line {lineno}", obj

@@ -45,6 +45,7 @@ from typing import Any
 import pandas as pd
 import yaml
 
+from diagnosis._validation import yaml_error_text
 from diagnosis.exceptions import DiagnosisError
 
 __all__ = [
@@ -259,7 +260,7 @@ def load_entity_map(source: str | Path | Mapping | None) -> EntityMap:
         except OSError as exc:
             raise DiagnosisError(f"{name}: cannot read the entity map: {exc.strerror}") from None
         except yaml.YAMLError as exc:
-            raise DiagnosisError(f"{name}: not valid YAML: {exc}") from None
+            raise DiagnosisError(f"{name}: not valid YAML: {yaml_error_text(exc)}") from None
     if not isinstance(doc, Mapping):
         raise DiagnosisError(
             f"{name}: must be a mapping with 'rules', 'aliases' and 'identity'. Got {type(doc).__name__} instead."

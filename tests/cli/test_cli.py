@@ -276,10 +276,13 @@ def test_post_mortem_verbs(tmp_path):
     code, out, err = run("timeline", "-t", ob, pm, "--incident", "ob-2026-03-14-cart")
     assert code == 0, err
     assert "Turning points" in out and "redis-cart" in out
+    assert "When the model knew: step 13, 2026-03-14 10:31:00+00:00, after redis-cart.memory fired" in out
     code, _, err = run("timeline", "-t", ob, pm)
     assert code == 1 and "name one with --incident" in err
-    code, out, err = run("report", "-t", ob, pm, "--incident", "ob-2026-03-14-cart", "--out", tmp_path / "pm")
+    # a trailing slash, as in docs/post_mortem.md: the folder is created, its lock is "pm.lock" beside it
+    code, out, err = run("report", "-t", ob, pm, "--incident", "ob-2026-03-14-cart", "--out", f"{tmp_path / 'pm'}/")
     assert code == 0, err
+    assert not (tmp_path / "pm.lock").exists() and not (tmp_path / "pm" / ".lock").exists()
     html = (tmp_path / "pm" / "post_mortem.html").read_text()
     assert "redis-cart" in html and "<script" not in html
     assert (tmp_path / "pm" / "post_mortem.md").exists()
@@ -331,7 +334,7 @@ def test_telemetry_verbs(tmp_path):
         "-t",
         ob,
         "--metrics",
-        tmp_path,
+        root / "online-boutique" / "metric",
         "--windows",
         tmp_path / "w.csv",
         "--out",

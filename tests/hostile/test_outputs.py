@@ -182,3 +182,12 @@ def test_an_output_inside_an_input_folder_is_refused(small_log, tmp_path):
     refused(["score", "-t", WEBSHOP, parts, "--out", parts / "scored.parquet"], "inside the input folder")
     refused(["convert", parts, "--out", parts / "again.parquet"], "inside the input folder")
     assert files_in(parts) == {"part-0.parquet", "part-0.parquet.rejects.jsonl"}
+
+
+def test_detect_output_inside_a_telemetry_folder_is_refused(tmp_path):
+    shop = Path(__file__).resolve().parents[2] / "data" / "telemetry" / "shopfloor"
+    metrics = tmp_path / "metrics"
+    shutil.copytree(shop / "metrics", metrics)
+    argv = ["detect", "-t", shop / "topology.yaml", "--metrics", metrics, "--windows", shop / "windows.csv"]
+    refused([*argv, "--out", metrics / "incidents.jsonl"], "inside the input folder", repr(str(metrics)))
+    assert files_in(metrics) == {"shopfloor.csv"}

@@ -56,6 +56,7 @@ def test_corrupted_log_is_read_apart_from_its_bad_records(tmp_path, webshop):
     assert by_loc["line 3"].field == "root_cause.component" and "did you mean 'db'" in by_loc["line 3"].reason
     assert by_loc["line 4"].field == "observations.value" and by_loc["line 4"].value == "1"
     assert by_loc["line 5"].field == "(line)" and "not valid JSON" in by_loc["line 5"].reason
+    assert "Unterminated string starting at character" in by_loc["line 5"].reason  # not "at at"
     assert by_loc["line 6"].field == "id"
     assert by_loc["line 7"].field == "observations.symptom" and "did you mean 'db.latency'" in by_loc["line 7"].reason
     out = write_rejects(rejects, tmp_path / "rejects.jsonl")

@@ -71,6 +71,29 @@ def test_bad_inputs(tmp_path):
         assert str(bad) in str(info.value)
     with pytest.raises(DiagnosisError, match="cannot read"):
         load_aliases(tmp_path / "missing.yaml")
+    bad.write_text("carts-db: carts\nordres: orders\n")
+    assert load_aliases(bad) == {"carts-db": "carts", "ordres": "orders"}  # no topology: not checked
+    with pytest.raises(DiagnosisError, match=r"a\.yaml: entry 'ordres': unknown component; did you mean 'orders'\?"):
+        load_aliases(bad, ["carts", "carts-db", "orders"])
+
+
+def test_score_refuses_an_alias_of_an_unknown_component(tmp_path):
+    import io
+
+    from diagnosis import bundled_topology
+    from diagnosis.cli import main
+
+    topo = bundled_topology("webshop")
+    assert (
+        main(["simulate", "-t", str(topo), "-n", "20", "--out", str(tmp_path / "log.jsonl")], stdout=io.StringIO()) == 0
+    )
+    (tmp_path / "al.yaml").write_text("fronted: web\n")
+    err = io.StringIO()
+    argv = ["score", "-t", str(topo), str(tmp_path / "log.jsonl"), "--out", str(tmp_path / "s.jsonl")]
+    code = main([*argv, "--aliases", str(tmp_path / "al.yaml")], stdout=io.StringIO(), stderr=err)
+    assert code == 1 and "Traceback" not in err.getvalue()
+    assert "al.yaml: entry 'fronted': unknown component; did you mean 'frontend'?" in err.getvalue()
+    assert not (tmp_path / "s.jsonl").exists()
 
 
 def run(*argv):

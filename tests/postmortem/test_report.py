@@ -19,7 +19,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from diagnosis import DiagnosisError, IncidentLogError, read_incidents
+from diagnosis import DiagnosisError, IncidentLogError, bundled_topology, read_incidents
 from diagnosis.logs.schema import ActionAttempt, Incident, ObservationRecord
 from diagnosis.model.topology import Action, Component, Dependency, Detector, FaultMode, Topology
 from diagnosis.postmortem.report import HTML_NAME, MARKDOWN_NAME, find_incident, post_mortem, write_report
@@ -279,3 +279,22 @@ def test_escaped_names_render_as_text(chromium, tmp_path):
     assert result["scripts"] == 0
     assert EVIL in result["text"] and "<img src=x onerror=alert(2)>" in result["text"]
     assert all(img[0] and img[1] > 0 for img in result["images"])
+
+
+def _cli(*argv):
+    import io
+
+    from diagnosis.cli import main
+
+    out, err = io.StringIO(), io.StringIO()
+    code = main([str(a) for a in argv], stdout=out, stderr=err)
+    return code, out.getvalue(), err.getvalue()
+
+
+def test_an_unknown_incident_id_names_the_ids_the_log_holds():
+    from importlib import resources
+
+    pm = resources.files("diagnosis").joinpath("data", "incidents", "online-boutique-postmortem.jsonl")
+    code, _, err = _cli("timeline", "-t", bundled_topology("online-boutique"), pm, "--incident", "nope")
+    assert code == 1 and "Traceback" not in err
+    assert "no incident 'nope'; it holds 2 incidents (first ids: ['ob-2026-03-14-cart', " in err

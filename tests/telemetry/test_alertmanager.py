@@ -186,6 +186,7 @@ def test_malformed_line_and_bad_starts_at_are_rejects(shop):
     frame, rejects, summary = import_alertmanager(MALFORMED, shop)
     assert [(r.location, r.field) for r in rejects] == [("line 2", "(line)"), ("line 4, alerts[1]", "startsAt")]
     assert rejects[0].source == str(MALFORMED) and "not valid JSON" in rejects[0].reason
+    assert "Unterminated string starting at character" in rejects[0].reason  # not "at at"
     assert rejects[1].value == "'yesterday 10:04'" and "RFC 3339" in rejects[1].reason
     assert summary.payloads == 2 and summary.alerts == 3 and summary.rejects == 2
     assert frame.observations["symptom"].tolist() == ["checkout.latency", "checkout.error_rate"]
