@@ -192,7 +192,7 @@ def import_rcaeval(
     Examples
     --------
     >>> import tempfile, pathlib
-    >>> case = pathlib.Path(tempfile.mkdtemp()) / "RE1-SS" / "carts_cpu" / "1"
+    >>> case = pathlib.Path(tempfile.mkdtemp(prefix="rcaeval-")) / "RE1-SS" / "carts_cpu" / "1"
     >>> case.mkdir(parents=True)
     >>> _ = (case / "inject_time.txt").write_text("1692569339\\n")
     >>> _ = (case / "data.csv").write_text("time,carts_cpu\\n1692569339,0.5\\n")
