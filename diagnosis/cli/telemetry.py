@@ -1,4 +1,4 @@
-"""Telemetry verbs: ``detect`` and ``import alertmanager|nezha``."""
+"""Telemetry verbs: ``detect`` and ``import alertmanager|nezha|rcaeval``."""
 
 from __future__ import annotations
 
@@ -23,6 +23,12 @@ def register(verbs) -> None:
         metavar="PATH",
         help="metric files or folders: long tables (timestamp, entity, metric, value), wide <entity>_<metric> "
         "CSVs, Nezha per-pod CSVs, or Prometheus query_range JSON responses",
+    )
+    p.add_argument(
+        "--rcaeval",
+        metavar="ROOT",
+        help="instead of --metrics: the metrics of every RCAEval case under ROOT (each case's data.csv, "
+        "simple_metrics.csv or metrics.csv), refused when two cases overlap in time",
     )
     p.add_argument(
         "--traces", nargs="+", metavar="PATH", help="span files or folders (OpenTelemetry-shaped CSV or OTLP JSON)"
@@ -130,8 +136,19 @@ def register(verbs) -> None:
         "--duration", default="5min", metavar="D", help="incident window after each injection (default 5min)"
     )
     nz.add_argument("--baseline", default="10min", metavar="B", help="baseline window before it (default 10min)")
+    rc = sub.add_parser(
+        "rcaeval",
+        help="RCAEval case folders (<service>_<fault>/<n>/inject_time.txt) -> a windows file for `diagnosis detect`",
+    )
+    rc.add_argument("root", metavar="ROOT", help="a folder holding RCAEval cases at any depth (RE2, RE2-SS, ...)")
+    rc.add_argument("--out", required=True, metavar="WINDOWS", help="windows file: .csv or .jsonl")
+    rc.add_argument(
+        "--duration", default="5min", metavar="D", help="incident window after each inject time (default 5min)"
+    )
+    rc.add_argument("--baseline", default="10min", metavar="B", help="baseline window before it (default 10min)")
     a.set_defaults(func=_import_alertmanager)
     nz.set_defaults(func=_import_nezha)
+    rc.set_defaults(func=_import_rcaeval)
 
 
 def _detect(args: argparse.Namespace, out: TextIO, err: TextIO) -> None:
@@ -139,6 +156,7 @@ def _detect(args: argparse.Namespace, out: TextIO, err: TextIO) -> None:
     inputs = [
         args.topology,
         args.metrics,
+        args.rcaeval,
         args.traces,
         args.logs,
         args.reference,
@@ -168,11 +186,18 @@ def _detect_run(args: argparse.Namespace, out: TextIO) -> None:
     topology = load_topology(args.topology)
     entities = load_entity_map(args.entities)
     windows, wrejects = read_windows(args.windows)
-    metrics = (
-        read_metrics(args.metrics, entity_map=entities, time_offset=_offset(args.metrics_offset))
-        if args.metrics
-        else None
-    )
+    if args.metrics and args.rcaeval:
+        raise TelemetryError("give --metrics or --rcaeval, not both: --rcaeval ROOT reads the metrics of its cases")
+    if args.rcaeval:
+        from diagnosis.telemetry import read_rcaeval_metrics
+
+        metrics = read_rcaeval_metrics(
+            args.rcaeval, windows=windows, entity_map=entities, time_offset=_offset(args.metrics_offset)
+        )
+    elif args.metrics:
+        metrics = read_metrics(args.metrics, entity_map=entities, time_offset=_offset(args.metrics_offset))
+    else:
+        metrics = None
     spans = (
         read_spans(args.traces, entity_map=entities, time_offset=_offset(args.traces_offset)) if args.traces else None
     )
@@ -271,3 +296,26 @@ def _import_alertmanager_run(args: argparse.Namespace, out: TextIO) -> None:
     reasons = Counter(r.reason for r in rejects if r.field == "labels")
     for reason, count in sorted(reasons.items()):
         print(f"  {count} alerts set aside: {reason}", file=out)
+
+
+def _import_rcaeval(args: argparse.Namespace, out: TextIO, err: TextIO) -> None:
+    with guarded_outputs([args.out], [args.root], lock=args.out):
+        _import_rcaeval_run(args, out)
+
+
+def _import_rcaeval_run(args: argparse.Namespace, out: TextIO) -> None:
+    from diagnosis.exceptions import TelemetryError
+    from diagnosis.telemetry import import_rcaeval, write_windows
+
+    windows, info = import_rcaeval(args.root, duration=args.duration, baseline=args.baseline)
+    if len(windows) == 0:
+        raise TelemetryError(
+            "\n".join(
+                [f"every one of the {info.cases} cases under {args.root} was set aside; nothing written to {args.out}"]
+                + info.lines()[1:]
+            )
+        )
+    path = write_windows(windows, args.out)
+    print(f"wrote {len(windows)} windows to {path}", file=out)
+    for line in info.lines():
+        print(f"  {line}", file=out)

@@ -2,8 +2,8 @@
 
 The pipeline (``docs/telemetry.md``)::
 
-    windows = read_windows("windows.csv")                  # or import_nezha("fault_list.json")
-    metrics = read_metrics("metric/")                       # long tables or Nezha wide CSVs
+    windows = read_windows("windows.csv")                  # or import_nezha("fault_list.json"), import_rcaeval("RE2-SS/")
+    metrics = read_metrics("metric/")                       # or read_rcaeval_metrics("RE2-SS/", windows=windows)
     spans = read_spans("trace/")                            # optional: OpenTelemetry-shaped spans
     logs = read_logs("log/")                                # optional: Nezha CSV, OTLP JSON, ECS JSON Lines
     ref = read_reference("fault-free/")                     # optional: fault-free metric/, trace/, log/
@@ -12,8 +12,8 @@ The pipeline (``docs/telemetry.md``)::
 
 Modules: :mod:`~diagnosis.telemetry.entities` (entity -> component),
 :mod:`~diagnosis.telemetry.metrics`, :mod:`~diagnosis.telemetry.traces`,
-:mod:`~diagnosis.telemetry.windows`, :mod:`~diagnosis.telemetry.nezha`
-(adapters), :mod:`~diagnosis.telemetry.signals` (signal -> symptom mapping),
+:mod:`~diagnosis.telemetry.windows`, :mod:`~diagnosis.telemetry.nezha`,
+:mod:`~diagnosis.telemetry.rcaeval` (adapters), :mod:`~diagnosis.telemetry.signals` (signal -> symptom mapping),
 :mod:`~diagnosis.telemetry.detectors` (the statistic, its null, the evidence),
 :mod:`~diagnosis.telemetry.detect` (the pipeline),
 :mod:`~diagnosis.telemetry.callgraph` (topology from traces),
@@ -36,6 +36,7 @@ from diagnosis.telemetry.logs import LogSet, log_evidence, read_logs
 from diagnosis.telemetry.metrics import MetricSamples, long_samples, read_metrics
 from diagnosis.telemetry.nezha import NEZHA_FAULT_MODES, NezhaImport, import_nezha
 from diagnosis.telemetry.quality import ReadReport
+from diagnosis.telemetry.rcaeval import RCAEVAL_FAULT_MODES, RcaevalImport, import_rcaeval, read_rcaeval_metrics
 from diagnosis.telemetry.signals import DEFAULT_RULES, SignalRule, rules_for
 from diagnosis.telemetry.traces import SpanSet, edge_stats, read_spans, spans_from_frame
 from diagnosis.telemetry.windows import (
@@ -48,6 +49,7 @@ from diagnosis.telemetry.windows import (
 __all__ = [
     "DEFAULT_RULES",
     "NEZHA_FAULT_MODES",
+    "RCAEVAL_FAULT_MODES",
     "CallGraphDiff",
     "CombinedNull",
     "DetectReport",
@@ -58,6 +60,7 @@ __all__ = [
     "MetricSamples",
     "NezhaImport",
     "NullModel",
+    "RcaevalImport",
     "ReadReport",
     "Reference",
     "SignalRule",
@@ -67,6 +70,7 @@ __all__ = [
     "edge_stats",
     "fit_null",
     "import_nezha",
+    "import_rcaeval",
     "load_entity_map",
     "log_evidence",
     "long_samples",
@@ -76,6 +80,7 @@ __all__ = [
     "read_logs",
     "read_metrics",
     "read_null",
+    "read_rcaeval_metrics",
     "read_reference",
     "read_spans",
     "read_windows",

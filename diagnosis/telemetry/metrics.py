@@ -47,6 +47,7 @@ runs 8 hours behind.
 from __future__ import annotations
 
 import os
+import re
 from collections import Counter
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -236,11 +237,13 @@ def _entity_metric_parser(header: list[str]):
     The first column is the time (``time``, ``timestamp``, ...); every other
     column is ``<entity>_<metric>``, split at the first underscore
     (``carts_cpu`` -> entity ``carts``, metric ``cpu``; ``carts-db_latency-50``
-    -> ``carts-db``, ``latency-50``).
+    -> ``carts-db``, ``latency-50``). A second copy of the time column
+    (``time.1``, as some RCAEval files carry) is ignored.
     """
     if len(header) < 2 or header[0].strip().lower() not in _WIDE_TIME:
         return None
-    rest = [h for h in header[1:] if h.strip()]
+    copy = re.compile(rf"^{re.escape(header[0].strip().lower())}\.\d+$")
+    rest = [h for h in header[1:] if h.strip() and not copy.match(h.strip().lower())]
     if not rest or not all("_" in h.strip("_") for h in rest):
         return None
 
