@@ -49,14 +49,23 @@ def test_import_errors_name_the_path(tmp_path):
 
 
 def test_detect_refuses_overlapping_cases_and_both_metric_flags(tmp_path):
-    write_case(tmp_path / "RE1-SS" / "carts_cpu" / "1", "data.csv", inject_at(0), "carts_cpu", 4.0, seed=0)
-    write_case(tmp_path / "RE2-SS" / "carts_cpu" / "1", "metrics.csv", inject_at(0) + 300, None, 1.0, seed=1)
-    assert run("import", "rcaeval", tmp_path, "--out", tmp_path / "w.csv")[0] == 0
+    root = tmp_path / "data"  # the outputs sit outside it: an output inside an input folder is refused
+    write_case(root / "RE1-SS" / "carts_cpu" / "1", "data.csv", inject_at(0), "carts_cpu", 4.0, seed=0)
+    write_case(root / "RE2-SS" / "carts_cpu" / "1", "metrics.csv", inject_at(0) + 300, None, 1.0, seed=1)
+    assert run("import", "rcaeval", root, "--out", tmp_path / "w.csv")[0] == 0
     ss = bundled_topology("sock-shop")
-    code, _, err = run("detect", "-t", ss, "--rcaeval", tmp_path, "--windows", tmp_path / "w.csv",
+    code, _, err = run("detect", "-t", ss, "--rcaeval", root, "--windows", tmp_path / "w.csv",
                        "--out", tmp_path / "inc.jsonl")  # fmt: skip
     assert code != 0 and "overlap in time" in err and "data.csv" in err and "Traceback" not in err
-    code, _, err = run("detect", "-t", ss, "--rcaeval", tmp_path, "--metrics", tmp_path, "--windows",
+    code, _, err = run("detect", "-t", ss, "--rcaeval", root, "--metrics", root, "--windows",
                        tmp_path / "w.csv", "--out", tmp_path / "inc.jsonl")  # fmt: skip
     assert code != 0 and "not both" in err
     assert not (tmp_path / "inc.jsonl").exists()
+
+
+def test_detect_refuses_an_output_inside_the_rcaeval_folder(tmp_path):
+    root = make_tree(tmp_path / "data")
+    assert run("import", "rcaeval", root, "--out", tmp_path / "w.csv")[0] == 0
+    code, _, err = run("detect", "-t", bundled_topology("sock-shop"), "--rcaeval", root, "--windows",
+                       tmp_path / "w.csv", "--out", root / "inc.jsonl")  # fmt: skip
+    assert code != 0 and "inside the input folder" in err and not (root / "inc.jsonl").exists()
