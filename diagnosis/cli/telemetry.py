@@ -73,7 +73,12 @@ def register(verbs) -> None:
         metavar="WINDOWS",
         help="incident windows: CSV or JSON Lines (id, start, optional end and baseline, ground truth)",
     )
-    p.add_argument("--out", required=True, metavar="INCIDENTS", help="incident log to write (.jsonl, .parquet)")
+    p.add_argument(
+        "--out",
+        required=True,
+        metavar="INCIDENTS",
+        help="incident log to write (.jsonl, .parquet, or NAME.csv with NAME.observations.csv and NAME.actions.csv)",
+    )
     p.add_argument(
         "--entities",
         metavar="MAP.yaml",
@@ -164,9 +169,10 @@ def _detect(args: argparse.Namespace, out: TextIO, err: TextIO) -> None:
         args.entities,
         null_file,
     ]
-    outputs = [args.out, f"{args.out}.rejects.jsonl", args.save_null, args.save_evidence]
+    files, folders = log_outputs(args.out, None)  # a CSV log is three tables
+    outputs = [*files, f"{args.out}.rejects.jsonl", args.save_null, args.save_evidence]
     # an output in a telemetry folder would be read (or reported as skipped) by the next run
-    with guarded_outputs(outputs, inputs, lock=args.out, not_inside_inputs=True):
+    with guarded_outputs(outputs, inputs, folders=folders, lock=args.out, not_inside_inputs=True):
         _detect_run(args, out)
 
 

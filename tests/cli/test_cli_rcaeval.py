@@ -69,3 +69,20 @@ def test_detect_refuses_an_output_inside_the_rcaeval_folder(tmp_path):
     code, _, err = run("detect", "-t", bundled_topology("sock-shop"), "--rcaeval", root, "--windows",
                        tmp_path / "w.csv", "--out", root / "inc.jsonl")  # fmt: skip
     assert code != 0 and "inside the input folder" in err and not (root / "inc.jsonl").exists()
+
+
+def test_detect_writes_a_csv_log_as_three_tables(tmp_path):
+    # detect --out NAME.csv: the incidents, and NAME.observations.csv and NAME.actions.csv beside them
+    from diagnosis.logs.formats import read_incidents
+
+    root = make_tree(tmp_path / "data")
+    assert run("import", "rcaeval", root, "--out", tmp_path / "w.csv")[0] == 0
+    ss = bundled_topology("sock-shop")
+    for out in ("inc.jsonl", "inc.csv"):
+        code, _, err = run("detect", "-t", ss, "--rcaeval", root, "--windows", tmp_path / "w.csv",
+                           "--out", tmp_path / out)  # fmt: skip
+        assert code == 0, err
+    assert (tmp_path / "inc.observations.csv").is_file() and (tmp_path / "inc.actions.csv").is_file()
+    a, _ = read_incidents(tmp_path / "inc.jsonl")
+    b, _ = read_incidents(tmp_path / "inc.csv")
+    assert len(b) == len(a) == 5 and len(b.observations) == len(a.observations) > 0
