@@ -617,8 +617,8 @@ class _Plan:
         return marg, logz, suspect
 
 
-def _threads_and_chunks(plan, n_cases: int, budget: int, threads: int, chunk: int) -> tuple[int, range]:
-    """How many threads run the chunks, and where the chunks start.
+def _threads_and_chunks(plan, n_cases: int, budget: int, threads: int) -> tuple[int, range]:
+    """How many threads run the chunks, and where the chunks start (their step is the chunk size).
 
     A thread is worth starting when its chunk has at least ``_THREAD_MIN_OPS``
     operations; two chunks in flight hold twice the working memory, so with
@@ -626,6 +626,7 @@ def _threads_and_chunks(plan, n_cases: int, budget: int, threads: int, chunk: in
     (``chunk_size(parallel=threads)``); when that share holds no case, or the
     smaller chunks are no longer worth a thread, the chunks run one at a time.
     """
+    chunk = plan.chunk_size(n_cases, budget)
     threads = min(threads, -(-n_cases // chunk))
     if threads > 1:
         avail = budget - plan.static_bytes
@@ -854,7 +855,8 @@ class CompiledEngine(TableEngine):
                 row[row < 0] = int(self._tables.cards[v])
             ev = PreparedEvidence(ev.vars, matrix, ev.soft, ev.soft_log_scale, ev.n_cases)
         B = ev.n_cases
-        chunk = plan.chunk_size(B, self.memory_budget_bytes)
+        threads, starts = _threads_and_chunks(plan, B, self.memory_budget_bytes, getattr(self, "threads", 1))
+        chunk = starts.step
         logz = np.empty(B)
         bad = np.zeros(B, dtype=bool)
         offsets = {}
@@ -887,8 +889,6 @@ class CompiledEngine(TableEngine):
                     o = offsets[t]
                     out[start:stop, o : o + r.shape[0]] = r.T
 
-        threads, starts = _threads_and_chunks(plan, B, self.memory_budget_bytes, getattr(self, "threads", 1), chunk)
-        chunk = starts.step  # read by one() when it runs
         if threads > 1:
             # numpy releases the GIL in its loops: chunks on two cores (each writes its own rows)
             from concurrent.futures import ThreadPoolExecutor  # here: 40 ms of imports at start-up otherwise
