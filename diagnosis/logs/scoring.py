@@ -301,6 +301,11 @@ def _p_some_fault(network: Network, engine, frame: IncidentFrame, targets: list[
 _TIE_RTOL = 1e-9
 
 
+def _tie_tol(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """How close ``a`` and ``b`` must be to tie (:data:`_TIE_RTOL` of the larger, plus a floor)."""
+    return _TIE_RTOL * np.maximum(np.abs(a), np.abs(b)) + _EPS
+
+
 def _ranks(p: np.ndarray, true_idx: np.ndarray) -> np.ndarray:
     """The true candidate's mid-rank: ``h + (t + 1) / 2``.
 
@@ -313,7 +318,7 @@ def _ranks(p: np.ndarray, true_idx: np.ndarray) -> np.ndarray:
     """
     rows = np.arange(len(p))
     pt = p[rows, true_idx][:, None]
-    tol = _TIE_RTOL * np.maximum(np.abs(p), np.abs(pt)) + _EPS
+    tol = _tie_tol(p, pt)
     higher = (p - pt > tol).sum(axis=1)
     ties = (np.abs(p - pt) <= tol).sum(axis=1)
     return higher + (ties + 1) / 2.0
@@ -571,7 +576,7 @@ class _Truth:
             p_top = Mk.max(axis=1)
             # the top answer is one of the candidates tied at the top, drawn at random: its hit rate is the
             # share of true ones among them
-            top = p_top[:, None] - Mk <= _TIE_RTOL * np.abs(p_top[:, None]) + _EPS
+            top = p_top[:, None] - Mk <= _tie_tol(p_top[:, None], Mk)
             y_top = (top & Tk).sum(axis=1) / top.sum(axis=1)
             b = np.minimum((p_top * N_BINS).astype(np.int64), N_BINS - 1)
             lv.top_n += np.bincount(b, minlength=N_BINS)
