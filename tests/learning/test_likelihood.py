@@ -241,20 +241,25 @@ def test_symptom_rates_match_enumeration(seed):
             assert rates[symptom] == pytest.approx((s, f), abs=1e-9)
 
 
-@pytest.mark.parametrize("seed", [3, 4])
-def test_the_virtual_evidence_gives_the_component_the_fitted_ratio(seed):
-    """With L = virtual_ratio(R, s, f) on one symptom, the posterior odds of its component being faulty are
-    R times the prior odds: the network sees the fitted density ratio, not the raw one."""
+def _one_symptom(seed):
+    """A small random network, its first component's fault variable and first symptom: indices and (s, f)."""
     topo = random_topology(seed, n_components=3, max_modes=2, max_detectors=1)
     net = build_network(topo)
-    rates = symptom_rates(topo)
     c = topo.components[0]
     d = c.detectors[0]
     fv, sv = net.fault_variable[c.name], net.symptom_variable[d.symptom]
     ok = net.variable(fv).states.index("ok")
     fired = net.variable(sv).states.index("fired")
+    s, f = symptom_rates(topo)[d.symptom]
+    return net, fv, sv, ok, fired, s, f
+
+
+@pytest.mark.parametrize("seed", [3, 4])
+def test_the_virtual_evidence_gives_the_component_the_fitted_ratio(seed):
+    """With L = virtual_ratio(R, s, f) on one symptom, the posterior odds of its component being faulty are
+    R times the prior odds: the network sees the fitted density ratio, not the raw one."""
+    net, fv, sv, ok, fired, s, f = _one_symptom(seed)
     prior_ok = brute_force_marginals(net, {})[fv][ok]
-    s, f = rates[d.symptom]
     for r in np.r_[np.geomspace((1 - s) / (1 - f) * 1.01, s / f * 0.99, 5)]:
         lv = float(virtual_ratio([r], s, f)[0])
         lik = np.ones(2)
@@ -273,16 +278,8 @@ def test_the_virtual_evidence_gives_the_component_the_fitted_ratio(seed):
 def test_expressible_ratios_are_the_limits_of_the_virtual_evidence(seed):
     """The ends of expressible_ratios are the component ratios of 'surely passed' and 'surely fired' on the
     symptom, by enumeration; virtual_ratio clips to them."""
-    topo = random_topology(seed, n_components=3, max_modes=2, max_detectors=1)
-    net = build_network(topo)
-    rates = symptom_rates(topo)
-    c = topo.components[0]
-    d = c.detectors[0]
-    fv, sv = net.fault_variable[c.name], net.symptom_variable[d.symptom]
-    ok = net.variable(fv).states.index("ok")
-    fired = net.variable(sv).states.index("fired")
+    net, fv, sv, ok, fired, s, f = _one_symptom(seed)
     prior_ok = brute_force_marginals(net, {})[fv][ok]
-    s, f = rates[d.symptom]
     lo, hi = expressible_ratios([s], [f])
     for state, end in (("fired", hi[0]), ("passed", lo[0])):
         post_ok = brute_force_marginals(net, {sv: state})[fv][ok]

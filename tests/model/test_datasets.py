@@ -34,4 +34,5 @@ def test_reference_topologies_of_other_systems_are_bundled_and_exact_against_pgm
         for c, modes in ours.posteriors.items():
             for m, p in modes.items():
                 assert p == pytest.approx(ref.posteriors[c][m], abs=1e-12), (name, c, m)
-        assert ours.locations[0].probability > topo.component(ours.locations[0].component).fault_modes[0].prior
+        top = ours.locations[0]  # the evidence raised the most probable location above its prior
+        assert top.probability > topo.component(top.component).fault_mode(top.fault_mode).prior
